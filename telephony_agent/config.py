@@ -1,0 +1,407 @@
+"""The one typed settings schema: TOML file, then environment, validated with clear errors.
+
+Why hand-rolled instead of a settings framework: the schema is small, the error
+messages must name the key, the bad value and what was expected in one line, and
+secrets must never be accepted from the command line or echoed back.
+
+Precedence (lowest to highest): defaults, the TOML file, `TELEPHONY_AGENT_<SECTION>_<KEY>`
+environment variables, explicit command-line overrides (non-secret keys only).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any, Literal
+
+from telephony_agent.errors import ConfigError
+from telephony_agent.realtime.dialect import Dialect
+from telephony_agent.realtime.providers import GENERIC_KEY_ENV, PRESETS, Endpoint, build_endpoint
+
+ENV_PREFIX = "TELEPHONY_AGENT_"
+
+ProviderName = Literal["yandex", "yandex-legacy", "openai", "custom", "local"]
+Behaviour = Literal["echo", "tone", "script"]
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """Which Realtime service to talk to. The key itself is never stored in the file."""
+
+    name: ProviderName | None = None
+    model: str | None = None
+    folder: str | None = None
+    url: str | None = None
+    dialect: Literal["ga", "beta", "yandex"] | None = None
+    auth_header: str | None = None
+    auth_scheme: str | None = None
+    api_key_env: str | None = None
+    api_key_file: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """What the agent says and how it sounds."""
+
+    instructions: str = (
+        "You are a friendly phone assistant. Keep answers short and speak naturally."
+    )
+    voice: str | None = None
+    greeting: str | None = None
+    transcription_model: str | None = None
+    output_rate: int = 24000
+
+
+@dataclass(frozen=True)
+class VadSettings:
+    """Server-side turn detection; `enabled = false` means manual turns."""
+
+    enabled: bool = True
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    idle_timeout_ms: int | None = None
+    interrupt_response: bool = True
+
+
+@dataclass(frozen=True)
+class RealtimeSettings:
+    """Client knobs for the websocket session."""
+
+    chunk_ms: int = 20
+    ready_timeout_s: float = 5.0
+    max_reconnects: int = 5
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """The built-in local backend, used when no key is configured."""
+
+    behaviour: Behaviour = "echo"
+    script: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Log level and renderer; `auto` is console on a terminal and JSON otherwise."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "console", "json"] = "auto"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings. Sections mirror the TOML tables."""
+
+    provider: ProviderSettings = field(default_factory=ProviderSettings)
+    agent: AgentSettings = field(default_factory=AgentSettings)
+    vad: VadSettings = field(default_factory=VadSettings)
+    realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
+    local: LocalSettings = field(default_factory=LocalSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+
+#: Keys that would hold a secret; refused with a pointer to the right place.
+_SECRET_KEYS = frozenset({"api_key", "key", "token", "password", "secret"})
+
+_RANGES: dict[str, tuple[float, float]] = {
+    "agent.output_rate": (8000, 48000),
+    "vad.threshold": (0.0, 1.0),
+    "vad.prefix_padding_ms": (0, 5000),
+    "vad.silence_duration_ms": (100, 10000),
+    "vad.idle_timeout_ms": (1000, 3_600_000),
+    "realtime.chunk_ms": (10, 1000),
+    "realtime.ready_timeout_s": (0.1, 120.0),
+    "realtime.max_reconnects": (0, 100),
+    "local.port": (0, 65535),
+}
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_describe(a) for a in inner)
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        tp, str(tp)
+    )
+
+
+def _coerce(key: str, value: Any, tp: Any, *, from_env: bool) -> Any:
+    """Check (and for env strings, convert) one value against its declared type."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (from_env and value == ""):
+            return None
+        errors = []
+        for candidate in inner:
+            try:
+                return _coerce(key, value, candidate, from_env=from_env)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"{key} = {value!r}: expected {_describe(tp)}")
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        hint = get_close_matches(str(value), [str(a) for a in typing.get_args(tp)], n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ConfigError(f"{key} = {value!r}: expected {_describe(tp)}{extra}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if from_env and isinstance(value, str) and value.lower() in ("1", "true", "yes", "0",
+                                                                      "false", "no"):
+            return value.lower() in ("1", "true", "yes")
+        raise ConfigError(f"{key} = {value!r}: expected true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            result: Any = value
+        elif from_env and isinstance(value, str):
+            try:
+                result = int(value)
+            except ValueError:
+                raise ConfigError(f"{key} = {value!r}: expected an integer") from None
+        else:
+            raise ConfigError(f"{key} = {value!r}: expected an integer")
+        return _check_range(key, result)
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return _check_range(key, float(value))
+        if from_env and isinstance(value, str):
+            try:
+                return _check_range(key, float(value))
+            except ValueError:
+                raise ConfigError(f"{key} = {value!r}: expected a number") from None
+        raise ConfigError(f"{key} = {value!r}: expected a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key} = {value!r}: expected a string")
+    raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover - schema bug
+
+
+def _check_range(key: str, value: float) -> Any:
+    bounds = _RANGES.get(key)
+    if bounds and not bounds[0] <= value <= bounds[1]:
+        raise ConfigError(f"{key} = {value!r}: expected a value from {bounds[0]} to {bounds[1]}")
+    return value
+
+
+def _section_types(section_cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(section_cls, include_extras=False)
+
+
+def _apply(settings: Settings, data: Mapping[str, Any], *, from_env: bool, origin: str) -> Settings:
+    sections = {f.name: f for f in fields(Settings)}
+    updated: dict[str, Any] = {}
+    for section_name, section_values in data.items():
+        if section_name not in sections:
+            hint = get_close_matches(section_name, list(sections), n=1)
+            extra = f" (did you mean [{hint[0]}]?)" if hint else ""
+            raise ConfigError(f"{origin}: unknown section [{section_name}]{extra}")
+        if not isinstance(section_values, Mapping):
+            raise ConfigError(f"{origin}: [{section_name}] must be a table")
+        current = updated.get(section_name, getattr(settings, section_name))
+        assert is_dataclass(current)
+        types_by_key = _section_types(type(current))
+        changes: dict[str, Any] = {}
+        for key, value in section_values.items():
+            full = f"{section_name}.{key}"
+            if key in _SECRET_KEYS:
+                raise ConfigError(
+                    f"{origin}: {full} is a secret and is never read from here: set "
+                    f"{GENERIC_KEY_ENV} (or the provider's key variable) or provider.api_key_file"
+                )
+            if key not in types_by_key:
+                hint = get_close_matches(key, list(types_by_key), n=1)
+                extra = f" (did you mean {section_name}.{hint[0]}?)" if hint else ""
+                raise ConfigError(f"{origin}: unknown key {full}{extra}")
+            changes[key] = _coerce(full, value, types_by_key[key], from_env=from_env)
+        updated[section_name] = replace(current, **changes)  # type: ignore[type-var]
+    return replace(settings, **updated)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    result: dict[str, dict[str, str]] = {}
+    section_names = [f.name for f in fields(Settings)]
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        for section in section_names:
+            if rest.startswith(section + "_"):
+                result.setdefault(section, {})[rest[len(section) + 1 :]] = value
+                break
+    return result
+
+
+def load_settings(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Defaults → TOML file → environment → command-line overrides, all validated."""
+    env = os.environ if environ is None else environ
+    settings = Settings()
+    if path is not None:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        settings = _apply(settings, data, from_env=False, origin=str(path))
+    settings = _apply(settings, _env_overrides(env), from_env=True, origin="environment")
+    if overrides:
+        settings = _apply(settings, overrides, from_env=False, origin="command line")
+    return settings
+
+
+@dataclass(frozen=True)
+class ResolvedProvider:
+    """The provider actually used, with its key (if any) and why it was chosen."""
+
+    name: str
+    api_key: str | None
+    notice: str | None
+
+    def __repr__(self) -> str:
+        return f"ResolvedProvider(name={self.name!r}, api_key={'***' if self.api_key else None})"
+
+
+def _read_key(settings: Settings, env: Mapping[str, str]) -> tuple[str | None, str]:
+    """Find the API key: an explicit env var, the secrets file, then well-known variables."""
+    p = settings.provider
+    if p.api_key_env:
+        value = env.get(p.api_key_env, "").strip()
+        return (value or None), p.api_key_env
+    if p.api_key_file:
+        try:
+            value = Path(p.api_key_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"provider.api_key_file = {p.api_key_file!r}: cannot read it ({exc.strerror})"
+            ) from None
+        if not value:
+            raise ConfigError(f"provider.api_key_file = {p.api_key_file!r}: the file is empty")
+        return value, "provider.api_key_file"
+    names: list[str] = [GENERIC_KEY_ENV]
+    candidates = [p.name] if p.name else ["yandex", "openai"]
+    for candidate in candidates:
+        names.extend(PRESETS[candidate].key_env)
+    for name in names:
+        value = env.get(name, "").strip()
+        if value:
+            return value, name
+    return None, " or ".join(dict.fromkeys(names))
+
+
+def resolve_provider(settings: Settings, environ: Mapping[str, str] | None = None) -> ResolvedProvider:
+    """Decide which provider runs: explicit name, else whichever key exists, else local."""
+    env = os.environ if environ is None else environ
+    p = settings.provider
+    if p.name == "local":
+        return ResolvedProvider("local", None, None)
+    key, source = _read_key(settings, env)
+    if p.name is None:
+        if key is None:
+            return ResolvedProvider(
+                "local",
+                None,
+                "no API key configured: using the built-in local backend "
+                f"({settings.local.behaviour} behaviour)",
+            )
+        if source == "OPENAI_API_KEY":
+            name = "openai"
+        elif p.url:
+            name = "custom"
+        else:
+            name = "yandex"
+        return ResolvedProvider(name, key, None)
+    if key is None and p.name != "custom":
+        raise ConfigError(
+            f"provider.name = {p.name!r} needs an API key: set {source} "
+            "(or provider.api_key_file)"
+        )
+    return ResolvedProvider(p.name, key, None)
+
+
+def remote_endpoint(settings: Settings, resolved: ResolvedProvider) -> Endpoint:
+    """Build the endpoint of a non-local provider, checking what its template needs."""
+    p = settings.provider
+    preset = PRESETS[resolved.name]
+    if preset.needs_folder and not p.folder:
+        raise ConfigError(
+            f"provider.folder is required for provider {resolved.name!r}: expected your "
+            "cloud folder id (e.g. b1g...)"
+        )
+    if resolved.name == "custom" and not p.url:
+        raise ConfigError(
+            "provider.url is required for provider 'custom': expected a ws:// or wss:// URL"
+        )
+    if p.url and not p.url.startswith(("ws://", "wss://")):
+        raise ConfigError(f"provider.url = {p.url!r}: expected a ws:// or wss:// URL")
+    return build_endpoint(
+        preset,
+        api_key=resolved.api_key,
+        model=p.model,
+        folder=p.folder,
+        url=p.url,
+        dialect=Dialect(p.dialect) if p.dialect else None,
+        auth_header=p.auth_header,
+        auth_scheme=p.auth_scheme,
+    )
+
+
+def local_endpoint(settings: Settings, port: int) -> Endpoint:
+    """The endpoint of an in-process or separately started local backend."""
+    dialect = Dialect(settings.provider.dialect) if settings.provider.dialect else None
+    return build_endpoint(
+        PRESETS["local"], api_key=None, host=settings.local.host, port=port, dialect=dialect
+    )
+
+
+def effective_voice(settings: Settings, provider_name: str) -> str:
+    return settings.agent.voice or PRESETS[provider_name].default_voice
+
+
+def settings_as_toml(settings: Settings, resolved: ResolvedProvider) -> str:
+    """Render the effective settings; the key is shown only as masked presence."""
+    lines: list[str] = []
+    for section in fields(Settings):
+        lines.append(f"[{section.name}]")
+        value = getattr(settings, section.name)
+        for f in fields(value):
+            v = getattr(value, f.name)
+            if v is None:
+                lines.append(f"# {f.name} is not set")
+                continue
+            lines.append(f"{f.name} = {_toml_value(v)}")
+        if section.name == "provider":
+            lines.append(f"# effective provider: {resolved.name}")
+            lines.append(f"# api key: {'*** (set)' if resolved.api_key else 'not set'}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{text}"'

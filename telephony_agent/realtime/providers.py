@@ -1,0 +1,151 @@
+"""Providers are data: a URL template, an auth header and a dialect.
+
+Adding a vendor means adding a preset here, never a new code path in the client.
+The API key is read by `config` (environment or secrets file) and only ever
+travels inside `Endpoint.headers`; nothing here logs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from telephony_agent.realtime.dialect import Dialect
+
+#: Query parameters that may carry a credential and must never be logged.
+_SECRET_QUERY_KEYS = frozenset({"key", "api_key", "apikey", "token", "access_token", "secret"})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to open one Realtime session."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    dialect: Dialect = Dialect.GA
+    name: str = "custom"
+
+    def redacted_url(self) -> str:
+        """The URL with credential-looking query values masked, safe for logs and errors."""
+        parts = urlsplit(self.url)
+        query = [
+            (k, "***" if k.lower() in _SECRET_QUERY_KEYS else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        return urlunsplit(parts._replace(query=urlencode(query, safe="/:")))
+
+    def __repr__(self) -> str:
+        # The default dataclass repr would print the Authorization header.
+        return f"Endpoint(name={self.name!r}, url={self.redacted_url()!r}, dialect={self.dialect})"
+
+
+@dataclass(frozen=True)
+class ProviderPreset:
+    """A named provider: URL template, how the key is presented, and the dialect."""
+
+    name: str
+    url_template: str
+    auth_header: str
+    auth_scheme: str
+    dialect: Dialect
+    default_model: str
+    default_voice: str
+    key_env: tuple[str, ...]
+    needs_folder: bool = False
+
+
+PRESETS: dict[str, ProviderPreset] = {
+    "yandex": ProviderPreset(
+        name="yandex",
+        url_template="wss://ai.api.cloud.yandex.net/v1/realtime?model=gpt://{folder}/{model}",
+        auth_header="Authorization",
+        auth_scheme="Api-Key",
+        dialect=Dialect.YANDEX,
+        default_model="speech-realtime-250923",
+        default_voice="marina",
+        key_env=("YANDEX_API_KEY",),
+        needs_folder=True,
+    ),
+    "yandex-legacy": ProviderPreset(
+        name="yandex-legacy",
+        url_template=(
+            "wss://rest-assistant.api.cloud.yandex.net/v1/realtime/openai"
+            "?model=gpt://{folder}/{model}"
+        ),
+        auth_header="Authorization",
+        auth_scheme="api-key",
+        dialect=Dialect.YANDEX,
+        default_model="speech-realtime-250923",
+        default_voice="marina",
+        key_env=("YANDEX_API_KEY",),
+        needs_folder=True,
+    ),
+    "openai": ProviderPreset(
+        name="openai",
+        url_template="wss://api.openai.com/v1/realtime?model={model}",
+        auth_header="Authorization",
+        auth_scheme="Bearer",
+        dialect=Dialect.GA,
+        default_model="gpt-realtime",
+        default_voice="marin",
+        key_env=("OPENAI_API_KEY",),
+    ),
+    "custom": ProviderPreset(
+        name="custom",
+        url_template="{url}",
+        auth_header="Authorization",
+        auth_scheme="Bearer",
+        dialect=Dialect.GA,
+        default_model="",
+        default_voice="alloy",
+        key_env=(),
+    ),
+    "local": ProviderPreset(
+        name="local",
+        url_template="ws://{host}:{port}/v1/realtime?model={model}",
+        auth_header="Authorization",
+        auth_scheme="Bearer",
+        dialect=Dialect.GA,
+        default_model="local-echo",
+        default_voice="local",
+        key_env=(),
+    ),
+}
+
+#: Every preset also accepts the project-wide key variable.
+GENERIC_KEY_ENV = "TELEPHONY_AGENT_API_KEY"
+
+
+def build_endpoint(
+    preset: ProviderPreset,
+    *,
+    api_key: str | None,
+    model: str | None = None,
+    folder: str | None = None,
+    url: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    dialect: Dialect | None = None,
+    auth_header: str | None = None,
+    auth_scheme: str | None = None,
+) -> Endpoint:
+    """Fill a preset's template. Validation of required values happens in `config`."""
+    effective_url = preset.url_template.format(
+        folder=folder or "",
+        model=model or preset.default_model,
+        url=url or "",
+        host=host,
+        port=port,
+    )
+    headers: dict[str, str] = {}
+    if api_key:
+        scheme = preset.auth_scheme if auth_scheme is None else auth_scheme
+        value = f"{scheme} {api_key}" if scheme else api_key
+        headers[auth_header or preset.auth_header] = value
+    return Endpoint(
+        url=effective_url,
+        headers=headers,
+        dialect=dialect or preset.dialect,
+        name=preset.name,
+    )

@@ -1,0 +1,138 @@
+"""Settings: file + environment precedence, clear errors naming key and expectation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from telephony_agent.config import (
+    load_settings,
+    remote_endpoint,
+    resolve_provider,
+    settings_as_toml,
+)
+from telephony_agent.errors import ConfigError
+from telephony_agent.realtime.dialect import Dialect
+
+FAKE_KEY = "AQVN-fake-key-1234567890"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_key_choose_local_and_say_so() -> None:
+    settings = load_settings(None, environ={})
+    resolved = resolve_provider(settings, {})
+    assert resolved.name == "local"
+    assert resolved.notice is not None and "local backend" in resolved.notice
+
+
+def test_file_then_environment_precedence(tmp_path: Path) -> None:
+    path = write(tmp_path, '[agent]\nvoice = "alena"\n[vad]\nsilence_duration_ms = 700\n')
+    env = {"TELEPHONY_AGENT_VAD_SILENCE_DURATION_MS": "900"}
+    settings = load_settings(path, environ=env)
+    assert settings.agent.voice == "alena"
+    assert settings.vad.silence_duration_ms == 900
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[provider]\nname = "yandx"\n', "provider.name = 'yandx': expected one of"),
+        ("[vad]\nthreshold = 3\n", "vad.threshold = 3.0: expected a value from 0.0 to 1.0"),
+        ('[vad]\nsilence_duration_ms = "soon"\n', "vad.silence_duration_ms = 'soon': expected an integer"),
+        ("[agent]\nvoise = 1\n", "unknown key agent.voise (did you mean agent.voice?)"),
+        ("[agnet]\n", "unknown section [agnet] (did you mean [agent]?)"),
+        ('[provider]\napi_key = "x"\n', "provider.api_key is a secret and is never read from here"),
+        ("[vad\n", "not valid TOML"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text), environ={})
+    assert expected in str(info.value)
+
+
+def test_bad_environment_value_names_the_variable_key() -> None:
+    with pytest.raises(ConfigError, match="realtime.chunk_ms = 'x': expected an integer"):
+        load_settings(None, environ={"TELEPHONY_AGENT_REALTIME_CHUNK_MS": "x"})
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(tmp_path / "missing.toml", environ={})
+
+
+def test_yandex_needs_folder_and_key(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, '[provider]\nname = "yandex"\n'), environ={})
+    with pytest.raises(ConfigError, match="needs an API key: set TELEPHONY_AGENT_API_KEY"):
+        resolve_provider(settings, {})
+    resolved = resolve_provider(settings, {"YANDEX_API_KEY": FAKE_KEY})
+    with pytest.raises(ConfigError, match="provider.folder is required"):
+        remote_endpoint(settings, resolved)
+
+
+def test_yandex_endpoint_is_data(tmp_path: Path) -> None:
+    settings = load_settings(
+        write(tmp_path, '[provider]\nname = "yandex"\nfolder = "b1gfolder"\n'), environ={}
+    )
+    resolved = resolve_provider(settings, {"YANDEX_API_KEY": FAKE_KEY})
+    endpoint = remote_endpoint(settings, resolved)
+    assert endpoint.url == (
+        "wss://ai.api.cloud.yandex.net/v1/realtime?model=gpt://b1gfolder/speech-realtime-250923"
+    )
+    assert endpoint.headers == {"Authorization": f"Api-Key {FAKE_KEY}"}
+    assert endpoint.dialect == Dialect.YANDEX
+    assert FAKE_KEY not in repr(endpoint) and FAKE_KEY not in repr(resolved)
+
+
+def test_yandex_legacy_and_openai_presets(tmp_path: Path) -> None:
+    legacy = load_settings(
+        write(tmp_path, '[provider]\nname = "yandex-legacy"\nfolder = "f1"\n'), environ={}
+    )
+    endpoint = remote_endpoint(legacy, resolve_provider(legacy, {"YANDEX_API_KEY": FAKE_KEY}))
+    assert endpoint.url.startswith("wss://rest-assistant.api.cloud.yandex.net/v1/realtime/openai")
+    assert endpoint.headers["Authorization"] == f"api-key {FAKE_KEY}"
+    openai = load_settings(None, environ={})
+    resolved = resolve_provider(openai, {"OPENAI_API_KEY": FAKE_KEY})
+    assert resolved.name == "openai"
+    endpoint = remote_endpoint(openai, resolved)
+    assert endpoint.url == "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+    assert endpoint.headers["Authorization"] == f"Bearer {FAKE_KEY}"
+
+
+def test_custom_provider_with_key_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(FAKE_KEY + "\n")
+    settings = load_settings(
+        write(
+            tmp_path,
+            '[provider]\nname = "custom"\nurl = "wss://example.invalid/rt?model=m"\n'
+            f'dialect = "beta"\nauth_header = "X-Key"\nauth_scheme = ""\napi_key_file = "{key_file}"\n',
+        ),
+        environ={},
+    )
+    endpoint = remote_endpoint(settings, resolve_provider(settings, {}))
+    assert endpoint.headers == {"X-Key": FAKE_KEY}
+    assert endpoint.dialect == Dialect.BETA
+
+
+def test_custom_provider_rejects_http_url(tmp_path: Path) -> None:
+    settings = load_settings(
+        write(tmp_path, '[provider]\nname = "custom"\nurl = "https://example.invalid"\n'),
+        environ={},
+    )
+    with pytest.raises(ConfigError, match="expected a ws:// or wss:// URL"):
+        remote_endpoint(settings, resolve_provider(settings, {}))
+
+
+def test_effective_config_masks_the_key(tmp_path: Path) -> None:
+    settings = load_settings(None, environ={})
+    resolved = resolve_provider(settings, {"TELEPHONY_AGENT_API_KEY": FAKE_KEY})
+    text = settings_as_toml(settings, resolved)
+    assert FAKE_KEY not in text
+    assert "*** (set)" in text

@@ -1,0 +1,42 @@
+"""Redaction: secrets never reach log output, whatever shape they are logged in."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import structlog
+
+from telephony_agent.logs import configure_logging, redact_text, register_secret
+from telephony_agent.realtime.providers import Endpoint
+
+SECRET = "AQVNsecretvalue-0123456789"
+
+
+def test_registered_secret_is_masked_everywhere() -> None:
+    out = io.StringIO()
+    configure_logging("debug", "json", stream=out, secrets=[SECRET])
+    log = structlog.get_logger("test")
+    log.info("connecting", url=f"wss://x/?key={SECRET}", headers={"Authorization": SECRET})
+    log.info(f"message with {SECRET} inline", nested=[{"deep": SECRET}])
+    try:
+        raise RuntimeError(f"boom {SECRET}")
+    except RuntimeError:
+        log.exception("failed")
+    logging.getLogger("websockets.client").warning("header Authorization: Api-Key %s", SECRET)
+    text = out.getvalue()
+    assert SECRET not in text
+    assert text.count("***") >= 5
+
+
+def test_credential_shapes_are_masked_without_registration() -> None:
+    assert "sk-abcdefghijkl" not in redact_text("key sk-abcdefghijklmnop")
+    assert redact_text("Authorization: Bearer abcdef123456") == "Authorization: Bearer ***"
+
+
+def test_endpoint_repr_hides_headers_and_query_keys() -> None:
+    register_secret(SECRET)
+    endpoint = Endpoint(url=f"wss://h/v1?model=m&api_key={SECRET}", headers={"Authorization": SECRET})
+    assert SECRET not in repr(endpoint)
+    assert SECRET not in endpoint.redacted_url()
+    assert "model=m" in endpoint.redacted_url()
