@@ -1,0 +1,651 @@
+"""Sans-I/O state machine of one backend connection.
+
+Feed it what the client sent (`receive_text`, `receive_binary`) and ask it, with the
+current time, what to send (`poll(now)` → frames plus the time of the next paced
+frame). It owns everything protocol-shaped: the session config, the input buffer and
+VAD, the conversation, the active response and every fault knob. It never touches a
+socket or a clock, so the conformance behaviour is testable without either, and the
+asyncio shell stays a few lines.
+
+Two lanes leave the session: control events (errors, VAD events, acks) go out at once,
+response events go through a paced stream. Control events may overtake a streaming
+response, which is exactly what a real server does when the caller talks over it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import structlog
+from numpy.typing import NDArray
+
+from telephony_agent.realtime.backend import errors
+from telephony_agent.realtime.backend.behaviours import (
+    ScriptTurn,
+    TurnInput,
+    make_behaviour,
+    seconds,
+)
+from telephony_agent.realtime.backend.client_items import (
+    check_truncate,
+    parse_item,
+    trim_transcript,
+)
+from telephony_agent.realtime.backend.conversation import Conversation, ItemRecord
+from telephony_agent.realtime.backend.errors import ClientFault, Rejected
+from telephony_agent.realtime.backend.ids import IdSource
+from telephony_agent.realtime.backend.input_buffer import InputBuffer
+from telephony_agent.realtime.backend.options import BackendOptions
+from telephony_agent.realtime.backend.outbox import CloseConnection, Frame, Step
+from telephony_agent.realtime.backend.response import Pacing, ResponseRun, ResponseStatus
+from telephony_agent.realtime.backend.session_config import (
+    ConfigError,
+    SessionConfig,
+    apply_update,
+    is_beta_shape,
+)
+from telephony_agent.realtime.backend.stats import BackendStats, TruncateRecord
+from telephony_agent.realtime.backend.vad import WINDOW_MS, EnergyVad
+from telephony_agent.realtime.backend.wire_dialect import wire_dialect
+
+log = structlog.get_logger(__name__)
+
+MIN_COMMIT_MS = 100.0
+RESYNC_S = 0.5
+"""A paced stream that fell this far behind (blocked loop) restarts its schedule
+instead of bursting to catch up."""
+STALE_CODES = frozenset({"response_cancel_not_active", "conversation_already_has_active_response"})
+JUNK_TEXT = "this is not JSON {"
+JUNK_BINARY = b"\x00\xffnot-a-realtime-event\x00"
+
+
+@dataclass
+class SharedFaults:
+    """Faults that happen once per backend rather than once per connection."""
+
+    mid_response_close_pending: bool = True
+    """The close-mid-response fault hits the backend's first response only, so a
+    client that reconnects afterwards is served normally (and can prove it recovers)."""
+
+
+class BackendSession:
+    """One connection's protocol state; see the module docstring."""
+
+    def __init__(
+        self,
+        options: BackendOptions,
+        stats: BackendStats,
+        *,
+        model: str = "gpt-realtime",
+        script: tuple[ScriptTurn, ...] | None = None,
+        unix_time: int = 0,
+        shared: SharedFaults | None = None,
+    ) -> None:
+        self.options = options
+        self.stats = stats
+        self.shared = shared if shared is not None else SharedFaults()
+        self.dialect = wire_dialect(options.dialect)
+        self.ids = IdSource()
+        self.behaviour = make_behaviour(options.behaviour, options.tone_hz, script)
+        self.config = SessionConfig(
+            id=self.ids.new("sess"),
+            model=model,
+            expires_at=unix_time + 3600,
+            forced_output_rate=options.output_rate,
+        )
+        self.conversation = Conversation()
+        self.conversation_id = self.ids.new("conv")
+        self.buffer = InputBuffer()
+        self.vad = self._new_vad()
+        self.closed = False
+        self._immediate: deque[Frame] = deque()
+        self._stream: deque[Step] = deque()
+        self._anchor: float | None = None
+        self._expire_at: float | None = None
+        self._odd_byte = b""
+        self._speech_item: str | None = None
+        self._speech_start = 0
+        self._active: ResponseRun | None = None
+        self._pending_auto = False
+        self._last_user_audio: NDArray[np.int16] | None = None
+        self._pending_transcripts: list[dict[str, Any]] = []
+        self._idle_anchor: int | None = 0
+        self._responses_started = 0
+        self._injected_commit_empty = False
+        self._inject_invalid_append = False
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Queue what a server sends right after the upgrade."""
+        if self.options.close_on_connect is not None:
+            code, reason = self.options.close_on_connect
+            self._immediate.append(CloseConnection(code, reason))
+            return
+        if self.options.session_expire_after_s is not None:
+            self._expire_at = now + self.options.session_expire_after_s
+        self._push({"type": "session.created", "session": self.config.render(self.dialect)})
+        if self.options.junk_frames:
+            self._immediate.append(JUNK_TEXT)
+            self._immediate.append(JUNK_BINARY)
+        if self.options.unknown_events:
+            self._push({"type": "foo.bar", "foo": {"bar": [1, 2, 3]}})
+
+    def poll(self, now: float) -> tuple[list[Frame], float | None]:
+        """Frames due at `now` (in order) and when to poll again (None: on input)."""
+        frames: list[Frame] = []
+        if self.closed:
+            return frames, None
+        if self._expire_at is not None and now >= self._expire_at:
+            self._expire()
+        while True:
+            while self._immediate:
+                frame = self._immediate.popleft()
+                frames.append(frame)
+                if isinstance(frame, CloseConnection):
+                    self._close()
+                    return frames, None
+            if not self._stream:
+                self._anchor = None
+                break
+            if self._anchor is None:
+                self._anchor = now
+            step = self._stream[0]
+            due = self._anchor + step.delay_s
+            if due > now:
+                break
+            self._stream.popleft()
+            self._anchor = due if now - due < RESYNC_S else now
+            if step.close is not None:
+                frames.append(step.close)
+                self._close()
+                return frames, None
+            rendered = self._emit_step(step)
+            if rendered is not None:
+                frames.append(rendered)
+        deadline = self._expire_at
+        if self._stream and self._anchor is not None:
+            due = self._anchor + self._stream[0].delay_s
+            deadline = due if deadline is None else min(due, deadline)
+        return frames, deadline
+
+    def _close(self) -> None:
+        self.closed = True
+        self._stream.clear()
+        self._immediate.clear()
+        self._active = None
+
+    def _expire(self) -> None:
+        self._expire_at = None
+        self._stream.clear()
+        self._active = None
+        seconds_total = self.options.session_expire_after_s or 0.0
+        minutes = seconds_total / 60
+        text = f"{minutes:g}" if minutes >= 1 else f"{minutes:.2g}"
+        self._server_error(errors.session_expired(text))
+        self._immediate.append(CloseConnection(1001, "session_expired"))
+
+    # -- input ----------------------------------------------------------------------
+
+    def receive_binary(self, data: bytes) -> None:
+        if not self.closed:
+            self._client_error(errors.binary_frame(), None)
+
+    def receive_text(self, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            message = json.loads(text)
+        except ValueError:
+            self._client_error(errors.invalid_json(), None)
+            return
+        if not isinstance(message, dict):
+            self._client_error(errors.invalid_json(), None)
+            return
+        event_id = message.get("event_id")
+        client_event_id = event_id if isinstance(event_id, str) else None
+        kind = message.get("type")
+        handler = self._handlers.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            self._client_error(errors.unknown_event(kind), client_event_id)
+            return
+        try:
+            handler(self, message)
+        except Rejected as rejected:
+            self._client_error(rejected.fault, client_event_id)
+        except ConfigError as bad:
+            self._client_error(ClientFault(bad.code, bad.message, bad.param), client_event_id)
+
+    def _on_session_update(self, message: dict[str, Any]) -> None:
+        session = message.get("session")
+        if self.options.reject_beta_shape and isinstance(session, dict) and is_beta_shape(session):
+            event_id = message.get("event_id")
+            self._server_error(
+                errors.beta_shape_disabled(), event_id if isinstance(event_id, str) else None
+            )
+            reason = "invalid_request_error.beta_api_shape_disabled"
+            self._immediate.append(CloseConnection(4000, reason))
+            return
+        old = self.config
+        self.config = apply_update(self.config, session)
+        self.stats.session_updates += 1
+        if (old.turn_detection, old.input_rate) != (
+            self.config.turn_detection,
+            self.config.input_rate,
+        ):
+            self._reset_turn_state()
+            self.vad = self._new_vad()
+        for _ in range(self.options.session_updated_count):
+            self._push({"type": "session.updated", "session": self.config.render(self.dialect)})
+
+    def _new_vad(self) -> EnergyVad:
+        td = self.config.turn_detection
+        silence = td.silence_duration_ms if td is not None else 500
+        vad = EnergyVad(self.config.input_rate, self.options.vad_threshold_dbfs, silence)
+        vad.start_at(self.buffer.end)
+        return vad
+
+    def _reset_turn_state(self) -> None:
+        self._speech_item = None
+        self.vad.reset()
+        self._idle_anchor = self.buffer.end
+
+    def _on_append(self, message: dict[str, Any]) -> None:
+        audio = message.get("audio")
+        if audio is None:
+            raise Rejected(errors.missing("audio"))
+        if not isinstance(audio, str):
+            raise Rejected(errors.bad_type("audio", "a base64 string"))
+        if self._inject_invalid_append:
+            # Injected fault (conformance case 7): reject one valid append, echoing its id.
+            self._inject_invalid_append = False
+            event_id = message.get("event_id")
+            self.stats.injected_errors += 1
+            self._server_error(
+                errors.empty_audio(), event_id if isinstance(event_id, str) else None
+            )
+            return
+        try:
+            raw = base64.b64decode(audio, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise Rejected(errors.bad_base64()) from exc
+        if not raw:
+            raise Rejected(errors.empty_audio())
+        raw = self._odd_byte + raw
+        if len(raw) % 2:
+            self._odd_byte, raw = raw[-1:], raw[:-1]
+        else:
+            self._odd_byte = b""
+        pcm = np.frombuffer(raw, dtype="<i2").astype(np.int16, copy=False)
+        self.feed_audio(pcm)
+
+    def feed_audio(self, pcm: NDArray[np.int16]) -> None:
+        """Append caller audio (already decoded) and run turn detection over it."""
+        rate = self.config.input_rate
+        self.stats.audio_appends += 1
+        self.stats.audio_ms_received += len(pcm) * 1000 / rate
+        self.buffer.append(pcm)
+        td = self.config.turn_detection
+        if td is None:
+            return
+        for event in self.vad.feed(pcm):
+            if event.kind == "start":
+                self._on_speech_started(event.sample)
+            else:
+                self._on_speech_stopped(event.sample)
+        if not self.vad.in_speech:
+            keep = self._samples(td.prefix_padding_ms + WINDOW_MS)
+            floor = self.buffer.end - keep
+            onset = self.vad.pending_onset
+            if onset is not None:
+                floor = min(floor, onset - self._samples(td.prefix_padding_ms))
+            self.buffer.drop_before(floor)
+            self._check_idle()
+
+    def _samples(self, ms: float) -> int:
+        return int(ms * self.config.input_rate / 1000)
+
+    def _ms(self, sample: int) -> int:
+        return int(sample * 1000 // self.config.input_rate)
+
+    def _on_speech_started(self, sample: int) -> None:
+        td = self.config.turn_detection
+        assert td is not None
+        start = max(self.buffer.start, sample - self._samples(td.prefix_padding_ms))
+        self._speech_start = start
+        self._speech_item = self.ids.new("item")
+        self._idle_anchor = None
+        self.stats.speech_started += 1
+        self._push(
+            {
+                "type": "input_audio_buffer.speech_started",
+                "audio_start_ms": self._ms(start),
+                "item_id": self._speech_item,
+            }
+        )
+        if self._active is not None:
+            self.stats.barge_ins += 1
+            if td.interrupt_response and self.options.auto_cancel_on_speech:
+                self._cancel_active("turn_detected")
+
+    def _on_speech_stopped(self, sample: int) -> None:
+        td = self.config.turn_detection
+        assert td is not None
+        item_id = self._speech_item or self.ids.new("item")
+        self._speech_item = None
+        self.stats.speech_stopped += 1
+        self._push(
+            {
+                "type": "input_audio_buffer.speech_stopped",
+                "audio_end_ms": self._ms(sample),
+                "item_id": item_id,
+            }
+        )
+        self.buffer.drop_before(self._speech_start)
+        self._commit(item_id, self.buffer.take(sample))
+        if td.create_response:
+            self._auto_response()
+        else:
+            self._idle_anchor = self.buffer.end
+
+    def _check_idle(self) -> None:
+        td = self.config.turn_detection
+        if td is None or td.idle_timeout_ms is None or self._idle_anchor is None:
+            return
+        if self._active is not None or self.vad.pending_onset is not None:
+            return
+        if self.buffer.end - self._idle_anchor < self._samples(td.idle_timeout_ms):
+            return
+        item_id = self.ids.new("item")
+        self.stats.idle_timeouts += 1
+        self._push(
+            {
+                "type": "input_audio_buffer.timeout_triggered",
+                "audio_start_ms": self._ms(self._idle_anchor),
+                "audio_end_ms": self._ms(self.buffer.end),
+                "item_id": item_id,
+            }
+        )
+        self._idle_anchor = None
+        self._commit(item_id, self.buffer.take_all())
+        self._last_user_audio = None  # silence: answer with a prompt, not an echo
+        self._auto_response()
+
+    def _on_commit(self, message: dict[str, Any]) -> None:
+        buffered_ms = len(self.buffer) * 1000 / self.config.input_rate
+        if buffered_ms < MIN_COMMIT_MS:
+            raise Rejected(errors.commit_empty(buffered_ms))
+        item_id = self._speech_item or self.ids.new("item")
+        self._reset_turn_state()
+        self._commit(item_id, self.buffer.take_all())
+
+    def _on_clear(self, message: dict[str, Any]) -> None:
+        self.buffer.clear()
+        self._reset_turn_state()
+        self._push({"type": "input_audio_buffer.cleared"})
+
+    def _commit(self, item_id: str, audio: NDArray[np.int16]) -> None:
+        """Turn buffered audio into a user item: committed, item added, transcript."""
+        rate = self.config.input_rate
+        wire: dict[str, Any] = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "status": "completed",
+            "role": "user",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
+        previous = self.conversation.add(
+            ItemRecord(item_id, "message", "user", "input_audio", rate, wire=wire)
+        )
+        self.stats.commits += 1
+        self._last_user_audio = audio
+        self._push(
+            {
+                "type": "input_audio_buffer.committed",
+                "previous_item_id": previous,
+                "item_id": item_id,
+            }
+        )
+        self._push({"type": "conversation.item.added", "previous_item_id": previous, "item": wire})
+        secs = seconds(audio, rate)
+        transcript = f"[caller speech {secs:.2f} s]"
+        done_event = {"type": "conversation.item.done", "previous_item_id": previous, "item": wire}
+        transcript_event = {
+            "type": "conversation.item.input_audio_transcription.completed",
+            "item_id": item_id,
+            "content_index": 0,
+            "transcript": transcript,
+            "usage": {"type": "duration", "seconds": round(secs, 3)},
+        }
+        if self.options.transcript_timing == "before":
+            wire["content"][0]["transcript"] = transcript
+            self._push(transcript_event)
+        elif self.options.transcript_timing == "after":
+            self._pending_transcripts.append(transcript_event)
+        self._push(done_event)
+
+    # -- responses ------------------------------------------------------------------
+
+    def _on_response_create(self, message: dict[str, Any]) -> None:
+        self.stats.response_creates += 1
+        if self._active is not None:
+            self.stats.early_response_creates += 1
+            raise Rejected(errors.active_response(self._active.id))
+        params = message.get("response")
+        audio_out = self.config.audio_out
+        if isinstance(params, dict):
+            modalities = params.get("output_modalities", params.get("modalities"))
+            if isinstance(modalities, list) and modalities:
+                audio_out = "audio" in modalities
+        self._start_response(audio_out)
+
+    def _auto_response(self) -> None:
+        if self._active is None:
+            self._start_response(self.config.audio_out)
+        else:
+            self._pending_auto = True
+
+    def _start_response(self, audio_out: bool) -> None:
+        number = self._responses_started
+        self._responses_started += 1
+        rate = self.config.effective_output_rate
+        failing = self.options.inject_errors and number == 1
+        content = None
+        if not failing:
+            turn = TurnInput(self._last_user_audio, self.config.input_rate, rate)
+            content = self.behaviour.respond(turn)
+        user_secs = seconds(self._last_user_audio, self.config.input_rate)
+        self._last_user_audio = None
+        close = None
+        if self.options.close_mid_response_code is not None and (
+            self.shared.mid_response_close_pending
+        ):
+            self.shared.mid_response_close_pending = False
+            close = CloseConnection(self.options.close_mid_response_code, "")
+        pacing = Pacing(
+            realtime_factor=self.options.realtime_factor,
+            delta_ms=self.options.delta_ms,
+            first_delta_delay_s=self.options.first_delta_delay_s,
+            fragment=self.options.fragment_edge_cases,
+            close_with=close,
+            deltas_before_close=self.options.close_after_deltas,
+        )
+        run = ResponseRun(
+            response_id=self.ids.new("resp"),
+            content=content,
+            audio_out=audio_out,
+            output_rate=rate,
+            voice=self.config.voice,
+            conversation_id=self.conversation_id,
+            input_tokens=int(user_secs * 10) + len(self.config.instructions) // 4,
+            ids=self.ids,
+            dialect=self.dialect,
+            pacing=pacing,
+            host=self,
+            rate_limits=self.dialect.name != "yandex",
+            unknown_events=self.options.unknown_events,
+        )
+        self._active = run
+        self.stats.responses += 1
+        self._stream.extend(run.plan())
+
+    def _on_response_cancel(self, message: dict[str, Any]) -> None:
+        wanted = message.get("response_id")
+        if self._active is None or (wanted is not None and wanted != self._active.id):
+            self.stats.cancels_not_active += 1
+            raise Rejected(errors.cancel_not_active())
+        self._cancel_active("client_cancelled")
+
+    def _cancel_active(self, reason: str) -> None:
+        run = self._active
+        assert run is not None
+        self._active = None
+        self._stream = deque(step for step in self._stream if step.owner != run.id)
+        self._stream.extend(run.cancel_plan(reason))
+
+    # ResponseHost
+    def announce(self, record: ItemRecord) -> str | None:
+        if record.type == "function_call":
+            self.stats.function_calls += 1
+        return self.conversation.add(record)
+
+    def audio_emitted(self, record: ItemRecord, nbytes: int) -> None:
+        record.sent_bytes += nbytes
+        self.stats.audio_deltas += 1
+        self.stats.audio_ms_sent += nbytes / (2 * record.rate / 1000)
+
+    def finished(self, run: ResponseRun, status: ResponseStatus, reason: str | None) -> None:
+        if self._active is run:
+            self._active = None
+        if status == "completed":
+            self.stats.responses_completed += 1
+        elif status == "failed":
+            self.stats.responses_failed += 1
+        else:
+            self.stats.cancels += 1
+            if reason == "turn_detected":
+                self.stats.cancels_turn_detected += 1
+            else:
+                self.stats.cancels_client += 1
+        for event in self._pending_transcripts:
+            self._push(event)
+        self._pending_transcripts.clear()
+        if self.config.turn_detection is not None and self._speech_item is None:
+            self._idle_anchor = self.buffer.end
+        if self.options.inject_errors and not self._injected_commit_empty:
+            # Injected faults (conformance case 7), mid-call after the first response.
+            self._injected_commit_empty = True
+            self._inject_invalid_append = True
+            self.stats.injected_errors += 1
+            self._server_error(errors.commit_empty(0.0))
+        if self._pending_auto and self._active is None:
+            self._pending_auto = False
+            self._start_response(self.config.audio_out)
+
+    # -- conversation -----------------------------------------------------------------
+
+    def _on_item_create(self, message: dict[str, Any]) -> None:
+        created = parse_item(message.get("item"), self.conversation, lambda: self.ids.new("item"))
+        record = created.record
+        if created.audio is not None:
+            self._last_user_audio = created.audio
+        if record.type == "function_call_output":
+            self.stats.function_outputs += 1
+        previous = self.conversation.add(record)
+        self.stats.items_created += 1
+        for kind in ("conversation.item.added", "conversation.item.done"):
+            self._push({"type": kind, "previous_item_id": previous, "item": record.wire})
+
+    def _on_truncate(self, message: dict[str, Any]) -> None:
+        try:
+            record, end = check_truncate(message, self.conversation)
+        except Rejected:
+            self.stats.rejected_truncates += 1
+            log.warning("truncate_rejected", item_id=message.get("item_id"))
+            raise
+        sent_ms = record.sent_ms
+        record.truncated_ms = end
+        trim_transcript(record, end / sent_ms if sent_ms else 0.0)
+        self.stats.truncates_accepted += 1
+        self.stats.truncations.append(TruncateRecord(record.id, end, sent_ms))
+        self._push(
+            {
+                "type": "conversation.item.truncated",
+                "item_id": record.id,
+                "content_index": 0,
+                "audio_end_ms": end,
+            }
+        )
+
+    def _on_delete(self, message: dict[str, Any]) -> None:
+        item_id = message.get("item_id")
+        if not isinstance(item_id, str):
+            raise Rejected(errors.missing("item_id"))
+        if not self.conversation.delete(item_id):
+            raise Rejected(errors.delete_unknown_item(item_id))
+        self.stats.items_deleted += 1
+        self._push({"type": "conversation.item.deleted", "item_id": item_id})
+
+    def _on_retrieve(self, message: dict[str, Any]) -> None:
+        item_id = message.get("item_id")
+        record = self.conversation.get(item_id) if isinstance(item_id, str) else None
+        if record is None:
+            raise Rejected(errors.retrieve_unknown_item(item_id))
+        self._push({"type": "conversation.item.retrieved", "item": record.wire})
+
+    # -- output -------------------------------------------------------------------------
+
+    def _push(self, event: dict[str, Any]) -> None:
+        frame = self._serialise(event)
+        if frame is not None:
+            self._immediate.append(frame)
+
+    def _emit_step(self, step: Step) -> str | None:
+        event = step.event
+        assert event is not None
+        if step.audio is not None:
+            event["delta"] = base64.b64encode(step.audio).decode("ascii")
+        if step.on_emit is not None:
+            step.on_emit(event)
+        return self._serialise(event)
+
+    def _serialise(self, event: dict[str, Any]) -> str | None:
+        renamed = self.dialect.rename(event, keep_dropped=self.options.unknown_events)
+        if renamed is None:
+            return None
+        out = {"type": renamed.pop("type"), "event_id": self.ids.new("event"), **renamed}
+        if self.options.unknown_events:
+            out["x_unannounced"] = {"note": "a field no client knows", "values": [1, 2]}
+        return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+
+    def _client_error(self, fault: ClientFault, client_event_id: str | None) -> None:
+        self.stats.client_errors += 1
+        if fault.code in STALE_CODES:
+            self.stats.stale_client_errors += 1
+        self._server_error(fault, client_event_id)
+
+    def _server_error(self, fault: ClientFault, client_event_id: str | None = None) -> None:
+        self.stats.errors_by_code[fault.code or fault.type] += 1
+        log.debug("error_sent", code=fault.code, param=fault.param)
+        self._push(fault.event(client_event_id))
+
+    _handlers: ClassVar[dict[str, Callable[[BackendSession, dict[str, Any]], None]]] = {
+        "session.update": _on_session_update,
+        "input_audio_buffer.append": _on_append,
+        "input_audio_buffer.commit": _on_commit,
+        "input_audio_buffer.clear": _on_clear,
+        "conversation.item.create": _on_item_create,
+        "conversation.item.truncate": _on_truncate,
+        "conversation.item.delete": _on_delete,
+        "conversation.item.retrieve": _on_retrieve,
+        "response.create": _on_response_create,
+        "response.cancel": _on_response_cancel,
+    }

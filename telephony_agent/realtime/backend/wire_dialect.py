@@ -1,0 +1,98 @@
+"""How the backend renames its (GA-named) server events for the beta and Yandex dialects.
+
+The session logic only ever speaks OpenAI GA names; this table is applied as each event
+leaves, so the three dialects differ in exactly one place. The backend keeps its own
+small table instead of sharing the client's: the server decides what to *send*, the
+client how to *parse*, and a shared table would let one bug hide in both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from telephony_agent.realtime.backend.options import DialectName
+
+DROP = ""
+"""Mapped name meaning: this dialect never sends the event."""
+
+_BETA_NAMES: Mapping[str, str] = {
+    "response.output_audio.delta": "response.audio.delta",
+    "response.output_audio.done": "response.audio.done",
+    "response.output_audio_transcript.delta": "response.audio_transcript.delta",
+    "response.output_audio_transcript.done": "response.audio_transcript.done",
+    "response.output_text.delta": "response.text.delta",
+    "response.output_text.done": "response.text.done",
+    "conversation.item.added": "conversation.item.created",
+    "conversation.item.done": DROP,
+}
+
+# Yandex: GA audio names, assistant text as output_text.* even in audio mode,
+# beta-style conversation.item.created, and no rate_limits.updated.
+_YANDEX_NAMES: Mapping[str, str] = {
+    "response.output_audio_transcript.delta": "response.output_text.delta",
+    "response.output_audio_transcript.done": "response.output_text.done",
+    "conversation.item.added": "conversation.item.created",
+    "conversation.item.done": DROP,
+    "rate_limits.updated": DROP,
+}
+
+# Event payload fields renamed together with the event (transcript.done carries
+# `transcript`, text.done carries `text`).
+_YANDEX_FIELDS: Mapping[str, Mapping[str, str]] = {
+    "response.output_audio_transcript.done": {"transcript": "text"},
+}
+
+_BETA_CONTENT: Mapping[str, str] = {"output_audio": "audio", "output_text": "text"}
+
+
+@dataclass(frozen=True)
+class WireDialect:
+    """Renaming rules of one dialect; `GA` is the identity."""
+
+    name: DialectName
+    names: Mapping[str, str] = field(default_factory=dict)
+    fields: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    content_types: Mapping[str, str] = field(default_factory=dict)
+
+    def event_name(self, ga_name: str) -> str:
+        """The wire name of a GA event, or `DROP` when this dialect does not send it."""
+        return self.names.get(ga_name, ga_name)
+
+    def rename(self, event: dict[str, Any], keep_dropped: bool = False) -> dict[str, Any] | None:
+        """Return the event as this dialect sends it, or None if it is not sent at all.
+
+        `keep_dropped` keeps events the dialect normally omits (under their GA name),
+        which is how the "unknown events" fault feeds a client events it does not expect.
+        """
+        ga_name = str(event["type"])
+        wire = self.event_name(ga_name)
+        if wire == DROP:
+            return event if keep_dropped else None
+        event["type"] = wire
+        for old, new in self.fields.get(ga_name, {}).items():
+            if old in event:
+                event[new] = event.pop(old)
+        return event
+
+    def content_type(self, ga_type: str) -> str:
+        """Content part type inside items (`output_audio` is `audio` in beta)."""
+        return self.content_types.get(ga_type, ga_type)
+
+    @property
+    def mixed_session_echo(self) -> bool:
+        """Yandex echoes GA `audio{}` plus legacy top-level fields in session events."""
+        return self.name == "yandex"
+
+    @property
+    def beta_session_shape(self) -> bool:
+        return self.name == "beta"
+
+
+def wire_dialect(name: DialectName) -> WireDialect:
+    if name == "beta":
+        return WireDialect(name, _BETA_NAMES, {}, _BETA_CONTENT)
+    if name == "yandex":
+        return WireDialect(name, _YANDEX_NAMES, _YANDEX_FIELDS, {})
+    return WireDialect(name)
