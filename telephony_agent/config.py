@@ -160,8 +160,11 @@ def _coerce(key: str, value: Any, tp: Any, *, from_env: bool) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        if from_env and isinstance(value, str) and value.lower() in ("1", "true", "yes", "0",
-                                                                      "false", "no"):
+        if (
+            from_env
+            and isinstance(value, str)
+            and value.lower() in ("1", "true", "yes", "0", "false", "no")
+        ):
             return value.lower() in ("1", "true", "yes")
         raise ConfigError(f"{key} = {value!r}: expected true or false")
     if tp is int:
@@ -310,7 +313,9 @@ def _read_key(settings: Settings, env: Mapping[str, str]) -> tuple[str | None, s
     return None, " or ".join(dict.fromkeys(names))
 
 
-def resolve_provider(settings: Settings, environ: Mapping[str, str] | None = None) -> ResolvedProvider:
+def resolve_provider(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> ResolvedProvider:
     """Decide which provider runs: explicit name, else whichever key exists, else local."""
     env = os.environ if environ is None else environ
     p = settings.provider
@@ -334,8 +339,7 @@ def resolve_provider(settings: Settings, environ: Mapping[str, str] | None = Non
         return ResolvedProvider(name, key, None)
     if key is None and p.name != "custom":
         raise ConfigError(
-            f"provider.name = {p.name!r} needs an API key: set {source} "
-            "(or provider.api_key_file)"
+            f"provider.name = {p.name!r} needs an API key: set {source} (or provider.api_key_file)"
         )
     return ResolvedProvider(p.name, key, None)
 

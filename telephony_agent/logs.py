@@ -45,8 +45,9 @@ def redact_text(text: str) -> str:
     pattern = _secret_pattern
     if pattern is not None:
         text = pattern.sub(MASK, text)
-    return _CREDENTIAL_PATTERNS.sub(lambda m: (m.group(1) + " " + MASK) if m.group(1) else MASK,
-                                    text)
+    return _CREDENTIAL_PATTERNS.sub(
+        lambda m: (m.group(1) + " " + MASK) if m.group(1) else MASK, text
+    )
 
 
 def _redact_value(value: Any, depth: int = 0) -> Any:
@@ -58,8 +59,11 @@ def _redact_value(value: Any, depth: int = 0) -> Any:
         return value
     if isinstance(value, dict):
         return {
-            k: (MASK if isinstance(k, str) and _SENSITIVE_KEY.search(k) and v else
-                _redact_value(v, depth + 1))
+            k: (
+                MASK
+                if isinstance(k, str) and _SENSITIVE_KEY.search(k) and v
+                else _redact_value(v, depth + 1)
+            )
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):

@@ -44,7 +44,10 @@ def test_file_then_environment_precedence(tmp_path: Path) -> None:
     [
         ('[provider]\nname = "yandx"\n', "provider.name = 'yandx': expected one of"),
         ("[vad]\nthreshold = 3\n", "vad.threshold = 3.0: expected a value from 0.0 to 1.0"),
-        ('[vad]\nsilence_duration_ms = "soon"\n', "vad.silence_duration_ms = 'soon': expected an integer"),
+        (
+            '[vad]\nsilence_duration_ms = "soon"\n',
+            "vad.silence_duration_ms = 'soon': expected an integer",
+        ),
         ("[agent]\nvoise = 1\n", "unknown key agent.voise (did you mean agent.voice?)"),
         ("[agnet]\n", "unknown section [agnet] (did you mean [agent]?)"),
         ('[provider]\napi_key = "x"\n', "provider.api_key is a secret and is never read from here"),
@@ -58,7 +61,7 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, expected: str) -> No
 
 
 def test_bad_environment_value_names_the_variable_key() -> None:
-    with pytest.raises(ConfigError, match="realtime.chunk_ms = 'x': expected an integer"):
+    with pytest.raises(ConfigError, match=r"realtime\.chunk_ms = 'x': expected an integer"):
         load_settings(None, environ={"TELEPHONY_AGENT_REALTIME_CHUNK_MS": "x"})
 
 
@@ -72,7 +75,7 @@ def test_yandex_needs_folder_and_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="needs an API key: set TELEPHONY_AGENT_API_KEY"):
         resolve_provider(settings, {})
     resolved = resolve_provider(settings, {"YANDEX_API_KEY": FAKE_KEY})
-    with pytest.raises(ConfigError, match="provider.folder is required"):
+    with pytest.raises(ConfigError, match=r"provider\.folder is required"):
         remote_endpoint(settings, resolved)
 
 
@@ -112,7 +115,8 @@ def test_custom_provider_with_key_file(tmp_path: Path) -> None:
         write(
             tmp_path,
             '[provider]\nname = "custom"\nurl = "wss://example.invalid/rt?model=m"\n'
-            f'dialect = "beta"\nauth_header = "X-Key"\nauth_scheme = ""\napi_key_file = "{key_file}"\n',
+            'dialect = "beta"\nauth_header = "X-Key"\nauth_scheme = ""\n'
+            f'api_key_file = "{key_file}"\n',
         ),
         environ={},
     )

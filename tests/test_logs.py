@@ -36,7 +36,9 @@ def test_credential_shapes_are_masked_without_registration() -> None:
 
 def test_endpoint_repr_hides_headers_and_query_keys() -> None:
     register_secret(SECRET)
-    endpoint = Endpoint(url=f"wss://h/v1?model=m&api_key={SECRET}", headers={"Authorization": SECRET})
+    endpoint = Endpoint(
+        url=f"wss://h/v1?model=m&api_key={SECRET}", headers={"Authorization": SECRET}
+    )
     assert SECRET not in repr(endpoint)
     assert SECRET not in endpoint.redacted_url()
     assert "model=m" in endpoint.redacted_url()

@@ -1,1 +1,1 @@
-"""call"""
+"""The Call bridge: one media leg coupled with one Realtime session."""

@@ -1,1 +1,1 @@
-"""media"""
+"""Call legs: the media side of a call, behind one `MediaLeg` interface."""

@@ -1,0 +1,481 @@
+"""The Call: couples one media leg with one Realtime session, in real time.
+
+Data walks one way in and one way out:
+
+* in: leg frame → inbound resampler (leg rate → 24 kHz) → `session.append_audio`;
+* out: audio delta → `Playback` (decode, resample, queue) → one frame per media-clock
+  tick → `leg.send_frame`.
+
+Barge-in follows the protocol notes (§3): on `speech_started` playout is flushed at
+once, an active response is cancelled, the interrupted item is truncated at the
+milliseconds actually played (clamped to what was received, skipped at 0), and every
+later delta of the interrupted response is dropped. Tool calls are collected while a
+response runs and answered after its `response.done`, followed by exactly one
+`response.create`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from telephony_agent.audio.clock import MediaClock
+from telephony_agent.audio.playout import Frame
+from telephony_agent.audio.resample import InboundResampler
+from telephony_agent.call.playback import Playback
+from telephony_agent.call.record import BargeIn, CallRecord, TranscriptLine, TurnLatency
+from telephony_agent.call.tools import ToolRegistry
+from telephony_agent.logs import bind_call
+from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded, MediaLeg
+from telephony_agent.realtime.client import RealtimeSession
+from telephony_agent.realtime.events import (
+    AssistantTranscriptDelta,
+    AssistantTranscriptDone,
+    AudioDelta,
+    AudioDone,
+    FunctionCall,
+    InputTranscript,
+    ResponseCreated,
+    ResponseDone,
+    ServerError,
+    ServerEvent,
+    SessionClosed,
+    SessionReconnected,
+    SessionUpdated,
+    SpeechStarted,
+    SpeechStopped,
+)
+
+log = structlog.get_logger(__name__)
+
+MODEL_INPUT_RATE = 24000
+#: How many recent response/item ids are remembered as stale (bounded memory).
+_STALE_MEMORY = 64
+
+
+@dataclass(frozen=True)
+class CallProfile:
+    """Per-call behaviour that is not the model's own configuration."""
+
+    greeting: str | None = None
+    max_duration_s: float | None = None
+    fallback_instructions: str = (
+        "Say in one short sentence that you had a brief technical problem and ask the caller "
+        "to repeat what they said."
+    )
+    max_consecutive_failures: int = 3
+    dtmf_inter_digit_s: float = 1.5
+    hangup_drain_timeout_s: float = 15.0
+
+
+TranscriptCallback = Callable[[TranscriptLine], None]
+
+
+class Call:
+    """One live call. Create it with a connected session, then `await call.run()`."""
+
+    def __init__(
+        self,
+        *,
+        leg: MediaLeg,
+        session: RealtimeSession,
+        clock: MediaClock,
+        tools: ToolRegistry,
+        profile: CallProfile | None = None,
+        call_id: str | None = None,
+        provider: str = "",
+        on_transcript: TranscriptCallback | None = None,
+    ) -> None:
+        self.leg = leg
+        self.session = session
+        self.clock = clock
+        self.tools = tools
+        self.profile = profile or CallProfile()
+        self.call_id = call_id or uuid.uuid4().hex[:12]
+        self._on_transcript = on_transcript
+        self._t0 = time.monotonic()
+        self.record = CallRecord(
+            call_id=self.call_id, leg_codec=leg.codec, provider=provider, started_at=time.time()
+        )
+        self.playback = Playback(session.output_rate, leg.sample_rate)
+        self._inbound = InboundResampler(leg.sample_rate, MODEL_INPUT_RATE)
+        # Response state, driven by server events.
+        self._response_id: str | None = None
+        self._response_active = False
+        self._receiving_item: str | None = None
+        self._heard_item: str | None = None
+        self._item_response: dict[str, str] = {}
+        self._done_responses: deque[str] = deque(maxlen=_STALE_MEMORY)
+        self._stale_responses: deque[str] = deque(maxlen=_STALE_MEMORY)
+        self._stale_items: deque[str] = deque(maxlen=_STALE_MEMORY)
+        self._truncated: deque[str] = deque(maxlen=_STALE_MEMORY)
+        self._pending_calls: dict[str, list[FunctionCall]] = {}
+        self._consecutive_failures = 0
+        self._agent_text: dict[str, list[str]] = {}
+        # Latency of the current turn.
+        self._turn_stopped_at: float | None = None
+        self._turn_first_delta_at: float | None = None
+        self._turn_item: str | None = None
+        # Ending.
+        self._hangup_reason: str | None = None
+        self._drained = asyncio.Event()
+        self._ended = asyncio.Event()
+        self._end_reason = ""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._dtmf_buffer = ""
+        self._frames_sent = 0
+        self._dtmf_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> CallRecord:
+        """Run until either side ends the call; always returns the record, never raises."""
+        bind_call(self.call_id)
+        log.info(
+            "call_started",
+            leg=self.leg.codec,
+            leg_rate=self.leg.sample_rate,
+            model_rate=self.session.output_rate,
+        )
+        subscription = self.clock.subscribe(self._on_tick)
+        uplink = asyncio.create_task(self._uplink(), name=f"uplink-{self.call_id}")
+        downlink = asyncio.create_task(self._downlink(), name=f"downlink-{self.call_id}")
+        if self.profile.greeting:
+            self.session.create_response(
+                instructions=f"Greet the caller, saying: {self.profile.greeting}"
+            )
+        try:
+            timeout = self.profile.max_duration_s
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._ended.wait()
+            except TimeoutError:
+                self._end("max_duration")
+                await self._drain_then(self.profile.hangup_drain_timeout_s)
+        finally:
+            subscription.cancel()
+            for task in (uplink, downlink, *self._tasks):
+                task.cancel()
+            for task in (uplink, downlink, *self._tasks):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            with contextlib.suppress(Exception):
+                await self.session.close()
+            if self._end_reason != "caller_hangup":
+                with contextlib.suppress(Exception):
+                    await self.leg.hangup(self._end_reason)
+        self.record.ended_at = time.time()
+        self.record.end_reason = self._end_reason
+        log.info(
+            "call_ended",
+            reason=self._end_reason,
+            duration_s=round(self.record.duration_s, 2),
+            barge_ins=len(self.record.barge_ins),
+            truncates=self.record.truncates,
+            stale_deltas_dropped=self.record.stale_deltas_dropped,
+            **self.record.latency_summary(),
+        )
+        return self.record
+
+    def _end(self, reason: str) -> None:
+        if not self._ended.is_set():
+            self._end_reason = reason
+            self._ended.set()
+
+    async def _drain_then(self, timeout_s: float) -> None:
+        """Let queued agent speech reach the caller before hanging up."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self.playback.buffer.is_playing or self._response_active:
+                    self._drained.clear()
+                    await self._drained.wait()
+
+    # ------------------------------------------------------------------ uplink
+
+    async def _uplink(self) -> None:
+        try:
+            async for event in self.leg.events():
+                if isinstance(event, AudioIn):
+                    pcm = self._inbound.process(event.pcm)
+                    if pcm.size:
+                        self.session.append_audio(pcm.astype("<i2", copy=False).tobytes())
+                elif isinstance(event, DtmfIn):
+                    self._on_dtmf(event)
+                elif isinstance(event, LegEnded):
+                    log.info("leg_ended", reason=event.reason)
+                    self._end("caller_hangup")
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("uplink_failed")
+            self._end("media_error")
+            return
+        self._end("caller_hangup")
+
+    def _on_dtmf(self, event: DtmfIn) -> None:
+        self.record.dtmf += event.digit
+        self._transcript("caller", f"[DTMF {event.digit}]")
+        self._dtmf_buffer += event.digit
+        if self._dtmf_task is not None:
+            self._dtmf_task.cancel()
+        self._dtmf_task = self._spawn(self._flush_dtmf(immediate=event.digit == "#"))
+
+    async def _flush_dtmf(self, *, immediate: bool) -> None:
+        """Digits are sent to the model as one message after a pause (or on '#')."""
+        if not immediate:
+            await asyncio.sleep(self.profile.dtmf_inter_digit_s)
+        digits, self._dtmf_buffer = self._dtmf_buffer, ""
+        if digits:
+            self.session.add_message("user", f"[The caller pressed the keys: {digits}]")
+            self.session.create_response()
+
+    # ------------------------------------------------------------------ downlink
+
+    async def _downlink(self) -> None:
+        async for event in self.session.events():
+            try:
+                self._route(event)
+            except Exception:  # one bad event must never drop the call
+                log.exception("event_handling_failed", event=type(event).__name__)
+            if isinstance(event, SessionClosed):
+                break
+        self._end(self._end_reason or "realtime_closed")
+
+    def _route(self, event: ServerEvent) -> None:
+        if isinstance(event, AudioDelta):
+            self._on_audio_delta(event)
+        elif isinstance(event, SpeechStarted):
+            self._on_speech_started()
+        elif isinstance(event, SpeechStopped):
+            if self._turn_stopped_at is None:
+                self._turn_stopped_at = time.monotonic()
+        elif isinstance(event, ResponseCreated):
+            self._response_id = event.response_id
+            self._response_active = True
+        elif isinstance(event, AudioDone):
+            if not self._is_stale(event.response_id, event.item_id):
+                self.playback.end_item()
+        elif isinstance(event, AssistantTranscriptDelta):
+            if not self._is_stale(event.response_id, event.item_id):
+                self._agent_text.setdefault(event.item_id, []).append(event.delta)
+        elif isinstance(event, AssistantTranscriptDone):
+            self._agent_text.pop(event.item_id, None)
+            if event.text and event.item_id not in self._stale_items:
+                self._transcript("agent", event.text)
+        elif isinstance(event, InputTranscript):
+            if event.final and event.transcript:
+                self._transcript("caller", event.transcript)
+        elif isinstance(event, FunctionCall):
+            self._pending_calls.setdefault(event.response_id, []).append(event)
+        elif isinstance(event, ResponseDone):
+            self._on_response_done(event)
+        elif isinstance(event, SessionUpdated):
+            if event.output_rate and event.output_rate != self.playback.model_rate:
+                log.info("model_output_rate", rate=event.output_rate)
+                self.playback.set_model_rate(event.output_rate)
+        elif isinstance(event, ServerError):
+            self.record.errors += 1
+        elif isinstance(event, SessionReconnected):
+            self.record.reconnects += 1
+            self._transcript("system", "[realtime session reconnected]")
+        elif isinstance(event, SessionClosed):
+            log.warning("realtime_session_closed", reason=event.reason)
+            self._end(f"realtime_closed: {event.reason}")
+
+    def _is_stale(self, response_id: str | None, item_id: str | None) -> bool:
+        return (response_id is not None and response_id in self._stale_responses) or (
+            item_id is not None and item_id in self._stale_items
+        )
+
+    def _on_audio_delta(self, event: AudioDelta) -> None:
+        if self._is_stale(event.response_id, event.item_id):
+            self.record.stale_deltas_dropped += 1
+            return
+        if event.response_id in self._done_responses:
+            # A delta after its response.done cannot be placed in the conversation.
+            self.record.stale_deltas_dropped += 1
+            return
+        if not event.audio:
+            return
+        self._item_response[event.item_id] = event.response_id
+        self._receiving_item = event.item_id
+        if self._turn_stopped_at is not None and self._turn_first_delta_at is None:
+            self._turn_first_delta_at = time.monotonic()
+            self._turn_item = event.item_id
+        self.playback.push_delta(event.item_id, event.audio)
+
+    def _on_speech_started(self) -> None:
+        self._turn_stopped_at = None
+        self._turn_first_delta_at = None
+        self._turn_item = None
+        playing = self.playback.buffer.is_playing
+        if not (playing or self._response_active):
+            return
+        candidates = [i for i in (self._heard_item, self._receiving_item) if i is not None]
+        heard = candidates[0] if candidates else None
+        interruption = self.playback.interrupt(heard)
+        if self._response_active and self._response_id is not None:
+            self.session.cancel_response()
+            self.record.cancels += 1
+            self._stale_responses.append(self._response_id)
+        truncated = False
+        for item_id in dict.fromkeys(candidates):
+            self._stale_items.append(item_id)
+            truncated = self._truncate_if_needed(item_id) or truncated
+        self.record.barge_ins.append(
+            BargeIn(self._frames_sent, heard, interruption.played_ms, truncated)
+        )
+        log.info(
+            "barge_in",
+            item_id=heard,
+            played_ms=interruption.played_ms,
+            received_ms=interruption.received_ms,
+            dropped_ms=interruption.dropped_ms,
+        )
+        self._heard_item = None
+        self._receiving_item = None
+
+    def _truncate_if_needed(self, item_id: str) -> bool:
+        """Truncate at what was heard; never past what was received; skip when nothing was."""
+        if item_id in self._truncated:
+            return False
+        received = self.playback.received_ms(item_id)
+        played = max(0, min(self.playback.played_ms(item_id), received))
+        response_done = self._item_response.get(item_id) in self._done_responses
+        if played <= 0:
+            return False
+        if response_done and played >= received:
+            return False  # it was heard to the end: nothing to correct
+        self.session.truncate(item_id, played)
+        self._truncated.append(item_id)
+        self.record.truncates += 1
+        return True
+
+    def _on_response_done(self, event: ResponseDone) -> None:
+        rid = event.response_id
+        self._done_responses.append(rid)
+        if rid == self._response_id:
+            self._response_active = False
+        stale = rid in self._stale_responses
+        if not stale:
+            self.playback.end_item()
+        if (
+            self._receiving_item is not None
+            and self._item_response.get(self._receiving_item) == rid
+        ):
+            self._receiving_item = None
+        calls = self._pending_calls.pop(rid, [])
+        if event.status == "failed":
+            self._consecutive_failures += 1
+            self.record.errors += 1
+            log.warning("response_failed", response_id=rid, error=event.error)
+            if self._consecutive_failures >= self.profile.max_consecutive_failures:
+                self._request_end("provider_failed")
+            else:
+                self.session.create_response(instructions=self.profile.fallback_instructions)
+            return
+        if event.status in ("completed", "incomplete"):
+            self._consecutive_failures = 0
+        if calls and (stale or event.status == "cancelled"):
+            log.info("tool_calls_discarded", count=len(calls), reason="response_cancelled")
+            calls = []
+        if calls:
+            self.record.tool_calls += len(calls)
+            self._spawn(self._run_tools(calls))
+        self._wake_drain()
+
+    async def _run_tools(self, calls: list[FunctionCall]) -> None:
+        outputs = await asyncio.gather(*(self.tools.run(c.name, c.arguments, self) for c in calls))
+        for call, output in zip(calls, outputs, strict=True):
+            self.session.send_function_output(call.call_id, output)
+        if self._hangup_reason is None and not self._ended.is_set():
+            self.session.create_response()
+
+    # ------------------------------------------------------------------ media clock
+
+    def _on_tick(self, _tick: int) -> None:
+        frame: Frame = self.playback.pop_frame()
+        self.leg.send_frame(frame)
+        self._frames_sent += 1
+        if frame.speech and frame.item_id is not None:
+            self._heard_item = frame.item_id
+            if self._turn_first_delta_at is not None and frame.item_id == self._turn_item:
+                self._record_latency()
+        if not self.playback.buffer.is_playing:
+            self._wake_drain()
+
+    def _record_latency(self) -> None:
+        now = time.monotonic()
+        assert self._turn_first_delta_at is not None
+        if self._turn_stopped_at is not None:
+            latency = TurnLatency(
+                to_first_delta_ms=(self._turn_first_delta_at - self._turn_stopped_at) * 1000,
+                to_first_frame_ms=(now - self._turn_stopped_at) * 1000,
+            )
+            self.record.latencies.append(latency)
+            log.info(
+                "turn_latency",
+                to_first_delta_ms=round(latency.to_first_delta_ms, 1),
+                to_first_frame_ms=round(latency.to_first_frame_ms, 1),
+            )
+        self._turn_stopped_at = None
+        self._turn_first_delta_at = None
+        self._turn_item = None
+
+    def _wake_drain(self) -> None:
+        if not self._drained.is_set():
+            self._drained.set()
+
+    # ------------------------------------------------------------------ tool context
+
+    def request_hangup(self, reason: str) -> None:
+        """Tools: end the call after the agent's last words have been played."""
+        self._request_end(reason)
+
+    def _request_end(self, reason: str) -> None:
+        if self._hangup_reason is not None:
+            return
+        self._hangup_reason = reason
+        log.info("hangup_requested", reason=reason)
+
+        async def finish() -> None:
+            await asyncio.sleep(0)
+            await self._drain_then(self.profile.hangup_drain_timeout_s)
+            self._end(reason)
+
+        self._spawn(finish())
+
+    async def transfer(self, target: str) -> bool:
+        ok = await self.leg.transfer(target)
+        log.info("transfer", target=target, ok=ok)
+        if ok:
+            self._transcript("system", f"[transferred to {target}]")
+            self._request_end("transferred")
+        return ok
+
+    def send_dtmf(self, digits: str) -> bool:
+        return self.leg.send_dtmf(digits)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _transcript(self, speaker: str, text: str) -> None:
+        line = TranscriptLine(round(time.monotonic() - self._t0, 2), speaker, text)
+        self.record.transcript.append(line)
+        log.info("transcript", speaker=speaker, text=text)
+        if self._on_transcript is not None:
+            self._on_transcript(line)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task

@@ -1,0 +1,70 @@
+"""What a finished call leaves behind: transcript, turn latencies, counters."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TranscriptLine:
+    """One utterance; `t` is seconds since the call started."""
+
+    t: float
+    speaker: str  # "caller" | "agent" | "system"
+    text: str
+
+
+@dataclass(frozen=True)
+class TurnLatency:
+    """Milliseconds from the caller's end of speech (as the server reported it, received
+    by us) to the first model audio delta, and to the first frame of it sent to the leg."""
+
+    to_first_delta_ms: float
+    to_first_frame_ms: float
+
+
+@dataclass(frozen=True)
+class BargeIn:
+    """A caller interruption: after `frames_sent` frames, `item_id` was cut at `played_ms`."""
+
+    frames_sent: int
+    item_id: str | None
+    played_ms: int
+    truncated: bool
+
+
+@dataclass
+class CallRecord:
+    call_id: str
+    leg_codec: str
+    provider: str
+    started_at: float
+    ended_at: float | None = None
+    end_reason: str = ""
+    transcript: list[TranscriptLine] = field(default_factory=list)
+    latencies: list[TurnLatency] = field(default_factory=list)
+    barge_ins: list[BargeIn] = field(default_factory=list)
+    truncates: int = 0
+    cancels: int = 0
+    stale_deltas_dropped: int = 0
+    tool_calls: int = 0
+    dtmf: str = ""
+    reconnects: int = 0
+    errors: int = 0
+
+    @property
+    def duration_s(self) -> float:
+        end = self.ended_at if self.ended_at is not None else self.started_at
+        return max(0.0, end - self.started_at)
+
+    def latency_summary(self) -> dict[str, float]:
+        """Median and worst first-frame latency, for one-line summaries."""
+        if not self.latencies:
+            return {}
+        frames = [lat.to_first_frame_ms for lat in self.latencies]
+        return {
+            "turns": float(len(frames)),
+            "p50_ms": statistics.median(frames),
+            "max_ms": max(frames),
+        }

@@ -1,0 +1,134 @@
+"""`telephony-agent` command line: ask, local-backend, config check.
+
+Every user mistake ends with one line on stderr and exit code 2; a provider or
+network failure ends with one line and exit code 1; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from telephony_agent import __version__
+from telephony_agent.errors import UsageError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line with our exit code."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="telephony-agent",
+        description="Answer phone calls with a Realtime speech model.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    ask = sub.add_parser("ask", help="send one audio file as a question, save the spoken answer")
+    ask.add_argument("input", type=Path, help="any audio file (WAV, MP3, OGG, raw .ulaw, ...)")
+    ask.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("answer.wav"),
+        help="where to write the answer audio (WAV); default answer.wav",
+    )
+    _common_options(ask, default_log_level="warning")
+    ask.add_argument("--instructions", help="system instructions for this question")
+    ask.add_argument("--voice", help="voice name (provider specific)")
+    ask.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for the whole answer (default 60)",
+    )
+
+    backend = sub.add_parser("local-backend", help="serve the built-in Realtime backend")
+    backend.add_argument("--host", default="127.0.0.1")
+    backend.add_argument("--port", type=int, default=8765)
+    backend.add_argument("--behaviour", choices=["echo", "tone", "script"], default="echo")
+    backend.add_argument("--script", type=Path, help="scripted turns (JSON) for --behaviour script")
+    backend.add_argument("--dialect", choices=["ga", "beta", "yandex"], default="ga")
+    backend.add_argument(
+        "--require-key-env",
+        metavar="VAR",
+        help="reject clients whose key differs from this environment variable",
+    )
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(
+        dest="config_command", metavar="ACTION", parser_class=_Parser
+    )
+    config_sub.required = True
+    check = config_sub.add_parser("check", help="validate FILE and print the effective config")
+    check.add_argument("file", type=Path)
+    return parser
+
+
+def _common_options(p: argparse.ArgumentParser, default_log_level: str | None = None) -> None:
+    p.add_argument("--config", type=Path, help="TOML settings file")
+    p.add_argument("--provider", help="yandex, yandex-legacy, openai, custom or local")
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=default_log_level,
+        help=f"log level (default: {default_log_level or 'from settings'})",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point."""
+    try:
+        args = build_parser().parse_args(argv)
+        return _dispatch(args)
+    except UsageError as exc:
+        print(f"telephony-agent: error: {_safe(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "ask":
+        from telephony_agent.commands.ask import run_ask
+
+        return _run_async(run_ask(args))
+    if args.command == "local-backend":
+        from telephony_agent.commands.local_backend import run_local_backend
+
+        return _run_async(run_local_backend(args))
+    if args.command == "config":
+        from telephony_agent.commands.config_check import run_config_check
+
+        return run_config_check(args.file)
+    raise UsageError(f"unknown command {args.command!r}")  # pragma: no cover
+
+
+def _run_async(coro: Any) -> int:
+    from telephony_agent.realtime.errors import RealtimeError
+
+    try:
+        result: int = asyncio.run(coro)
+        return result
+    except RealtimeError as exc:
+        print(f"telephony-agent: error: {_safe(str(exc))}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _safe(text: str) -> str:
+    from telephony_agent.logs import redact_text
+
+    return redact_text(text)

@@ -1,0 +1,114 @@
+"""What every command needs before a call: settings, logging, a provider endpoint.
+
+When no key is configured the built-in local backend is started in-process on a
+free loopback port, so the same code path serves demos, tests and production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from telephony_agent.config import (
+    ResolvedProvider,
+    Settings,
+    effective_voice,
+    load_settings,
+    local_endpoint,
+    remote_endpoint,
+    resolve_provider,
+)
+from telephony_agent.errors import ConfigError
+from telephony_agent.logs import configure_logging
+from telephony_agent.realtime.backend import BackendOptions, RunningBackend, start_backend
+from telephony_agent.realtime.providers import PRESETS, Endpoint
+from telephony_agent.realtime.session_config import SessionConfig, ToolSpec, VadConfig
+
+
+def settings_from_args(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load the settings file and apply the non-secret command-line overrides."""
+    overrides: dict[str, dict[str, Any]] = {}
+    provider = getattr(args, "provider", None)
+    if provider:
+        if provider not in PRESETS:
+            raise ConfigError(f"--provider {provider!r}: expected one of {', '.join(PRESETS)}")
+        overrides.setdefault("provider", {})["name"] = provider
+    if getattr(args, "log_level", None):
+        overrides.setdefault("log", {})["level"] = args.log_level
+    if getattr(args, "instructions", None):
+        overrides.setdefault("agent", {})["instructions"] = args.instructions
+    if getattr(args, "voice", None):
+        overrides.setdefault("agent", {})["voice"] = args.voice
+    config_path: Path | None = getattr(args, "config", None)
+    return load_settings(config_path, environ=environ, overrides=overrides)
+
+
+@dataclass
+class ProviderRuntime:
+    """An endpoint ready to open sessions on, and the local backend behind it if any."""
+
+    endpoint: Endpoint
+    resolved: ResolvedProvider
+    backend: RunningBackend | None
+
+    async def close(self) -> None:
+        if self.backend is not None:
+            await self.backend.close()
+
+
+async def open_provider(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> ProviderRuntime:
+    """Resolve the provider; start the local backend when that is what runs."""
+    resolved = resolve_provider(settings, environ)
+    configure_logging(settings.log.level, settings.log.format, secrets=[resolved.api_key])
+    if resolved.notice:
+        print(resolved.notice, file=sys.stderr)
+    if resolved.name != "local":
+        return ProviderRuntime(remote_endpoint(settings, resolved), resolved, None)
+    script = Path(settings.local.script) if settings.local.script else None
+    if settings.local.behaviour == "script" and script is None:
+        raise ConfigError("local.script is required when local.behaviour = 'script'")
+    if script is not None and not script.is_file():
+        raise ConfigError(f"local.script = {str(script)!r}: no such file")
+    backend = await start_backend(
+        BackendOptions(behaviour=settings.local.behaviour, script_path=script),
+        host=settings.local.host,
+        port=settings.local.port,
+    )
+    return ProviderRuntime(local_endpoint(settings, backend.port), resolved, backend)
+
+
+def session_config(
+    settings: Settings,
+    provider_name: str,
+    *,
+    manual_turns: bool = False,
+    tools: Sequence[ToolSpec] = (),
+) -> SessionConfig:
+    """The Realtime session configuration a call asks for."""
+    vad = settings.vad
+    vad_config = None
+    if vad.enabled and not manual_turns:
+        vad_config = VadConfig(
+            threshold=vad.threshold,
+            prefix_padding_ms=vad.prefix_padding_ms,
+            silence_duration_ms=vad.silence_duration_ms,
+            create_response=True,
+            interrupt_response=vad.interrupt_response,
+            idle_timeout_ms=vad.idle_timeout_ms,
+        )
+    return SessionConfig(
+        instructions=settings.agent.instructions,
+        voice=effective_voice(settings, provider_name),
+        output_rate=settings.agent.output_rate,
+        vad=vad_config,
+        transcription_model=settings.agent.transcription_model,
+        tools=list(tools),
+    )

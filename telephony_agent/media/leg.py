@@ -1,0 +1,79 @@
+"""The one interface every call leg offers to the Call.
+
+Why an event stream plus a per-tick `send_frame`: the Call must not know whether it
+talks to plain RTP, WebRTC or a file. Inbound, a leg yields decoded PCM frames at
+its native rate, DTMF digits and its own end; outbound, the Call hands it exactly
+one frame per media-clock tick (speech or silence) and the leg packetises it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from telephony_agent.audio.playout import Frame
+
+
+@dataclass(frozen=True)
+class AudioIn:
+    """One inbound frame of caller audio at the leg's sample rate."""
+
+    pcm: NDArray[np.int16]
+
+
+@dataclass(frozen=True)
+class DtmfIn:
+    """A digit the caller pressed (RFC 4733, SIP INFO or a browser data channel)."""
+
+    digit: str
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class LegEnded:
+    """The far end is gone (BYE, browser closed, file finished, media timeout)."""
+
+    reason: str
+
+
+LegEvent = AudioIn | DtmfIn | LegEnded
+
+
+class MediaLeg(abc.ABC):
+    """A call's media: what the caller says in, what the agent says out."""
+
+    #: Native PCM rate of the leg (8000 for G.711, 16000 for G.722, 48000 for Opus).
+    sample_rate: int
+    #: Short codec/transport label for logs and summaries ("PCMU", "file", ...).
+    codec: str = "pcm"
+
+    @property
+    def frame_samples(self) -> int:
+        """Samples in one 20 ms frame at the leg rate."""
+        return self.sample_rate // 50
+
+    @abc.abstractmethod
+    def events(self) -> AsyncIterator[LegEvent]:
+        """Inbound events; the iterator ends after `LegEnded`."""
+
+    @abc.abstractmethod
+    def send_frame(self, frame: Frame) -> None:
+        """Send one 20 ms frame now. Called once per media-clock tick; must not block."""
+
+    @abc.abstractmethod
+    async def hangup(self, reason: str) -> None:
+        """End the leg from our side (BYE, close the peer connection)."""
+
+    async def transfer(self, target: str) -> bool:
+        """Hand the caller to `target`; legs that cannot transfer say so by returning False."""
+        del target
+        return False
+
+    def send_dtmf(self, digits: str) -> bool:
+        """Play DTMF towards the far end; False when the leg cannot."""
+        del digits
+        return False
