@@ -6,19 +6,15 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from telephony_agent.realtime.backend import BackendOptions, RunningBackend, start_backend
 from telephony_agent.realtime.backend.behaviours import tone
 
 from .backend_wire import (
-    FAST,
     MANUAL,
     RATE,
     WireClient,
@@ -29,23 +25,7 @@ from .backend_wire import (
     types,
     vad_session,
 )
-
-Start = Callable[..., Awaitable[RunningBackend]]
-
-
-@pytest.fixture
-async def start() -> AsyncIterator[Start]:
-    running: list[RunningBackend] = []
-
-    async def make(**options: Any) -> RunningBackend:
-        options.setdefault("realtime_factor", FAST)
-        backend = await start_backend(BackendOptions(**options))
-        running.append(backend)
-        return backend
-
-    yield make
-    for backend in running:
-        await backend.close()
+from .conftest import Start
 
 
 async def _closed(c: WireClient) -> tuple[int | None, str | None]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,7 @@ import soxr
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from telephony_agent.realtime.backend import BackendOptions, RunningBackend, start_backend
-
 from .backend_wire import (
-    FAST,
     MANUAL,
     RATE,
     WireClient,
@@ -28,23 +24,7 @@ from .backend_wire import (
     types,
     vad_session,
 )
-
-Start = Callable[..., Awaitable[RunningBackend]]
-
-
-@pytest.fixture
-async def start() -> AsyncIterator[Start]:
-    running: list[RunningBackend] = []
-
-    async def make(**options: Any) -> RunningBackend:
-        options.setdefault("realtime_factor", FAST)
-        backend = await start_backend(BackendOptions(**options))
-        running.append(backend)
-        return backend
-
-    yield make
-    for backend in running:
-        await backend.close()
+from .conftest import Start
 
 
 async def test_handshake_created_first_then_updated_with_effective_config(start: Start) -> None:
