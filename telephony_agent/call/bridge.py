@@ -320,7 +320,11 @@ class Call:
         playing = self.playback.buffer.is_playing
         if not (playing or self._response_active):
             return
-        candidates = [i for i in (self._heard_item, self._receiving_item) if i is not None]
+        # What the caller is hearing now, and what is still arriving; an item that
+        # finished playing before this turn is history and must not be touched.
+        heard_now = self._heard_item if playing else None
+        arriving = self._receiving_item if self._response_active else None
+        candidates = [i for i in (heard_now, arriving) if i is not None]
         heard = candidates[0] if candidates else None
         interruption = self.playback.interrupt(heard)
         if self._response_active and self._response_id is not None:
