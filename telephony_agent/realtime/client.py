@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import structlog
 from websockets.asyncio.client import ClientConnection, connect
@@ -55,6 +54,7 @@ from telephony_agent.realtime.events import (
 from telephony_agent.realtime.protocol import Fatal, RealtimeProtocol
 from telephony_agent.realtime.providers import Endpoint
 from telephony_agent.realtime.session_config import SessionConfig
+from telephony_agent.realtime.wslog import websocket_logger
 
 log = structlog.get_logger(__name__)
 
@@ -69,21 +69,7 @@ CLOSE_TIMEOUT_S = 2.0
 State = Literal["new", "connecting", "open", "reconnecting", "closed"]
 
 
-class _NoDebugLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """websockets logs request headers (the API key) and every frame at debug level.
-
-    Reporting debug as disabled makes the library skip those lines entirely, whatever
-    the process-wide log level: safer, and cheaper at 50 audio frames per second.
-    """
-
-    def isEnabledFor(self, level: int) -> bool:
-        return level > logging.DEBUG and self.logger.isEnabledFor(level)
-
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
-        return msg, kwargs
-
-
-_WS_LOGGER = _NoDebugLogger(logging.getLogger("telephony_agent.realtime.websocket"), {})
+_WS_LOGGER = websocket_logger("telephony_agent.realtime.websocket")
 
 
 class _Transient(Exception):

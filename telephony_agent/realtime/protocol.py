@@ -227,6 +227,10 @@ class RealtimeProtocol:
         self._cancel_sent = False
         self._awaiting: tuple[str, _Create] | None = None  # sent create, no response.created
         self._pending: _Create | None = None  # create to send after response.done
+        # The create we sent whose response has not finished yet, and whether the
+        # conversation gained input (commit, tool output, message) since we sent it.
+        self._open_create: _Create | None = None
+        self._input_since_create = False
         self._stale = _BoundedSet(_MAX_STALE)
         # Assistant audio items: bytes received, and where each was truncated.
         self._item_bytes: OrderedDict[str, int] = OrderedDict()
@@ -270,6 +274,7 @@ class RealtimeProtocol:
         self.response_id = None
         self._cancel_sent = False
         self._awaiting = None
+        self._open_create = None
         self._outbox.clear()
         dropped = self._chunker.clear()
         if dropped:
@@ -344,6 +349,8 @@ class RealtimeProtocol:
             self._on_session_updated(event)
             return [event]
         if isinstance(event, ResponseCreated):
+            if self._awaiting is None:
+                self._open_create = None  # the server's own response (VAD), not ours
             self.response_active = True
             self.response_id = event.response_id
             self._cancel_sent = False
@@ -400,6 +407,8 @@ class RealtimeProtocol:
             self.response_active = False
             self.response_id = None
             self._cancel_sent = False
+            if self._awaiting is None:
+                self._open_create = None
         if event.response_id:
             self._stale.add(event.response_id)
         if event.status == "failed":
@@ -603,11 +612,25 @@ class RealtimeProtocol:
 
     def commit(self) -> list[str]:
         """Flush the partial chunk (so the turn is complete), then commit the buffer."""
+        self._input_since_create = True
         return [*self.flush_audio(), self._encode({"type": "input_audio_buffer.commit"})]
 
     def create_response(self, instructions: str | None = None) -> str | None:
-        """`response.create` now, or None when it is queued behind a response in flight."""
+        """`response.create` now, or None when it is queued behind a response in flight.
+
+        A request that adds nothing to the create already in flight (no conversation
+        input since, same instructions) is dropped: sent again it would make the model
+        answer twice, and after a tool turn call the tools twice.
+        """
         create = _Create(instructions)
+        open_create = self._open_create
+        if (
+            open_create is not None
+            and not self._input_since_create
+            and (instructions is None or instructions == open_create.instructions)
+        ):
+            log.info("realtime_response_create_duplicate_dropped")
+            return None
         if self.response_active or self._awaiting is not None:
             self.defer_response(instructions)
             return None
@@ -626,6 +649,8 @@ class RealtimeProtocol:
             event["response"] = {"instructions": create.instructions}
         text = self._encode(event)
         self._awaiting = (self._last_id, create)
+        self._open_create = create
+        self._input_since_create = False
         return text
 
     def cancel_response(self) -> str | None:
@@ -664,6 +689,7 @@ class RealtimeProtocol:
         )
 
     def function_output(self, call_id: str, output: str) -> str:
+        self._input_since_create = True
         return self._encode(
             {
                 "type": "conversation.item.create",
@@ -673,6 +699,7 @@ class RealtimeProtocol:
 
     def add_message(self, role: str, text: str) -> str:
         """A text message item; it also joins the recap replayed after a reconnect."""
+        self._input_since_create = True
         if text.strip():
             self._recap.append((_SPEAKERS.get(role, "Note"), text.strip()))
         return self._message(role, text)

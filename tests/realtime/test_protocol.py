@@ -293,13 +293,35 @@ def test_create_response_queued_while_active_and_sent_once_after_done() -> None:
     assert p.take_outgoing() == []
 
 
-def test_create_while_awaiting_response_created_is_queued() -> None:
+def test_repeated_create_with_nothing_new_is_dropped() -> None:
     p = make()
     ready(p)
     first = p.create_response()
     assert sent(first)["type"] == "response.create"
     assert "response" not in sent(first)
     assert p.create_response() is None
+    created(p, "r1")
+    assert p.create_response() is None
+    done(p, "r1")
+    assert p.take_outgoing() == []
+
+
+def test_create_after_new_input_while_awaiting_is_queued() -> None:
+    p = make()
+    ready(p)
+    assert p.create_response() is not None
+    p.function_output("call_1", "{}")
+    assert p.create_response() is None
+    created(p, "r1")
+    done(p, "r1")
+    assert [sent(f)["type"] for f in p.take_outgoing()] == ["response.create"]
+
+
+def test_create_with_new_instructions_while_awaiting_is_queued() -> None:
+    p = make()
+    ready(p)
+    assert p.create_response() is not None
+    assert p.create_response("Apologise briefly") is None
     created(p, "r1")
     done(p, "r1")
     assert [sent(f)["type"] for f in p.take_outgoing()] == ["response.create"]

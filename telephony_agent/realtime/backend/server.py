@@ -30,6 +30,7 @@ from telephony_agent.realtime.backend.options import BackendOptions
 from telephony_agent.realtime.backend.outbox import CloseConnection
 from telephony_agent.realtime.backend.session import BackendSession, SharedFaults
 from telephony_agent.realtime.backend.stats import BackendStats
+from telephony_agent.realtime.wslog import websocket_logger
 
 log = structlog.get_logger(__name__)
 
@@ -223,6 +224,7 @@ async def start_backend(
         compression=None,
         max_size=MAX_MESSAGE_BYTES,
         ping_interval=None,
+        logger=websocket_logger("telephony_agent.realtime.backend.websocket"),
     )
     bound = server.sockets[0].getsockname()[1] if server.sockets else port
     running = RunningBackend(server, host, int(bound), options, stats)
