@@ -63,6 +63,36 @@ def build_parser() -> argparse.ArgumentParser:
     backend.add_argument("--script", type=Path, help="scripted turns (JSON) for --behaviour script")
     backend.add_argument("--dialect", choices=["ga", "beta", "yandex"], default="ga")
     backend.add_argument(
+        "--realtime-factor",
+        type=float,
+        default=4.0,
+        help="how much faster than real time audio deltas are sent (default 4)",
+    )
+    backend.add_argument(
+        "--first-delta-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="fault: wait S seconds before each response's first delta",
+    )
+    backend.add_argument(
+        "--close-mid-response",
+        type=int,
+        metavar="CODE",
+        help="fault: close the socket with CODE (e.g. 1011) mid-response, once",
+    )
+    backend.add_argument(
+        "--expire-after",
+        type=float,
+        metavar="S",
+        help="fault: session_expired error and close 1001 after S seconds",
+    )
+    backend.add_argument(
+        "--inject-errors",
+        action="store_true",
+        help="fault: non-fatal error events and a failed response",
+    )
+    backend.add_argument(
         "--require-key-env",
         metavar="VAR",
         help="reject clients whose key differs from this environment variable",

@@ -222,3 +222,9 @@ async def test_local_backend_command_serves_the_protocol(tmp_path: Path) -> None
         process.terminate()
         async with asyncio.timeout(10):
             await process.wait()
+
+
+async def test_local_backend_rejects_a_bad_fault_knob_in_one_line() -> None:
+    code, _out, stderr = await run_cli("local-backend", "--close-mid-response", "1006")
+    assert code == 2
+    assert_one_clear_line(stderr, "1006 is not a close code a server may send")

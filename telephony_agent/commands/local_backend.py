@@ -24,12 +24,20 @@ async def run_local_backend(args: argparse.Namespace) -> int:
         if not key:
             raise UsageError(f"--require-key-env {args.require_key_env}: variable is not set")
     configure_logging("info", secrets=[key])
-    options = BackendOptions(
-        behaviour=args.behaviour,
-        script_path=args.script,
-        dialect=args.dialect,
-        require_api_key=key,
-    )
+    try:
+        options = BackendOptions(
+            behaviour=args.behaviour,
+            script_path=args.script,
+            dialect=args.dialect,
+            require_api_key=key,
+            realtime_factor=args.realtime_factor,
+            first_delta_delay_s=args.first_delta_delay,
+            close_mid_response_code=args.close_mid_response,
+            session_expire_after_s=args.expire_after,
+            inject_errors=args.inject_errors,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     print(
         f"local Realtime backend on ws://{args.host}:{args.port}/v1/realtime "
         f"({args.behaviour}, {args.dialect} dialect)",
