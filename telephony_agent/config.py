@@ -56,6 +56,8 @@ class AgentSettings:
     greeting: str | None = None
     transcription_model: str | None = None
     output_rate: int = 24000
+    #: The agent says goodbye and hangs up after this many seconds of call (none: no limit).
+    max_duration_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,44 @@ class LocalSettings:
 
 
 @dataclass(frozen=True)
+class SipSettings:
+    """The SIP side: where we listen, what we advertise, how many calls we take."""
+
+    listen: str = "0.0.0.0:5060"
+    transports: Literal["udp", "tcp", "udp+tcp"] = "udp+tcp"
+    #: Address put in Contact and SDP when the agent sits behind NAT.
+    public_address: str | None = None
+    max_calls: int = 100
+    #: Over capacity: "busy" answers 486 Busy Here, "unavailable" 503 with Retry-After.
+    over_capacity: Literal["busy", "unavailable"] = "busy"
+    retry_after_s: int = 30
+    #: Codec preference, best first, comma separated (opus, G722, PCMA, PCMU).
+    codecs: str = "opus,G722,PCMA,PCMU"
+    #: Seconds between 180 Ringing and giving up on the Realtime session (then 503).
+    answer_timeout_s: float = 10.0
+    #: RFC 3261 T1 in milliseconds (500 on the open internet; lower on a LAN).
+    t1_ms: int = 500
+    user_agent: str = "telephony-agent"
+
+
+@dataclass(frozen=True)
+class RtpSettings:
+    """Media sockets for plain RTP legs."""
+
+    port_min: int = 20000
+    port_max: int = 20999
+    #: No RTP for this long ends the call with BYE (not while the caller holds).
+    inactivity_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The HTTP side (health and, later, WebRTC signalling)."""
+
+    listen: str = "127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """Log level and renderer; `auto` is console on a terminal and JSON otherwise."""
 
@@ -106,6 +146,9 @@ class Settings:
     vad: VadSettings = field(default_factory=VadSettings)
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
+    sip: SipSettings = field(default_factory=SipSettings)
+    rtp: RtpSettings = field(default_factory=RtpSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 
@@ -122,7 +165,17 @@ _RANGES: dict[str, tuple[float, float]] = {
     "realtime.ready_timeout_s": (0.1, 120.0),
     "realtime.max_reconnects": (0, 100),
     "local.port": (0, 65535),
+    "agent.max_duration_s": (1.0, 86400.0),
+    "sip.max_calls": (1, 100_000),
+    "sip.retry_after_s": (1, 86400),
+    "sip.answer_timeout_s": (0.5, 120.0),
+    "sip.t1_ms": (10, 5000),
+    "rtp.port_min": (1024, 65534),
+    "rtp.port_max": (1025, 65535),
+    "rtp.inactivity_timeout_s": (1.0, 3600.0),
 }
+
+KNOWN_CODECS = ("opus", "G722", "PCMA", "PCMU")
 
 
 def _describe(tp: Any) -> str:
@@ -271,7 +324,49 @@ def load_settings(
     settings = _apply(settings, _env_overrides(env), from_env=True, origin="environment")
     if overrides:
         settings = _apply(settings, overrides, from_env=False, origin="command line")
+    _check_consistency(settings)
     return settings
+
+
+def parse_host_port(key: str, value: str) -> tuple[str, int]:
+    """`HOST:PORT` (or `[v6]:PORT`) from a setting, with an error naming the key."""
+    host, sep, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"{key} = {value!r}: expected HOST:PORT, e.g. 0.0.0.0:5060")
+    return host, int(port_text)
+
+
+def codec_preference(settings: Settings) -> tuple[str, ...]:
+    """The configured codec order, names normalised to the SDP spelling."""
+    by_lower = {name.lower(): name for name in KNOWN_CODECS}
+    names = [part.strip() for part in settings.sip.codecs.split(",") if part.strip()]
+    result: list[str] = []
+    for name in names:
+        known = by_lower.get(name.lower())
+        if known is None:
+            raise ConfigError(
+                f"sip.codecs = {settings.sip.codecs!r}: unknown codec {name!r}, "
+                f"expected a comma-separated list of {', '.join(KNOWN_CODECS)}"
+            )
+        if known not in result:
+            result.append(known)
+    if not result:
+        raise ConfigError(f"sip.codecs = {settings.sip.codecs!r}: expected at least one codec")
+    return tuple(result)
+
+
+def _check_consistency(settings: Settings) -> None:
+    """Rules that span keys or need parsing beyond a type check."""
+    parse_host_port("sip.listen", settings.sip.listen)
+    parse_host_port("http.listen", settings.http.listen)
+    codec_preference(settings)
+    rtp = settings.rtp
+    if rtp.port_max - rtp.port_min < 3:
+        raise ConfigError(
+            f"rtp.port_min = {rtp.port_min}, rtp.port_max = {rtp.port_max}: expected a range "
+            "of at least 4 ports (one even/odd pair per call)"
+        )
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,7 @@ class Call:
         self._dtmf_buffer = ""
         self._frames_sent = 0
         self._dtmf_task: asyncio.Task[None] | None = None
+        self._downlink_probe: tuple[str, float] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -174,6 +175,7 @@ class Call:
                     await self.leg.hangup(self._end_reason)
         self.record.ended_at = time.time()
         self.record.end_reason = self._end_reason
+        self.record.uplink_latency = self.session.uplink_latency
         log.info(
             "call_ended",
             reason=self._end_reason,
@@ -206,7 +208,9 @@ class Call:
                 if isinstance(event, AudioIn):
                     pcm = self._inbound.process(event.pcm)
                     if pcm.size:
-                        self.session.append_audio(pcm.astype("<i2", copy=False).tobytes())
+                        self.session.append_audio(
+                            pcm.astype("<i2", copy=False).tobytes(), event.received_at
+                        )
                 elif isinstance(event, DtmfIn):
                     self._on_dtmf(event)
                 elif isinstance(event, LegEnded):
@@ -306,6 +310,9 @@ class Call:
             return
         if not event.audio:
             return
+        if event.item_id not in self._item_response and not self.playback.buffer.is_playing:
+            # The start of a talk spurt: time it from the websocket to the leg.
+            self._downlink_probe = (event.item_id, event.received_at or time.monotonic())
         self._item_response[event.item_id] = event.response_id
         self._receiving_item = event.item_id
         if self._turn_stopped_at is not None and self._turn_first_delta_at is None:
@@ -412,6 +419,10 @@ class Call:
         self._frames_sent += 1
         if frame.speech and frame.item_id is not None:
             self._heard_item = frame.item_id
+            probe = self._downlink_probe
+            if probe is not None and probe[0] == frame.item_id:
+                self.record.downlink_latency.add(time.monotonic() - probe[1])
+                self._downlink_probe = None
             if self._turn_first_delta_at is not None and frame.item_id == self._turn_item:
                 self._record_latency()
         if not self.playback.buffer.is_playing:

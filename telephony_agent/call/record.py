@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from telephony_agent.metrics import LatencySamples
+
 
 @dataclass(frozen=True)
 class TranscriptLine:
@@ -52,6 +54,10 @@ class CallRecord:
     dtmf: str = ""
     reconnects: int = 0
     errors: int = 0
+    #: Bridge latency, caller side in: packet arrival → websocket write done.
+    uplink_latency: LatencySamples = field(default_factory=LatencySamples)
+    #: Bridge latency, agent side out: first delta of a talk spurt → its first frame sent.
+    downlink_latency: LatencySamples = field(default_factory=LatencySamples)
 
     @property
     def duration_s(self) -> float:

@@ -23,6 +23,8 @@ class AudioIn:
     """One inbound frame of caller audio at the leg's sample rate."""
 
     pcm: NDArray[np.int16]
+    #: ``time.monotonic()`` when the frame's packet arrived (0.0 when not from a socket).
+    received_at: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -39,6 +40,7 @@ from websockets.exceptions import (
     WebSocketException,
 )
 
+from telephony_agent.metrics import LatencySamples
 from telephony_agent.realtime.errors import (
     RealtimeAuthError,
     RealtimeConfigError,
@@ -47,6 +49,7 @@ from telephony_agent.realtime.errors import (
     RealtimeProtocolError,
 )
 from telephony_agent.realtime.events import (
+    AudioDelta,
     ServerEvent,
     SessionClosed,
     SessionReconnected,
@@ -99,7 +102,7 @@ class _Link:
     """One websocket connection and its two tasks."""
 
     ws: ClientConnection
-    outgoing: asyncio.Queue[tuple[str, bool]]
+    outgoing: asyncio.Queue[tuple[str, float]]
     created: asyncio.Event = field(default_factory=asyncio.Event)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     opened_at: float = field(default_factory=time.monotonic)
@@ -130,6 +133,8 @@ class RealtimeSession:
     ) -> None:
         self.endpoint = endpoint
         self.config = config
+        #: Capture (e.g. RTP arrival) to websocket write done, per uplink chunk.
+        self.uplink_latency = LatencySamples()
         self.protocol = RealtimeProtocol(
             config,
             endpoint.dialect,
@@ -250,8 +255,13 @@ class RealtimeSession:
 
     # ------------------------------------------------------------------ sending
 
-    def append_audio(self, pcm24k: bytes) -> None:
-        """Queue uplink PCM16 at `config.input_rate`; re-chunked to `chunk_ms` pieces."""
+    def append_audio(self, pcm24k: bytes, captured_at: float = 0.0) -> None:
+        """Queue uplink PCM16 at `config.input_rate`; re-chunked to `chunk_ms` pieces.
+
+        `captured_at` (``time.monotonic()`` when the audio reached us, e.g. the RTP
+        packet's arrival) lets the session measure the bridge's uplink latency up to
+        the moment the websocket write completes.
+        """
         link = self._live()
         if link is None:
             self.protocol.stats["audio_bytes_dropped"] += len(pcm24k)
@@ -264,7 +274,7 @@ class RealtimeSession:
                 self.protocol.stats["audio_bytes_dropped"] += self.protocol.chunk_bytes
                 self.protocol.stats["audio_chunks_dropped_backlog"] += 1
                 continue
-            self._enqueue(link, frame, audio=True)
+            self._enqueue(link, frame, audio=True, captured_at=captured_at)
 
     def commit(self) -> None:
         link = self._live()
@@ -317,10 +327,16 @@ class RealtimeSession:
     def _live(self) -> _Link | None:
         return self._link if self._state == "open" else None
 
-    def _enqueue(self, link: _Link, frame: str, *, audio: bool = False) -> None:
+    def _enqueue(
+        self, link: _Link, frame: str, *, audio: bool = False, captured_at: float = 0.0
+    ) -> None:
+        """Queue one frame for the writer. Audio carries when it was captured (> 0),
+        or -1.0 when the capture time is unknown; control frames carry 0.0."""
         if audio:
             link.queued_audio += 1
-        link.outgoing.put_nowait((frame, audio))
+            link.outgoing.put_nowait((frame, captured_at if captured_at > 0 else -1.0))
+        else:
+            link.outgoing.put_nowait((frame, 0.0))
 
     # ------------------------------------------------------------------ connections
 
@@ -463,6 +479,7 @@ class RealtimeSession:
         protocol = self.protocol
         try:
             async for frame in link.ws:
+                received_at = time.monotonic()
                 try:
                     events = protocol.feed(frame)
                 except Exception:  # a parser bug must cost one frame, not the call
@@ -470,6 +487,8 @@ class RealtimeSession:
                     self._log.exception("realtime_frame_failed")
                     continue
                 for event in events:
+                    if type(event) is AudioDelta:
+                        event = dataclasses.replace(event, received_at=received_at)
                     self._events.put_nowait(event)
                 for out in protocol.take_outgoing():
                     self._enqueue(link, out)
@@ -488,11 +507,13 @@ class RealtimeSession:
     async def _write(self, link: _Link) -> None:
         try:
             while True:
-                frame, audio = await link.outgoing.get()
-                if audio:
+                frame, captured_at = await link.outgoing.get()
+                if captured_at != 0.0:
                     link.queued_audio -= 1
                 try:
                     await link.ws.send(frame)
+                    if captured_at > 0.0:
+                        self.uplink_latency.add(time.monotonic() - captured_at)
                 finally:
                     link.outgoing.task_done()
         except ConnectionClosed:

@@ -87,6 +87,8 @@ class AudioDelta:
     response_id: str
     item_id: str
     audio: bytes = field(repr=False)
+    #: ``time.monotonic()`` when the websocket message arrived (0.0 when unknown).
+    received_at: float = field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

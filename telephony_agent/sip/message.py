@@ -1,0 +1,689 @@
+"""SIP messages: parse bytes into typed requests/responses and serialise them back.
+
+Why hand-written: a SIP server faces scanners, broken gateways and hostile input.
+The parser must never raise anything but `SipParseError`, must bound every size
+it reads, and must keep enough of a bad request (Via, From, To, Call-ID, CSeq) to
+answer it with ``400 Bad Request`` instead of silently timing the peer out.
+Header names are case-insensitive and have compact forms (RFC 3261 §7.3.3); they
+are stored under one canonical spelling so the rest of the stack never has to care.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "Headers",
+    "NameAddr",
+    "SipMessage",
+    "SipParseError",
+    "SipRequest",
+    "SipResponse",
+    "SipUri",
+    "StreamFramer",
+    "Via",
+    "parse_cseq",
+    "parse_message",
+    "split_header_values",
+]
+
+#: Largest message accepted (UDP datagrams cannot be larger; TCP gets the same bound).
+MAX_MESSAGE_BYTES = 65_535
+MAX_HEADER_LINES = 256
+MAX_LINE_BYTES = 8_192
+
+_COMPACT = {
+    "i": "Call-ID",
+    "m": "Contact",
+    "e": "Content-Encoding",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "f": "From",
+    "s": "Subject",
+    "k": "Supported",
+    "t": "To",
+    "v": "Via",
+    "o": "Event",
+    "r": "Refer-To",
+    "b": "Referred-By",
+    "x": "Session-Expires",
+    "u": "Allow-Events",
+    "a": "Accept-Contact",
+    "j": "Reject-Contact",
+    "d": "Request-Disposition",
+    "y": "Identity",
+}
+
+_CANONICAL = {
+    name.lower(): name
+    for name in (
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Alert-Info",
+        "Allow",
+        "Allow-Events",
+        "Authorization",
+        "Call-ID",
+        "Call-Info",
+        "Contact",
+        "Content-Disposition",
+        "Content-Encoding",
+        "Content-Language",
+        "Content-Length",
+        "Content-Type",
+        "CSeq",
+        "Date",
+        "Error-Info",
+        "Event",
+        "Expires",
+        "From",
+        "Max-Forwards",
+        "Min-Expires",
+        "Min-SE",
+        "Organization",
+        "P-Asserted-Identity",
+        "Priority",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "Proxy-Require",
+        "Reason",
+        "Record-Route",
+        "Refer-To",
+        "Referred-By",
+        "Reply-To",
+        "Require",
+        "Retry-After",
+        "Route",
+        "RSeq",
+        "RAck",
+        "Server",
+        "Session-Expires",
+        "Subject",
+        "Subscription-State",
+        "Supported",
+        "Timestamp",
+        "To",
+        "Unsupported",
+        "User-Agent",
+        "Via",
+        "Warning",
+        "WWW-Authenticate",
+    )
+}
+
+#: Headers whose comma-separated values are separate entries (RFC 3261 §7.3.1).
+#: Authorization-style headers and Date are deliberately absent: commas are part of them.
+_MULTI_VALUED = frozenset(
+    {
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Allow",
+        "Allow-Events",
+        "Contact",
+        "Proxy-Require",
+        "Record-Route",
+        "Require",
+        "Route",
+        "Supported",
+        "Unsupported",
+        "Via",
+    }
+)
+
+#: Headers a request must carry before we can answer it at all (RFC 3261 §8.1.1).
+_REQUIRED_FOR_REPLY = ("Via", "From", "To", "Call-ID", "CSeq")
+
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+_REQUEST_LINE_RE = re.compile(r"^([A-Za-z0-9\-.!%*_+`'~]+) (\S+) SIP/2\.0$")
+_STATUS_LINE_RE = re.compile(r"^SIP/2\.0 ([1-6][0-9][0-9]) ?(.*)$")
+
+
+class SipParseError(ValueError):
+    """Input that is not a SIP message we can process.
+
+    ``status`` is the response a server should send if the message was a request
+    with enough headers to reply to (``partial`` is then set); otherwise the
+    datagram is dropped and counted.
+    """
+
+    def __init__(
+        self, reason: str, *, status: int = 400, partial: SipRequest | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.partial = partial
+
+
+def canonical_name(name: str) -> str:
+    """Return the one spelling we store a header under ("v" and "VIA" become "Via")."""
+    lowered = name.lower()
+    if len(lowered) == 1 and lowered in _COMPACT:
+        return _COMPACT[lowered]
+    known = _CANONICAL.get(lowered)
+    if known is not None:
+        return known
+    return "-".join(part.capitalize() for part in lowered.split("-"))
+
+
+def split_header_values(value: str) -> list[str]:
+    """Split a header value at top-level commas (not inside quotes or <...>)."""
+    parts: list[str] = []
+    depth_angle = 0
+    in_quotes = False
+    escaped = False
+    start = 0
+    for index, char in enumerate(value):
+        if in_quotes:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_quotes = False
+            continue
+        if char == '"':
+            in_quotes = True
+        elif char == "<":
+            depth_angle += 1
+        elif char == ">":
+            depth_angle = max(0, depth_angle - 1)
+        elif char == "," and depth_angle == 0:
+            parts.append(value[start:index].strip())
+            start = index + 1
+    parts.append(value[start:].strip())
+    return [part for part in parts if part]
+
+
+class Headers:
+    """Ordered, case-insensitive multi-map of header fields.
+
+    Order matters in SIP (Via and Route are stacks), so fields are a list of
+    ``(canonical name, value)`` pairs rather than a dict.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
+        self._fields: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in fields]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def copy(self) -> Headers:
+        clone = Headers()
+        clone._fields = list(self._fields)
+        return clone
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first field value of `name`, unsplit."""
+        wanted = canonical_name(name)
+        for field_name, value in self._fields:
+            if field_name == wanted:
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of `name`, comma-separated lists split for multi-valued headers."""
+        wanted = canonical_name(name)
+        values: list[str] = []
+        for field_name, value in self._fields:
+            if field_name != wanted:
+                continue
+            if wanted in _MULTI_VALUED:
+                values.extend(split_header_values(value))
+            else:
+                values.append(value)
+        return values
+
+    def add(self, name: str, value: str) -> None:
+        self._fields.append((canonical_name(name), value))
+
+    def add_first(self, name: str, value: str) -> None:
+        """Insert before every other field (a proxy-style Via push)."""
+        self._fields.insert(0, (canonical_name(name), value))
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every field of `name` with one value, at the first one's position."""
+        wanted = canonical_name(name)
+        for index, (field_name, _) in enumerate(self._fields):
+            if field_name == wanted:
+                self._fields[index] = (wanted, value)
+                self._fields = [
+                    f for i, f in enumerate(self._fields) if i <= index or f[0] != wanted
+                ]
+                return
+        self._fields.append((wanted, value))
+
+    def remove(self, name: str) -> None:
+        wanted = canonical_name(name)
+        self._fields = [f for f in self._fields if f[0] != wanted]
+
+
+@dataclass
+class SipRequest:
+    method: str
+    uri: str
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+
+    def to_bytes(self) -> bytes:
+        return _serialize(f"{self.method} {self.uri} SIP/2.0", self.headers, self.body)
+
+    @property
+    def call_id(self) -> str:
+        return self.headers.get("Call-ID") or ""
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        return parse_cseq(self.headers.get("CSeq") or "")
+
+    @property
+    def top_via(self) -> Via:
+        return Via.parse(self.headers.get_all("Via")[0])
+
+
+@dataclass
+class SipResponse:
+    status: int
+    reason: str
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+
+    def to_bytes(self) -> bytes:
+        return _serialize(f"SIP/2.0 {self.status} {self.reason}", self.headers, self.body)
+
+    @property
+    def call_id(self) -> str:
+        return self.headers.get("Call-ID") or ""
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        return parse_cseq(self.headers.get("CSeq") or "")
+
+    @property
+    def top_via(self) -> Via:
+        return Via.parse(self.headers.get_all("Via")[0])
+
+
+SipMessage = SipRequest | SipResponse
+
+
+def _serialize(start_line: str, headers: Headers, body: bytes) -> bytes:
+    lines = [start_line]
+    lines.extend(f"{name}: {value}" for name, value in headers if name != "Content-Length")
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
+
+
+# ---------------------------------------------------------------------- parsing
+
+
+def parse_message(data: bytes) -> SipMessage:
+    """Parse one complete message (a UDP datagram or a framed TCP message).
+
+    Raises `SipParseError` and nothing else, whatever the input.
+    """
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise SipParseError("message too large", status=513)
+    head, separator, body = data.partition(b"\r\n\r\n")
+    if not separator:
+        head, separator, body = data.partition(b"\n\n")
+        if not separator:
+            # A datagram may legitimately end right after the headers' last CRLF.
+            head = data.rstrip(b"\r\n")
+            body = b""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SipParseError("headers are not valid UTF-8") from None
+    lines = _unfold(text.split("\n"))
+    while lines and not lines[0].strip():
+        lines.pop(0)  # RFC 3261 §7.5: ignore leading CRLFs
+    if not lines:
+        raise SipParseError("empty message")
+    if len(lines) > MAX_HEADER_LINES + 1:
+        raise SipParseError("too many header lines")
+    start = lines[0].strip()
+    headers = _parse_headers(lines[1:])
+    request_match = _REQUEST_LINE_RE.match(start)
+    message: SipMessage
+    if request_match is not None:
+        message = SipRequest(request_match.group(1).upper(), request_match.group(2), headers)
+    else:
+        status_match = _STATUS_LINE_RE.match(start)
+        if status_match is None:
+            raise SipParseError(f"bad start line {start[:60]!r}")
+        message = SipResponse(int(status_match.group(1)), status_match.group(2), headers)
+    message.body = _frame_body(message, body)
+    _validate(message)
+    return message
+
+
+def _unfold(raw_lines: list[str]) -> list[str]:
+    lines: list[str] = []
+    for raw in raw_lines:
+        line = raw[:-1] if raw.endswith("\r") else raw
+        if len(line) > MAX_LINE_BYTES:
+            raise SipParseError("header line too long")
+        if line[:1] in (" ", "\t") and lines:
+            lines[-1] = lines[-1] + " " + line.strip()
+        else:
+            lines.append(line)
+    return lines
+
+
+def _parse_headers(lines: list[str]) -> Headers:
+    fields: list[tuple[str, str]] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(":")
+        name = name.strip()
+        if not colon or not name or not _TOKEN_RE.match(name):
+            raise SipParseError(f"malformed header line {line[:40]!r}")
+        fields.append((name, value.strip()))
+    return Headers(fields)
+
+
+def _frame_body(message: SipMessage, body: bytes) -> bytes:
+    declared = message.headers.get("Content-Length")
+    if declared is None:
+        return body
+    try:
+        length = int(declared)
+    except ValueError:
+        raise _error_for(message, f"bad Content-Length {declared[:20]!r}") from None
+    if length < 0:
+        raise _error_for(message, "negative Content-Length")
+    if length > len(body):
+        raise _error_for(message, "body shorter than Content-Length")
+    return body[:length]  # RFC 3261 §18.3: extra bytes after the body are discarded
+
+
+def _validate(message: SipMessage) -> None:
+    headers = message.headers
+    for name in _REQUIRED_FOR_REPLY:
+        if headers.get(name) is None:
+            raise SipParseError(f"missing {name} header")
+    try:
+        Via.parse(headers.get_all("Via")[0])
+    except (SipParseError, IndexError):
+        raise SipParseError("malformed Via header") from None
+    try:
+        seq, method = parse_cseq(headers.get("CSeq") or "")
+    except SipParseError as exc:
+        raise _error_for(message, exc.reason) from None
+    for name in ("From", "To"):
+        try:
+            NameAddr.parse(headers.get(name) or "")
+        except SipParseError as exc:
+            raise _error_for(message, f"malformed {name}: {exc.reason}") from None
+    if isinstance(message, SipRequest):
+        if method != message.method:
+            raise _error_for(message, "CSeq method does not match the request")
+        try:
+            SipUri.parse(message.uri)
+        except SipParseError:
+            raise _error_for(message, "malformed Request-URI") from None
+        max_forwards = headers.get("Max-Forwards")
+        if max_forwards is not None and not max_forwards.strip().isdigit():
+            raise _error_for(message, "bad Max-Forwards")
+    del seq
+
+
+def _error_for(message: SipMessage, reason: str) -> SipParseError:
+    """An error that still lets a server answer the request it came from."""
+    partial = message if isinstance(message, SipRequest) else None
+    return SipParseError(reason, partial=partial)
+
+
+def parse_cseq(value: str) -> tuple[int, str]:
+    parts = value.split()
+    if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
+        raise SipParseError(f"bad CSeq {value[:30]!r}")
+    number = int(parts[0])
+    if number >= 2**31:
+        raise SipParseError("CSeq number out of range")
+    if not _TOKEN_RE.match(parts[1]):
+        raise SipParseError("bad CSeq method")
+    return number, parts[1].upper()
+
+
+# ---------------------------------------------------------------------- structured values
+
+
+def _parse_params(text: str) -> dict[str, str | None]:
+    params: dict[str, str | None] = {}
+    for piece in _split_outside_quotes(text, ";"):
+        piece = piece.strip()
+        if not piece:
+            continue
+        name, equals, value = piece.partition("=")
+        params[name.strip().lower()] = value.strip() if equals else None
+    return params
+
+
+def _format_params(params: dict[str, str | None]) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    parts: list[str] = []
+    in_quotes = False
+    start = 0
+    for index, char in enumerate(text):
+        if char == '"':
+            in_quotes = not in_quotes
+        elif char == separator and not in_quotes:
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return parts
+
+
+@dataclass(frozen=True)
+class SipUri:
+    """``sip:user@host:port;params`` — the parts the stack routes on."""
+
+    scheme: str
+    host: str
+    user: str | None = None
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> SipUri:
+        text = text.strip()
+        scheme, colon, rest = text.partition(":")
+        scheme = scheme.lower()
+        if not colon or scheme not in ("sip", "sips", "tel"):
+            raise SipParseError(f"unsupported URI {text[:40]!r}")
+        if scheme == "tel":
+            number, _, params = rest.partition(";")
+            if not number:
+                raise SipParseError("empty tel URI")
+            return cls(scheme, "", number, None, _parse_params(params))
+        rest, _, _headers = rest.partition("?")
+        hostport, _, params = rest.partition(";")
+        user: str | None = None
+        if "@" in hostport:
+            userinfo, _, hostport = hostport.rpartition("@")
+            user = userinfo.partition(":")[0]
+        host, port = _split_hostport(hostport)
+        return cls(scheme, host, user, port, _parse_params(params))
+
+    def __str__(self) -> str:
+        if self.scheme == "tel":
+            return f"tel:{self.user}{_format_params(self.params)}"
+        userinfo = f"{self.user}@" if self.user else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.port is not None else ""
+        return f"{self.scheme}:{userinfo}{host}{port}{_format_params(self.params)}"
+
+
+def _split_hostport(text: str) -> tuple[str, int | None]:
+    text = text.strip()
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not host:
+            raise SipParseError("bad IPv6 reference")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise SipParseError("bad host:port")
+    else:
+        host, _, port_text = text.partition(":")
+    if not host or any(c in host for c in ' <>"'):
+        raise SipParseError("bad host")
+    if not port_text:
+        return host.lower(), None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise SipParseError(f"bad port {port_text[:10]!r}")
+    return host.lower(), int(port_text)
+
+
+@dataclass(frozen=True)
+class NameAddr:
+    """From/To/Contact/Route value: optional display name, URI, header parameters."""
+
+    uri: str
+    display: str | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> NameAddr:
+        text = text.strip()
+        if not text:
+            raise SipParseError("empty address")
+        if text == "*":
+            return cls("*")
+        display: str | None = None
+        if "<" in text:
+            before, _, after = text.partition("<")
+            uri, closing, params = after.partition(">")
+            if not closing:
+                raise SipParseError("unterminated <uri>")
+            before = before.strip()
+            if before:
+                display = (
+                    before[1:-1] if before.startswith('"') and before.endswith('"') else before
+                )
+        else:
+            # addr-spec form: header parameters follow the first ';'.
+            uri, _, params = text.partition(";")
+        SipUri.parse(uri)
+        return cls(uri.strip(), display, _parse_params(params))
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    def with_tag(self, tag: str) -> NameAddr:
+        return NameAddr(self.uri, self.display, {**self.params, "tag": tag})
+
+    def __str__(self) -> str:
+        display = f'"{self.display}" ' if self.display else ""
+        return f"{display}<{self.uri}>{_format_params(self.params)}"
+
+
+@dataclass(frozen=True)
+class Via:
+    """One Via entry: transport, sent-by host/port and parameters (branch, rport...)."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> Via:
+        protocol, _, rest = text.strip().partition(" ")
+        pieces = [p.strip() for p in protocol.split("/")]
+        if len(pieces) != 3 or pieces[0].upper() != "SIP" or not pieces[2]:
+            raise SipParseError(f"bad Via protocol {protocol[:30]!r}")
+        sent_by, _, params = rest.strip().partition(";")
+        host, port = _split_hostport(sent_by)
+        return cls(pieces[2].upper(), host, port, _parse_params(params))
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.port is not None else ""
+        return f"SIP/2.0/{self.transport} {host}{port}{_format_params(self.params)}"
+
+
+# ---------------------------------------------------------------------- TCP framing
+
+
+class StreamFramer:
+    """Cut a TCP byte stream into messages using Content-Length (RFC 3261 §18.3).
+
+    `feed` returns complete messages and parse errors in arrival order. A stream
+    that is unrecoverable (a message without a usable Content-Length, or a
+    header block beyond the size limit) sets `broken`; the shell closes the
+    connection because there is no way to find the next message boundary.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self.broken = False
+
+    def feed(self, data: bytes) -> list[SipMessage | SipParseError]:
+        if self.broken:
+            return []
+        self._buffer.extend(data)
+        out: list[SipMessage | SipParseError] = []
+        while True:
+            # Keep-alive CRLFs between messages (RFC 5626 §3.5.1) are skipped.
+            while self._buffer[:2] == b"\r\n":
+                del self._buffer[:2]
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buffer) > MAX_MESSAGE_BYTES:
+                    self.broken = True
+                    out.append(SipParseError("header block too large"))
+                return out
+            head = bytes(self._buffer[:end])
+            length = _content_length(head)
+            if length is None:
+                self.broken = True
+                out.append(SipParseError("missing or bad Content-Length on a stream"))
+                return out
+            total = end + 4 + length
+            if total > MAX_MESSAGE_BYTES:
+                self.broken = True
+                out.append(SipParseError("message too large", status=513))
+                return out
+            if len(self._buffer) < total:
+                return out
+            chunk = bytes(self._buffer[:total])
+            del self._buffer[:total]
+            try:
+                out.append(parse_message(chunk))
+            except SipParseError as exc:
+                out.append(exc)
+
+
+def _content_length(head: bytes) -> int | None:
+    for raw in head.split(b"\r\n")[1:]:
+        name, colon, value = raw.partition(b":")
+        if colon and name.strip().lower() in (b"content-length", b"l"):
+            text = value.strip()
+            if not text.isdigit():
+                return None
+            return int(text)
+    return None
