@@ -12,7 +12,15 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from telephony_agent.sip.message import Headers, NameAddr, SipRequest, SipResponse, SipUri, Via
+from telephony_agent.sip.message import (
+    Headers,
+    NameAddr,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    SipUri,
+    Via,
+)
 from telephony_agent.sip.transaction import Peer, new_branch
 
 __all__ = ["Dialog", "DialogError", "make_response", "new_tag", "peer_for_uri"]
@@ -79,8 +87,10 @@ def make_response(
     out.add("To", to_value)
     out.add("Call-ID", request.call_id)
     out.add("CSeq", request.headers.get("CSeq") or "")
-    if status != 100:
-        for rr in request.headers.get_all("Record-Route") if 200 <= status < 300 else []:
+    # §12.1.1: a response that establishes a dialog carries the request's Record-Route,
+    # and a 101-199 with a To tag establishes an early one (§12.1), not only a 2xx.
+    if 200 <= status < 300 or (100 < status < 200 and _has_tag(to_value)):
+        for rr in request.headers.get_all("Record-Route"):
             out.add("Record-Route", rr)
     timestamp = request.headers.get("Timestamp")
     if status == 100 and timestamp is not None:
@@ -90,6 +100,13 @@ def make_response(
     if body and content_type:
         out.set("Content-Type", content_type)
     return SipResponse(status, reason or REASONS.get(status, "Unknown"), out, body)
+
+
+def _has_tag(address: str) -> bool:
+    try:
+        return NameAddr.parse(address).tag is not None
+    except SipParseError:
+        return False
 
 
 def peer_for_uri(uri: str, transport: str = "UDP") -> Peer:

@@ -139,8 +139,11 @@ _MULTI_VALUED = frozenset(
 _REQUIRED_FOR_REPLY = ("Via", "From", "To", "Call-ID", "CSeq")
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
-_REQUEST_LINE_RE = re.compile(r"^([A-Za-z0-9\-.!%*_+`'~]+) (\S+) SIP/2\.0$")
-_STATUS_LINE_RE = re.compile(r"^SIP/2\.0 ([1-6][0-9][0-9]) ?(.*)$")
+_REQUEST_LINE_RE = re.compile(r"^([A-Za-z0-9\-.!%*_+`'~]+) (\S+) [Ss][Ii][Pp]/2\.0$")
+# §7.1: the version string is case-insensitive; a status code is exactly three digits.
+_STATUS_LINE_RE = re.compile(r"^[Ss][Ii][Pp]/2\.0 ([1-6][0-9][0-9])(?: (.*))?$")
+# sent-protocol allows LWS around each slash (RFC 3261 §25.1 SLASH, RFC 4475 §3.1.1.1).
+_VIA_RE = re.compile(r"^([^\s/]+)\s*/\s*([^\s/]+)\s*/\s*([^\s/;]+)\s+(.*)$", re.DOTALL)
 
 
 class SipParseError(ValueError):
@@ -337,6 +340,9 @@ def parse_message(data: bytes) -> SipMessage:
     """
     if len(data) > MAX_MESSAGE_BYTES:
         raise SipParseError("message too large", status=513)
+    # RFC 3261 §7.5: CRLFs before the start line are ignored. They must go before the
+    # header/body split, or "\r\n\r\nINVITE ..." would look like an empty header block.
+    data = data.lstrip(b"\r\n")
     head, separator, body = data.partition(b"\r\n\r\n")
     if not separator:
         head, separator, body = data.partition(b"\n\n")
@@ -365,7 +371,7 @@ def parse_message(data: bytes) -> SipMessage:
         status_match = _STATUS_LINE_RE.match(start)
         if status_match is None:
             raise SipParseError(f"bad start line {start[:60]!r}")
-        message = SipResponse(int(status_match.group(1)), status_match.group(2), headers)
+        message = SipResponse(int(status_match.group(1)), status_match.group(2) or "", headers)
     message.body = _frame_body(message, body)
     _validate(message)
     return message
@@ -401,12 +407,11 @@ def _frame_body(message: SipMessage, body: bytes) -> bytes:
     declared = message.headers.get("Content-Length")
     if declared is None:
         return body
-    try:
-        length = int(declared)
-    except ValueError:
-        raise _error_for(message, f"bad Content-Length {declared[:20]!r}") from None
-    if length < 0:
-        raise _error_for(message, "negative Content-Length")
+    text = declared.strip()
+    # int() alone would accept "+5", "1_0" and non-ASCII digits, and raises past 4300 digits.
+    if not _is_digits(text) or len(text) > 10:
+        raise _error_for(message, f"bad Content-Length {declared[:20]!r}")
+    length = int(text)
     if length > len(body):
         raise _error_for(message, "body shorter than Content-Length")
     return body[:length]  # RFC 3261 §18.3: extra bytes after the body are discarded
@@ -438,20 +443,40 @@ def _validate(message: SipMessage) -> None:
         except SipParseError:
             raise _error_for(message, "malformed Request-URI") from None
         max_forwards = headers.get("Max-Forwards")
-        if max_forwards is not None and not max_forwards.strip().isdigit():
+        if max_forwards is not None and not _is_digits(max_forwards.strip()):
             raise _error_for(message, "bad Max-Forwards")
     del seq
 
 
 def _error_for(message: SipMessage, reason: str) -> SipParseError:
-    """An error that still lets a server answer the request it came from."""
-    partial = message if isinstance(message, SipRequest) else None
+    """An error that still lets a server answer the request it came from.
+
+    Only a request whose Via, From, To, Call-ID and CSeq are all present (and whose
+    top Via parses, so the response can be routed) is answerable; anything less is
+    dropped, since a 400 without them could not be matched or even sent.
+    """
+    partial = message if isinstance(message, SipRequest) and _answerable(message) else None
     return SipParseError(reason, partial=partial)
+
+
+def _answerable(request: SipRequest) -> bool:
+    if any(request.headers.get(name) is None for name in _REQUIRED_FOR_REPLY):
+        return False
+    try:
+        Via.parse(request.headers.get_all("Via")[0])
+    except (SipParseError, IndexError):
+        return False
+    return True
+
+
+def _is_digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts "²" and "٣", which int() then rejects."""
+    return text.isascii() and text.isdigit()
 
 
 def parse_cseq(value: str) -> tuple[int, str]:
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
+    if len(parts) != 2 or not _is_digits(parts[0]) or len(parts[0]) > 10:
         raise SipParseError(f"bad CSeq {value[:30]!r}")
     number = int(parts[0])
     if number >= 2**31:
@@ -515,12 +540,16 @@ class SipUri:
             if not number:
                 raise SipParseError("empty tel URI")
             return cls(scheme, "", number, None, _parse_params(params))
-        rest, _, _headers = rest.partition("?")
-        hostport, _, params = rest.partition(";")
+        # The user part may itself contain ';' and '?' ("sip:+1555;npdi@gw"), while '@'
+        # appears nowhere but after userinfo, so split there before looking for params.
         user: str | None = None
-        if "@" in hostport:
-            userinfo, _, hostport = hostport.rpartition("@")
+        userinfo, at, hostpart = rest.partition("@")
+        if at:
             user = userinfo.partition(":")[0]
+        else:
+            hostpart = rest
+        hostpart, _, _headers = hostpart.partition("?")
+        hostport, _, params = hostpart.partition(";")
         host, port = _split_hostport(hostport)
         return cls(scheme, host, user, port, _parse_params(params))
 
@@ -531,6 +560,20 @@ class SipUri:
         host = f"[{self.host}]" if ":" in self.host else self.host
         port = f":{self.port}" if self.port is not None else ""
         return f"{self.scheme}:{userinfo}{host}{port}{_format_params(self.params)}"
+
+
+def _closing_quote(text: str) -> int:
+    """Index of the quote closing the quoted-string that starts `text` (-1: none)."""
+    escaped = False
+    for index in range(1, len(text)):
+        char = text[index]
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            return index
+    return -1
 
 
 def _split_hostport(text: str) -> tuple[str, int | None]:
@@ -548,7 +591,7 @@ def _split_hostport(text: str) -> tuple[str, int | None]:
         raise SipParseError("bad host")
     if not port_text:
         return host.lower(), None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not _is_digits(port_text) or len(port_text) > 5 or not 0 < int(port_text) < 65536:
         raise SipParseError(f"bad port {port_text[:10]!r}")
     return host.lower(), int(port_text)
 
@@ -569,6 +612,15 @@ class NameAddr:
         if text == "*":
             return cls("*")
         display: str | None = None
+        if text.startswith('"'):
+            # A quoted display name may contain '<', '>', ',' and ';' ("Doe, J <x>").
+            end = _closing_quote(text)
+            if end < 0:
+                raise SipParseError("unterminated quoted display name")
+            display = text[1:end]
+            text = text[end + 1 :].lstrip()
+            if not text.startswith("<"):
+                raise SipParseError("quoted display name without <uri>")
         if "<" in text:
             before, _, after = text.partition("<")
             uri, closing, params = after.partition(">")
@@ -576,9 +628,7 @@ class NameAddr:
                 raise SipParseError("unterminated <uri>")
             before = before.strip()
             if before:
-                display = (
-                    before[1:-1] if before.startswith('"') and before.endswith('"') else before
-                )
+                display = before
         else:
             # addr-spec form: header parameters follow the first ';'.
             uri, _, params = text.partition(";")
@@ -608,13 +658,12 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
-        protocol, _, rest = text.strip().partition(" ")
-        pieces = [p.strip() for p in protocol.split("/")]
-        if len(pieces) != 3 or pieces[0].upper() != "SIP" or not pieces[2]:
-            raise SipParseError(f"bad Via protocol {protocol[:30]!r}")
-        sent_by, _, params = rest.strip().partition(";")
+        match = _VIA_RE.match(text.strip())
+        if match is None or match.group(1).upper() != "SIP":
+            raise SipParseError(f"bad Via protocol {text.strip()[:30]!r}")
+        sent_by, _, params = match.group(4).strip().partition(";")
         host, port = _split_hostport(sent_by)
-        return cls(pieces[2].upper(), host, port, _parse_params(params))
+        return cls(match.group(3).upper(), host, port, _parse_params(params))
 
     @property
     def branch(self) -> str | None:
@@ -683,7 +732,7 @@ def _content_length(head: bytes) -> int | None:
         name, colon, value = raw.partition(b":")
         if colon and name.strip().lower() in (b"content-length", b"l"):
             text = value.strip()
-            if not text.isdigit():
+            if not text.isdigit() or len(text) > 10:  # int() raises past 4300 digits
                 return None
             return int(text)
     return None

@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 MAGIC_COOKIE = "z9hG4bK"
+#: Longest an INVITE we sent may stay in Proceeding without a final response.
+PROCEEDING_CAP_S = 180.0
 
 
 def new_branch() -> str:
@@ -231,7 +233,10 @@ class TransactionLayer:
         key = _server_key(request)
         txn = self._server.get(key)
         if request.method == "ACK":
-            if txn is not None and txn.is_invite:
+            # RFC 6026 §7.1: in Accepted the ACK is the 2xx's, not the transaction's; it
+            # matches here when the peer reuses the INVITE branch (RFC 2543 peers always
+            # do), and must still stop the 2xx retransmissions and reach the dialog.
+            if txn is not None and txn.is_invite and txn.state is not State.ACCEPTED:
                 if txn.state is State.COMPLETED:
                     txn.state = State.CONFIRMED
                     self._cancel_timer(txn, "G")
@@ -290,7 +295,13 @@ class TransactionLayer:
         if status < 200:
             if txn.state in (State.CALLING, State.PROCEEDING):
                 txn.state = State.PROCEEDING
+                # §17.1.1.2: timer B only runs in Calling. A callee may ring for minutes;
+                # ending the call is the user's decision (CANCEL), not a timeout's.
                 self._cancel_timer(txn, "A")
+                self._cancel_timer(txn, "B")
+                # A safety cap in the spirit of timer C (§16.6): a transaction whose
+                # final response never comes, even after CANCEL, must not live forever.
+                self._start_timer(txn, "C", now, PROCEEDING_CAP_S)
                 self._outputs.append(ResponseReceived(response, txn))
             return
         if status < 300:
@@ -299,6 +310,7 @@ class TransactionLayer:
                 txn.final_response = response
                 self._cancel_timer(txn, "A")
                 self._cancel_timer(txn, "B")
+                self._cancel_timer(txn, "C")
                 self._start_timer(txn, "M", now, 64 * self.timers.t1)
             # In Accepted, 2xx retransmissions go up so the user re-sends its ACK.
             if txn.state is State.ACCEPTED:
@@ -309,6 +321,7 @@ class TransactionLayer:
             txn.final_response = response
             self._cancel_timer(txn, "A")
             self._cancel_timer(txn, "B")
+            self._cancel_timer(txn, "C")
             txn.ack_bytes = _ack_for_failure(txn.request, response).to_bytes()
             self._outputs.append(Transmit(txn.ack_bytes, txn.peer))
             self._start_timer(txn, "D", now, 0.0 if txn.peer.reliable else 32.0)
@@ -363,12 +376,13 @@ class TransactionLayer:
         if txn.is_invite:
             if status < 300:
                 # RFC 6026 Accepted: absorb INVITE retransmits, re-send our 2xx until ACK.
+                # §13.3.1.4: the 2xx is retransmitted whatever the transport, because a
+                # UDP hop may lie between the proxy we talk TCP to and the caller.
                 txn.state = State.ACCEPTED
                 self._start_timer(txn, "L", now, 64 * t1)
                 self._awaiting_ack[(txn.request.call_id, txn.request.cseq[0])] = txn
-                if not peer.reliable:
-                    txn.retransmit_interval = t1
-                    self._start_timer(txn, "G2xx", now, t1)
+                txn.retransmit_interval = t1
+                self._start_timer(txn, "G2xx", now, t1)
                 self._start_timer(txn, "H2xx", now, 64 * t1)
             else:
                 txn.state = State.COMPLETED
@@ -423,7 +437,7 @@ class TransactionLayer:
             else:
                 txn.retransmit_interval = min(2 * txn.retransmit_interval, timers.t2)
             self._start_timer(txn, "E", now, txn.retransmit_interval)
-        elif name in ("B", "F"):
+        elif name in ("B", "F", "C"):
             self.stats.timeouts += 1
             self._terminate_client(txn)
             self._outputs.append(TransactionTimeout(txn))
@@ -431,6 +445,7 @@ class TransactionLayer:
             self._terminate_client(txn)
 
     def _fire_server(self, txn: ServerTransaction, name: str, now: float) -> None:
+        key = (txn.request.call_id, txn.request.cseq[0])
         if name in ("G", "G2xx"):
             if txn.response_peer is not None:
                 self._outputs.append(Transmit(txn.last_response_bytes, txn.response_peer))
@@ -442,7 +457,6 @@ class TransactionLayer:
             self._outputs.append(TransactionTimeout(txn))
         elif name == "H2xx":
             self._cancel_timer(txn, "G2xx")
-            key = (txn.request.call_id, txn.request.cseq[0])
             if self._awaiting_ack.get(key) is txn:
                 del self._awaiting_ack[key]
                 self.stats.timeouts += 1
@@ -450,8 +464,8 @@ class TransactionLayer:
             if "L" not in txn.timers:
                 self._terminate_server(txn)
         elif name in ("I", "J", "L"):
-            if name == "L" and "G2xx" in txn.timers:
-                return  # still retransmitting the 2xx; H2xx ends it
+            if name == "L" and "H2xx" in txn.timers and self._awaiting_ack.get(key) is txn:
+                return  # still waiting for the ACK; H2xx ends it and reports AckTimeout
             self._terminate_server(txn)
 
     def _terminate_client(self, txn: ClientTransaction) -> None:
