@@ -1,4 +1,4 @@
-"""`telephony-agent` command line: ask, local-backend, config check.
+"""`telephony-agent` command line: serve, call, demo, ask, local-backend, config check.
 
 Every user mistake ends with one line on stderr and exit code 2; a provider or
 network failure ends with one line and exit code 1; never a traceback.
@@ -54,6 +54,40 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=60.0,
         help="seconds to wait for the whole answer (default 60)",
+    )
+
+    serve = sub.add_parser("serve", help="answer SIP calls with the agent")
+    _common_options(serve)
+    serve.add_argument(
+        "--sip-listen", metavar="HOST:PORT", help="SIP address (default 0.0.0.0:5060)"
+    )
+    serve.add_argument(
+        "--http-listen", metavar="HOST:PORT", help="health endpoint (default 127.0.0.1:8080)"
+    )
+    serve.add_argument("--max-calls", type=int, help="concurrent calls before 486/503")
+
+    call = sub.add_parser("call", help="dial a SIP URI, speak a file, record what is heard")
+    call.add_argument("uri", help="who to call, e.g. sip:agent@127.0.0.1:5060")
+    call.add_argument("--play", type=Path, required=True, help="audio file spoken as the caller")
+    call.add_argument("--record", type=Path, help="write what the caller heard to this WAV")
+    call.add_argument(
+        "--duration", type=float, help="seconds before hanging up (default: file + 4 s)"
+    )
+    call.add_argument("--dtmf", help="digits to press one second into the call")
+    call.add_argument("--codecs", default="PCMU,PCMA,G722,opus", help="offered codecs, best first")
+    call.add_argument("--transport", choices=["udp", "tcp"], default="udp")
+    call.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default="warning"
+    )
+
+    demo = sub.add_parser("demo", help="offline showcase: a real SIP call to a local agent")
+    _common_options(demo, default_log_level="warning")
+    demo.add_argument("--codec", default="PCMU", help="PCMU, PCMA, G722 or opus (default PCMU)")
+    demo.add_argument(
+        "--record",
+        type=Path,
+        default=Path("demo-call.wav"),
+        help="where to write what the caller heard (default demo-call.wav)",
     )
 
     backend = sub.add_parser("local-backend", help="serve the built-in Realtime backend")
@@ -136,6 +170,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         from telephony_agent.commands.ask import run_ask
 
         return _run_async(run_ask(args))
+    if args.command == "serve":
+        from telephony_agent.commands.serve import run_serve
+
+        return _run_async(run_serve(args))
+    if args.command == "call":
+        from telephony_agent.commands.call import run_call
+
+        return _run_async(run_call(args))
+    if args.command == "demo":
+        from telephony_agent.commands.demo import run_demo
+
+        return _run_async(run_demo(args))
     if args.command == "local-backend":
         from telephony_agent.commands.local_backend import run_local_backend
 

@@ -89,6 +89,8 @@ class LocalSettings:
     script: str | None = None
     host: str = "127.0.0.1"
     port: int = 0
+    #: Simulate a slow provider: seconds before each session starts (tests ringing/CANCEL).
+    session_start_delay_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "realtime.ready_timeout_s": (0.1, 120.0),
     "realtime.max_reconnects": (0, 100),
     "local.port": (0, 65535),
+    "local.session_start_delay_s": (0.0, 60.0),
     "agent.max_duration_s": (1.0, 86400.0),
     "sip.max_calls": (1, 100_000),
     "sip.retry_after_s": (1, 86400),

@@ -228,3 +228,31 @@ async def test_local_backend_rejects_a_bad_fault_knob_in_one_line() -> None:
     code, _out, stderr = await run_cli("local-backend", "--close-mid-response", "1006")
     assert code == 2
     assert_one_clear_line(stderr, "1006 is not a close code a server may send")
+
+
+async def test_demo_places_a_real_sip_call_and_reports_it(tmp_path: Path) -> None:
+    out = tmp_path / "heard.wav"
+    code, stdout, stderr = await run_cli("demo", "--record", str(out))
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    lines = stdout.splitlines()
+    assert any(line.strip().startswith("[") and "caller:" in line for line in lines), stdout
+    assert any("agent: Echo of" in line for line in lines), stdout
+    assert any(line.startswith("answered: codec PCMU") for line in lines), stdout
+    assert sum(line.startswith("turn ") for line in lines) == 2, stdout
+    assert any(line.startswith("bridge uplink") and "p99" in line for line in lines), stdout
+    heard, rate = read_wav(out)
+    assert rate == 8000
+    assert heard.size > 10 * rate
+
+
+async def test_call_rejects_a_uri_that_is_not_sip(tmp_path: Path) -> None:
+    code, _, stderr = await run_cli("call", "http://example.com", "--play", str(SAMPLE))
+    assert code == 2
+    assert_one_clear_line(stderr, "expected a SIP URI")
+
+
+async def test_serve_names_a_bad_listen_address() -> None:
+    code, _, stderr = await run_cli("serve", "--sip-listen", "nowhere", "--provider", "local")
+    assert code == 2
+    assert_one_clear_line(stderr, "sip.listen = 'nowhere'")

@@ -45,6 +45,12 @@ def settings_from_args(
         overrides.setdefault("agent", {})["instructions"] = args.instructions
     if getattr(args, "voice", None):
         overrides.setdefault("agent", {})["voice"] = args.voice
+    if getattr(args, "sip_listen", None):
+        overrides.setdefault("sip", {})["listen"] = args.sip_listen
+    if getattr(args, "http_listen", None):
+        overrides.setdefault("http", {})["listen"] = args.http_listen
+    if getattr(args, "max_calls", None) is not None:
+        overrides.setdefault("sip", {})["max_calls"] = args.max_calls
     config_path: Path | None = getattr(args, "config", None)
     return load_settings(config_path, environ=environ, overrides=overrides)
 
@@ -78,7 +84,11 @@ async def open_provider(
     if script is not None and not script.is_file():
         raise ConfigError(f"local.script = {str(script)!r}: no such file")
     backend = await start_backend(
-        BackendOptions(behaviour=settings.local.behaviour, script_path=script),
+        BackendOptions(
+            behaviour=settings.local.behaviour,
+            script_path=script,
+            session_start_delay_s=settings.local.session_start_delay_s,
+        ),
         host=settings.local.host,
         port=settings.local.port,
     )

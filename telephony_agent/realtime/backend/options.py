@@ -45,6 +45,9 @@ class BackendOptions:
     """Case 1: `session.updated` replies per `session.update` (0 = never)."""
     first_delta_delay_s: float = 0.0
     """Case 10: wait this long before the first delta of every response."""
+    session_start_delay_s: float = 0.0
+    """A slow provider: wait this long after the upgrade before `session.created`
+    (lets a SIP caller hear ringing, or CANCEL, while the session connects)."""
     auto_cancel_on_speech: bool = True
     """Case 4: with `interrupt_response`, speech cancels the response (`turn_detected`);
     False keeps streaming the old response after `speech_started` (case B)."""
@@ -95,6 +98,8 @@ class BackendOptions:
             raise ValueError("delta_ms must be between 1 and 10000")
         if not 0 <= self.session_updated_count <= 2:
             raise ValueError("session_updated_count must be 0, 1 or 2")
+        if self.session_start_delay_s < 0:
+            raise ValueError("session_start_delay_s must be >= 0")
         if self.first_delta_delay_s < 0:
             raise ValueError("first_delta_delay_s must be >= 0")
         if self.close_after_deltas < 0:

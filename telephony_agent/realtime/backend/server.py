@@ -153,6 +153,9 @@ class _Handler:
             connection.stats = self.stats
         self.stats.open_connections += 1
         log.info("local_backend_connected", model=model, dialect=self.options.dialect)
+        if self.options.session_start_delay_s > 0:
+            # A slow provider: nothing (not even session.created) until the delay is over.
+            await asyncio.sleep(self.options.session_start_delay_s)
         wake = asyncio.Event()
         session.start(loop.time())
         sender = asyncio.create_task(self._send_loop(connection, session, wake))

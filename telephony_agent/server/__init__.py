@@ -1,0 +1,1 @@
+"""The answering service: SIP signalling, RTP media and the Call, wired together."""

@@ -1,0 +1,467 @@
+"""One answered SIP call, from INVITE to BYE.
+
+The order is chosen for latency: 100 Trying goes out at once (the server sends
+it), the SDP offer is negotiated and the RTP socket opened before anything is
+promised, 180 Ringing is sent while the Realtime session connects, and 200 OK
+only when the model is ready to listen — so the caller's first word is never
+lost to a websocket handshake. A CANCEL at any point before 200 wins with 487.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from telephony_agent.call.bridge import Call, CallProfile
+from telephony_agent.call.record import CallRecord, TranscriptLine
+from telephony_agent.call.tools import default_registry
+from telephony_agent.logs import bind_call
+from telephony_agent.media.rtp import PortsExhausted, RtpLeg
+from telephony_agent.realtime.client import RealtimeSession
+from telephony_agent.realtime.errors import RealtimeError
+from telephony_agent.server.sip_leg import SipCallLeg
+from telephony_agent.sip.dialog import Dialog, DialogError, make_response, new_tag
+from telephony_agent.sip.message import Headers, NameAddr, SipRequest
+from telephony_agent.sip.sdp import (
+    Negotiated,
+    SdpError,
+    negotiate_answer,
+    parse_sdp,
+    with_direction,
+)
+from telephony_agent.sip.transaction import Peer, ServerTransaction
+
+if TYPE_CHECKING:
+    from telephony_agent.server.sip_server import AgentSipServer
+
+__all__ = ["InboundCall"]
+
+log = structlog.get_logger(__name__)
+
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, NOTIFY"
+SUPPORTED = "replaces"
+BYE_TIMEOUT_S = 8.0
+_INFO_DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
+
+
+@dataclass
+class CallSummary:
+    """What the server keeps about a finished call (for logs, tests and health)."""
+
+    call_id: str
+    codec: str
+    answered: bool
+    end_reason: str
+    record: CallRecord | None
+
+
+class InboundCall:
+    """The UAS side of one call: negotiation, answer, media, in-dialog requests, BYE."""
+
+    def __init__(
+        self,
+        server: AgentSipServer,
+        invite: SipRequest,
+        transaction: ServerTransaction,
+        source: Peer,
+        *,
+        on_transcript: Callable[[TranscriptLine], None] | None = None,
+    ) -> None:
+        self.server = server
+        self.invite = invite
+        self.transaction = transaction
+        self.source = source
+        self.local_tag = new_tag()
+        self.call_id = invite.call_id
+        self.short_id = self.call_id[:12]
+        host, port = server.endpoint.via_address(source.transport)
+        self.local_contact = f"sip:agent@{host}:{port}"
+        if source.transport == "TCP":
+            self.local_contact += ";transport=tcp"
+        self.dialog = Dialog.for_uas(invite, self.local_tag, self.local_contact, source.transport)
+        self.negotiated: Negotiated | None = None
+        self.leg: SipCallLeg | None = None
+        self.rtp: RtpLeg | None = None
+        self.call: Call | None = None
+        self.answered = False
+        self.ended = False
+        self.end_reason = ""
+        self.cancelled = asyncio.Event()
+        self.acked = asyncio.Event()
+        self._bye_sent = False
+        self._bye_received = False
+        self._sdp_version = 1
+        self._session_id = int(time.time())
+        self._on_transcript = on_transcript
+        self.record: CallRecord | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.dialog.key
+
+    # ------------------------------------------------------------------ setup
+
+    def _respond(self, status: int, reason: str | None = None, **kwargs: object) -> None:
+        headers = Headers()
+        if status != 100 and status < 300:
+            headers.add("Contact", f"<{self.local_contact}>")
+        if status in (200, 180, 183):
+            headers.add("Allow", ALLOW)
+            headers.add("Supported", SUPPORTED)
+        extra = kwargs.pop("headers", None)
+        if isinstance(extra, Headers):
+            for name, value in extra:
+                headers.add(name, value)
+        body = kwargs.pop("body", b"")
+        assert isinstance(body, bytes)
+        response = make_response(
+            self.invite,
+            status,
+            reason,
+            to_tag=self.local_tag,
+            headers=headers,
+            body=body,
+            content_type="application/sdp" if body else None,
+        )
+        self.server.endpoint.respond(self.transaction, response)
+
+    async def run(self) -> CallSummary:
+        """Set the call up, run it, tear it down. Never raises."""
+        bind_call(self.short_id)
+        try:
+            await self._run()
+        except Exception:
+            log.exception("inbound_call_failed")
+            if not self.answered and not self.cancelled.is_set():
+                self._respond(500)
+            self.end_reason = self.end_reason or "internal_error"
+        finally:
+            await self._cleanup()
+        codec = self.negotiated.codec if self.negotiated else ""
+        return CallSummary(self.call_id, codec, self.answered, self.end_reason, self.record)
+
+    async def _run(self) -> None:
+        settings = self.server.settings
+        offer_body = self.invite.body
+        if not offer_body:
+            self._respond(488, "Not Acceptable Here (an SDP offer is required)")
+            self.end_reason = "no_offer"
+            return
+        content_type = (self.invite.headers.get("Content-Type") or "").split(";")[0].strip()
+        if content_type.lower() != "application/sdp":
+            headers = Headers([("Accept", "application/sdp")])
+            self._respond(415, headers=headers)
+            self.end_reason = "unsupported_media_type"
+            return
+        try:
+            offer = parse_sdp(offer_body)
+            rtp = await self.server.open_rtp()
+        except PortsExhausted:
+            self._respond(503, "Service Unavailable (no free media ports)")
+            self.end_reason = "no_media_ports"
+            return
+        except SdpError as exc:
+            self._respond(488, f"Not Acceptable Here ({_phrase(str(exc))})")
+            self.end_reason = "sdp_rejected"
+            return
+        self.rtp = rtp
+        try:
+            self.negotiated = negotiate_answer(
+                offer,
+                local_address=self.server.media_address,
+                local_port=rtp.local_port,
+                codec_preference=self.server.codecs,
+                session_id=self._session_id,
+                session_version=self._sdp_version,
+            )
+        except SdpError as exc:
+            self._respond(488, f"Not Acceptable Here ({_phrase(str(exc))})")
+            self.end_reason = "sdp_rejected"
+            return
+        n = self.negotiated
+        rtp.configure(
+            codec=n.codec,
+            payload_type=n.payload_type,
+            telephone_event_pt=n.telephone_event_payload_type,
+            remote=n.remote_rtp,
+        )
+        rtp.set_direction(send=n.can_send, receive=n.can_receive)
+        self.leg = SipCallLeg(rtp, hangup=self._hang_up, transfer=self._transfer)
+        self._respond(180)
+        log.info(
+            "call_ringing",
+            caller=_user_of(self.invite.headers.get("From")),
+            codec=n.codec,
+            remote=f"{n.remote_rtp[0]}:{n.remote_rtp[1]}" if n.remote_rtp else "unknown",
+        )
+        session = await self._connect_realtime(settings.sip.answer_timeout_s)
+        if session is None:
+            return
+        self._respond(200, body=n.answer.to_bytes())
+        self.answered = True
+        self.server.stats.answered += 1
+        log.info("call_answered", codec=n.codec)
+        tools = default_registry()
+        profile = CallProfile(
+            greeting=settings.agent.greeting, max_duration_s=settings.agent.max_duration_s
+        )
+        self.call = Call(
+            leg=self.leg,
+            session=session,
+            clock=self.server.clock,
+            tools=tools,
+            profile=profile,
+            call_id=self.short_id,
+            provider=self.server.provider_name,
+            on_transcript=self._on_transcript,
+        )
+        self.record = await self.call.run()
+        self.end_reason = self.end_reason or self.record.end_reason
+
+    async def _connect_realtime(self, timeout_s: float) -> RealtimeSession | None:
+        """Connect while ringing; a CANCEL or a failure ends the attempt cleanly."""
+        session = self.server.new_session()
+        connect = asyncio.ensure_future(session.connect())
+        cancelled = asyncio.ensure_future(self.cancelled.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {connect, cancelled}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            cancelled.cancel()
+        if connect in done and connect.exception() is None and not self.cancelled.is_set():
+            return session
+        if not connect.done():
+            connect.cancel()
+        with contextlib.suppress(BaseException):
+            await connect
+        with contextlib.suppress(Exception):
+            await session.close()
+        if self.cancelled.is_set():
+            self.end_reason = "cancelled"
+            return None
+        error = connect.exception() if connect.done() and not connect.cancelled() else None
+        why = type(error).__name__ if isinstance(error, RealtimeError) else "timeout"
+        log.warning("realtime_unavailable", why=why)
+        headers = Headers([("Retry-After", str(self.server.settings.sip.retry_after_s))])
+        self._respond(503, "Service Unavailable (speech model not reachable)", headers=headers)
+        self.end_reason = "realtime_unavailable"
+        return None
+
+    # ------------------------------------------------------------------ signalling in
+
+    def on_cancel(self) -> None:
+        """CANCEL before our 200: 487 for the INVITE; after it, the CANCEL is moot."""
+        if self.answered or self.cancelled.is_set():
+            return
+        self.cancelled.set()
+        self._respond(487)
+        log.info("call_cancelled")
+
+    def on_ack(self, request: SipRequest) -> None:
+        del request
+        self.acked.set()
+
+    def on_ack_timeout(self) -> None:
+        """Our 200 OK was never acknowledged: §13.3.1.4 says end the call with BYE."""
+        log.warning("call_not_acked")
+        self.end_reason = "ack_timeout"
+        if self.leg is not None:
+            self.leg.end("ack_timeout")
+        self._spawn_bye("ack_timeout")
+
+    def on_in_dialog(self, request: SipRequest, txn: ServerTransaction) -> None:
+        endpoint = self.server.endpoint
+        try:
+            self.dialog.check_remote_cseq(request)
+        except DialogError as exc:
+            endpoint.respond(txn, make_response(request, 500, f"Server Internal Error ({exc})"))
+            return
+        method = request.method
+        if method == "BYE":
+            self._bye_received = True
+            endpoint.respond(txn, make_response(request, 200))
+            self.end_reason = self.end_reason or "caller_hangup"
+            log.info("bye_received")
+            if self.leg is not None:
+                self.leg.end("caller_hangup")
+            if not self.answered:
+                self.cancelled.set()
+        elif method in ("INVITE", "UPDATE"):
+            self._on_reoffer(request, txn)
+        elif method == "INFO":
+            self._on_info(request, txn)
+        elif method in ("OPTIONS", "NOTIFY"):
+            response = make_response(request, 200)
+            if method == "OPTIONS":
+                response.headers.add("Allow", ALLOW)
+                response.headers.add("Accept", "application/sdp")
+            endpoint.respond(txn, response)
+        else:
+            self.server.reject_method(request, txn)
+
+    def _on_reoffer(self, request: SipRequest, txn: ServerTransaction) -> None:
+        """re-INVITE / UPDATE: hold, unhold, a new address or codec, or a session refresh."""
+        endpoint = self.server.endpoint
+        rtp = self.rtp
+        current = self.negotiated
+        if rtp is None or current is None:
+            endpoint.respond(txn, make_response(request, 491))
+            return
+        if not request.body:
+            # Session refresh (RFC 4028) or an offer-less re-INVITE: repeat our description.
+            self._sdp_version += 1
+            answer = with_direction(current.answer, current.direction, self._sdp_version)
+            body = answer.to_bytes()
+            self._answer_reoffer(request, txn, body)
+            return
+        try:
+            offer = parse_sdp(request.body)
+            # Keep the call's sample rate: the Call's resamplers were built for it.
+            same_rate = [c for c in self.server.codecs if _rate(c) == _rate(current.codec)]
+            preference = [current.codec, *[c for c in same_rate if c != current.codec]]
+            negotiated = negotiate_answer(
+                offer,
+                local_address=self.server.media_address,
+                local_port=rtp.local_port,
+                codec_preference=preference,
+                session_id=self._session_id,
+                session_version=self._sdp_version + 1,
+            )
+        except SdpError as exc:
+            # RFC 3261 §14.2: a rejected re-offer leaves the session as it was.
+            endpoint.respond(
+                txn, make_response(request, 488, f"Not Acceptable Here ({_phrase(str(exc))})")
+            )
+            return
+        self._sdp_version += 1
+        self.negotiated = negotiated
+        rtp.configure(
+            codec=negotiated.codec,
+            payload_type=negotiated.payload_type,
+            telephone_event_pt=negotiated.telephone_event_payload_type,
+            remote=negotiated.remote_rtp,
+        )
+        rtp.set_direction(send=negotiated.can_send, receive=negotiated.can_receive)
+        log.info(
+            "reoffer_accepted",
+            method=request.method,
+            codec=negotiated.codec,
+            hold=negotiated.on_hold,
+        )
+        self._answer_reoffer(request, txn, negotiated.answer.to_bytes())
+
+    def _answer_reoffer(self, request: SipRequest, txn: ServerTransaction, body: bytes) -> None:
+        headers = Headers([("Contact", f"<{self.local_contact}>"), ("Allow", ALLOW)])
+        response = make_response(
+            request, 200, headers=headers, body=body, content_type="application/sdp"
+        )
+        self.server.endpoint.respond(txn, response)
+
+    def _on_info(self, request: SipRequest, txn: ServerTransaction) -> None:
+        """SIP INFO DTMF (application/dtmf-relay), still common on older gateways."""
+        content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type in _INFO_DTMF_TYPES and self.leg is not None:
+            digit, duration = _parse_info_dtmf(request.body)
+            if digit is not None:
+                self.leg.dtmf(digit, duration)
+        self.server.endpoint.respond(txn, make_response(request, 200))
+
+    # ------------------------------------------------------------------ signalling out
+
+    async def _hang_up(self, reason: str) -> None:
+        """Send BYE once (the agent ended the call, or media died) and wait for its answer."""
+        self.end_reason = self.end_reason or reason
+        if self._bye_sent or self._bye_received or not self.answered:
+            return
+        self._bye_sent = True
+        host, port = self.server.endpoint.via_address(self.dialog.transport)
+        headers = Headers([("Reason", f'SIP;cause=200;text="{reason}"')])
+        bye = self.dialog.create_request("BYE", host, port, extra=headers)
+        log.info("bye_sent", reason=reason)
+        future = self.server.endpoint.send_request(bye, self.server.peer_for(self.dialog))
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(future, BYE_TIMEOUT_S)
+
+    def _spawn_bye(self, reason: str) -> None:
+        self.server.spawn(self._hang_up(reason))
+
+    async def _transfer(self, target: str) -> bool:
+        """Blind transfer with REFER (RFC 3515); True when the far end accepted it."""
+        if not self.answered:
+            return False
+        host, port = self.server.endpoint.via_address(self.dialog.transport)
+        refer_to = target if target.startswith(("sip:", "sips:", "tel:")) else f"tel:{target}"
+        headers = Headers(
+            [
+                ("Refer-To", f"<{refer_to}>"),
+                ("Referred-By", f"<{self.dialog.local_uri}>"),
+            ]
+        )
+        refer = self.dialog.create_request("REFER", host, port, extra=headers)
+        future = self.server.endpoint.send_request(refer, self.server.peer_for(self.dialog))
+        try:
+            response = await asyncio.wait_for(future, 10.0)
+        except TimeoutError:
+            return False
+        log.info("refer_answered", status=response.status)
+        return 200 <= response.status < 300
+
+    # ------------------------------------------------------------------ teardown
+
+    async def _cleanup(self) -> None:
+        if self.answered and not self._bye_received and not self._bye_sent:
+            with contextlib.suppress(Exception):
+                await self._hang_up(self.end_reason or "ended")
+        if self.leg is not None:
+            with contextlib.suppress(Exception):
+                await self.leg.close()
+        elif self.rtp is not None:
+            with contextlib.suppress(Exception):
+                await self.rtp.hangup("closed")
+        self.ended = True
+        log.info("call_finished", reason=self.end_reason, answered=self.answered)
+
+
+def _rate(codec: str) -> int:
+    return {"PCMU": 8000, "PCMA": 8000, "G722": 16000, "opus": 48000}.get(codec, 0)
+
+
+def _phrase(text: str) -> str:
+    """A reason phrase must be one short line."""
+    return " ".join(text.split())[:80]
+
+
+def _user_of(value: str | None) -> str:
+    if not value:
+        return ""
+    try:
+        return NameAddr.parse(value).uri
+    except ValueError:
+        return ""
+
+
+def _parse_info_dtmf(body: bytes) -> tuple[str | None, int]:
+    digit: str | None = None
+    duration = 100
+    for line in body.decode("utf-8", "replace").splitlines():
+        name, _, value = line.partition("=")
+        name = name.strip().lower()
+        value = value.strip()
+        if name == "signal" and value:
+            candidate = value[0].upper()
+            if candidate in "0123456789*#ABCD":
+                digit = candidate
+        elif name == "duration" and value.isdigit():
+            duration = min(int(value), 10_000)
+    if digit is None:
+        text = body.decode("utf-8", "replace").strip()
+        if len(text) == 1 and text.upper() in "0123456789*#ABCD":
+            digit = text.upper()
+    return digit, duration

@@ -1,0 +1,326 @@
+"""The SIP answering service: routes every request to the right call or answers it itself.
+
+What lands here has already passed the transaction layer, so retransmissions
+are gone. This class decides, per request: a new INVITE becomes an
+`InboundCall` (or 486/503 when full); an in-dialog request goes to its call (or
+481 when there is none); CANCEL finds its INVITE; OPTIONS is answered for
+health checks; anything else gets 405 or 501 so the peer learns at once
+instead of retransmitting into the void.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from telephony_agent.audio.clock import MediaClock
+from telephony_agent.call.record import TranscriptLine
+from telephony_agent.call.tools import default_registry
+from telephony_agent.commands.runtime import session_config
+from telephony_agent.config import Settings, codec_preference, parse_host_port
+from telephony_agent.media.rtp import PortAllocator, RtpLeg
+from telephony_agent.realtime.client import RealtimeSession
+from telephony_agent.realtime.providers import Endpoint
+from telephony_agent.server.inbound_call import ALLOW, CallSummary, InboundCall
+from telephony_agent.sip.dialog import Dialog, make_response, peer_for_uri
+from telephony_agent.sip.endpoint import SipEndpoint
+from telephony_agent.sip.message import NameAddr, SipRequest, SipUri
+from telephony_agent.sip.transaction import Peer, ServerTransaction, Timers
+
+__all__ = ["AgentSipServer", "ServerStats"]
+
+log = structlog.get_logger(__name__)
+
+#: Methods we understand but do not serve (405 with Allow); anything else is 501.
+_KNOWN_UNSUPPORTED = frozenset({"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "PRACK", "REFER"})
+#: SIP option tags we implement (RFC 3261 §8.2.2.3: anything else in Require gets 420).
+_SUPPORTED_EXTENSIONS = frozenset({"replaces", "timer"})
+
+
+@dataclass
+class ServerStats:
+    invites: int = 0
+    answered: int = 0
+    rejected_busy: int = 0
+    rejected_other: int = 0
+    completed: int = 0
+    unknown_dialog: int = 0
+
+
+class AgentSipServer:
+    """Listens for SIP, answers calls with the agent, and keeps count."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        endpoint: Endpoint,
+        provider_name: str,
+        *,
+        clock: MediaClock | None = None,
+        on_transcript: Callable[[str, TranscriptLine], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.realtime_endpoint = endpoint
+        self.provider_name = provider_name
+        self.clock = clock or MediaClock()
+        self.codecs = codec_preference(settings)
+        self.stats = ServerStats()
+        self.endpoint = SipEndpoint(
+            self,
+            timers=Timers(t1=settings.sip.t1_ms / 1000.0),
+            public_host=settings.sip.public_address,
+            user_agent=settings.sip.user_agent,
+        )
+        self.ports = PortAllocator(settings.rtp.port_min, settings.rtp.port_max)
+        self.media_address = "127.0.0.1"
+        self.bind_host = "0.0.0.0"
+        self._calls: dict[tuple[str, str, str], InboundCall] = {}
+        self._by_invite: dict[ServerTransaction, InboundCall] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._on_transcript = on_transcript
+        self._accepting = True
+        self.finished: list[CallSummary] = []
+        self._tools = default_registry()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        host, port = parse_host_port("sip.listen", self.settings.sip.listen)
+        transports = self.settings.sip.transports
+        if "udp" in transports:
+            host, port = await self.endpoint.listen_udp(host, port)
+        if "tcp" in transports:
+            await self.endpoint.listen_tcp(host, port)
+        self.bind_host = host
+        public = self.settings.sip.public_address
+        if public:
+            self.media_address = public
+        elif host not in ("0.0.0.0", "::"):
+            self.media_address = host
+        else:
+            self.media_address = _primary_address()
+        log.info(
+            "sip_listening",
+            address=f"{host}:{port}",
+            transports=transports,
+            media_address=self.media_address,
+            max_calls=self.settings.sip.max_calls,
+        )
+
+    @property
+    def sip_port(self) -> int:
+        address = self.endpoint.udp_address or self.endpoint.tcp_address
+        return address[1] if address else 0
+
+    async def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Stop taking calls, hang up the ones in progress, and close the sockets."""
+        self._accepting = False
+        for call in list(self._calls.values()):
+            if call.leg is not None:
+                call.leg.end("shutdown")
+            elif not call.answered:
+                call.cancelled.set()
+        tasks = [t for t in self._tasks if not t.done()]
+        if tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout_s)
+        for task in self._tasks:
+            task.cancel()
+        await self.endpoint.close()
+        self.clock.stop()
+
+    @property
+    def active_calls(self) -> int:
+        return sum(1 for call in self._calls.values() if not call.ended)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ------------------------------------------------------------------ call plumbing
+
+    async def open_rtp(self) -> RtpLeg:
+        return await RtpLeg.open(
+            allocator=self.ports,
+            bind_host=self.bind_host,
+            clock=self.clock,
+            inactivity_timeout_s=self.settings.rtp.inactivity_timeout_s,
+        )
+
+    def new_session(self) -> RealtimeSession:
+        settings = self.settings
+        config = session_config(settings, self.provider_name, tools=self._tools.specs())
+        return RealtimeSession(
+            self.realtime_endpoint,
+            config,
+            chunk_ms=settings.realtime.chunk_ms,
+            ready_timeout_s=settings.realtime.ready_timeout_s,
+            max_reconnects=settings.realtime.max_reconnects,
+        )
+
+    def peer_for(self, dialog: Dialog) -> Peer:
+        return peer_for_uri(dialog.next_hop_uri(), dialog.transport)
+
+    # ------------------------------------------------------------------ requests in
+
+    def on_request(
+        self, request: SipRequest, transaction: ServerTransaction | None, source: Peer
+    ) -> None:
+        method = request.method
+        if transaction is None:  # an ACK for a 2xx
+            call = self._find_dialog(request)
+            if call is not None:
+                call.on_ack(request)
+            return
+        if method == "ACK":
+            return
+        max_forwards = request.headers.get("Max-Forwards")
+        if max_forwards is not None and int(max_forwards) == 0 and method != "OPTIONS":
+            self.endpoint.respond(transaction, make_response(request, 483))
+            return
+        to_tag = _tag(request.headers.get("To"))
+        if to_tag:
+            call = self._find_dialog(request)
+            if call is None:
+                self.stats.unknown_dialog += 1
+                self.endpoint.respond(transaction, make_response(request, 481))
+            else:
+                call.on_in_dialog(request, transaction)
+            return
+        if method == "INVITE":
+            self._on_invite(request, transaction, source)
+        elif method == "CANCEL":
+            self._on_cancel(request, transaction)
+        elif method == "OPTIONS":
+            self.endpoint.respond(transaction, self._options_response(request))
+        elif method == "BYE":
+            self.stats.unknown_dialog += 1
+            self.endpoint.respond(transaction, make_response(request, 481))
+        else:
+            self.reject_method(request, transaction)
+
+    def reject_method(self, request: SipRequest, transaction: ServerTransaction) -> None:
+        if request.method in _KNOWN_UNSUPPORTED:
+            response = make_response(request, 405)
+            response.headers.add("Allow", ALLOW)
+        else:
+            response = make_response(request, 501)
+        self.endpoint.respond(transaction, response)
+
+    def on_ack_timeout(self, transaction: ServerTransaction) -> None:
+        call = self._by_invite.get(transaction)
+        if call is not None:
+            call.on_ack_timeout()
+
+    def _options_response(self, request: SipRequest) -> Any:
+        response = make_response(request, 200)
+        response.headers.add("Allow", ALLOW)
+        response.headers.add("Accept", "application/sdp")
+        response.headers.add("Supported", ", ".join(sorted(_SUPPORTED_EXTENSIONS)))
+        return response
+
+    def _on_invite(self, request: SipRequest, txn: ServerTransaction, source: Peer) -> None:
+        self.stats.invites += 1
+        unsupported = [
+            tag
+            for value in request.headers.get_all("Require")
+            for tag in [value.strip().lower()]
+            if tag and tag not in _SUPPORTED_EXTENSIONS
+        ]
+        if unsupported:
+            response = make_response(request, 420)
+            response.headers.add("Unsupported", ", ".join(unsupported))
+            self.stats.rejected_other += 1
+            self.endpoint.respond(txn, response)
+            return
+        try:
+            SipUri.parse(request.uri)
+        except ValueError:
+            self.endpoint.respond(txn, make_response(request, 416))
+            return
+        if not self._accepting or self.active_calls >= self.settings.sip.max_calls:
+            self._reject_busy(request, txn)
+            return
+        self.endpoint.respond(txn, make_response(request, 100))
+        call = InboundCall(
+            self, request, txn, source, on_transcript=self._transcript_callback(request.call_id)
+        )
+        self._calls[call.key] = call
+        self._by_invite[txn] = call
+        self.spawn(self._run_call(call, txn))
+
+    def _reject_busy(self, request: SipRequest, txn: ServerTransaction) -> None:
+        self.stats.rejected_busy += 1
+        sip = self.settings.sip
+        if sip.over_capacity == "unavailable" or not self._accepting:
+            response = make_response(request, 503)
+            response.headers.add("Retry-After", str(sip.retry_after_s))
+        else:
+            response = make_response(request, 486)
+        log.info("call_rejected_busy", status=response.status, active=self.active_calls)
+        self.endpoint.respond(txn, response)
+
+    async def _run_call(self, call: InboundCall, txn: ServerTransaction) -> None:
+        try:
+            summary = await call.run()
+            self.finished.append(summary)
+            if len(self.finished) > 1000:
+                del self.finished[:500]
+            self.stats.completed += 1
+        finally:
+            # Keep the dialog a little while so late retransmitted BYEs still get 200, not 481.
+            await asyncio.sleep(0)
+            self._by_invite.pop(txn, None)
+            loop = asyncio.get_running_loop()
+            loop.call_later(32 * self.endpoint.layer.timers.t1, self._calls.pop, call.key, None)
+
+    def _on_cancel(self, request: SipRequest, txn: ServerTransaction) -> None:
+        invite_txn = self.endpoint.layer.find_invite(request)
+        call = self._by_invite.get(invite_txn) if invite_txn is not None else None
+        if call is None:
+            self.endpoint.respond(txn, make_response(request, 481))
+            return
+        self.endpoint.respond(txn, make_response(request, 200))
+        call.on_cancel()
+
+    def _find_dialog(self, request: SipRequest) -> InboundCall | None:
+        local_tag = _tag(request.headers.get("To")) or ""
+        remote_tag = _tag(request.headers.get("From")) or ""
+        return self._calls.get((request.call_id, local_tag, remote_tag))
+
+    def _transcript_callback(self, call_id: str) -> Callable[[TranscriptLine], None] | None:
+        callback = self._on_transcript
+        if callback is None:
+            return None
+        return lambda line: callback(call_id, line)
+
+
+def _tag(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return NameAddr.parse(value).tag
+    except ValueError:
+        return None
+
+
+def _primary_address() -> str:
+    """The address other hosts reach us on when we listen on all interfaces.
+
+    A connected UDP socket picks the outbound interface without sending anything.
+    """
+    import socket
+
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))
+        address = str(probe.getsockname()[0])
+        if address and not address.startswith("0."):
+            return address
+    return "127.0.0.1"
