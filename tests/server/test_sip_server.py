@@ -281,3 +281,43 @@ async def test_hold_and_resume_with_reinvite(sip_server: ServerFactory) -> None:
             assert (await raw.response(200)).cseq == (4, "BYE")
         finally:
             raw.close()
+
+
+async def test_a_call_over_tcp(sip_server: ServerFactory) -> None:
+    async with sip_server(agent={"max_duration_s": 1.5}) as server:
+        result = await place_call(
+            CallOptions(
+                uri=f"sip:agent@127.0.0.1:{server.sip_port};transport=tcp",
+                audio=_speech(1.0),
+                audio_rate=RATE,
+                codecs=("PCMU",),
+                duration_s=6.0,
+                transport="TCP",
+                t1_s=0.1,
+            )
+        )
+    # Answered over TCP, and the agent's BYE found its way back over TCP as well.
+    assert result.answered, result.summary()
+    assert result.ended_by == "agent"
+
+
+async def test_public_address_is_advertised(sip_server: ServerFactory) -> None:
+    async with sip_server(sip={"public_address": "198.51.100.7"}) as server:
+        raw = await RawSip.open(server.sip_port)
+        try:
+            raw.send(request("INVITE", server.sip_port, raw.port, body=sdp_offer(40040)))
+            ok = await raw.response(200)
+            contact = NameAddr.parse(ok.headers.get("Contact") or "")
+            assert "198.51.100.7" in contact.uri
+            answer = parse_sdp(ok.body)
+            connection = answer.connection_for(answer.media[0])
+            assert connection is not None
+            assert connection.host == "198.51.100.7"
+            raw.send(
+                request(
+                    "BYE", server.sip_port, raw.port, call_id=ok.call_id, cseq=2, to_tag=_to_tag(ok)
+                )
+            )
+            await raw.response(200)
+        finally:
+            raw.close()
