@@ -184,6 +184,7 @@ class Call:
             truncates=self.record.truncates,
             stale_deltas_dropped=self.record.stale_deltas_dropped,
             **self.record.latency_summary(),
+            **_bridge_fields(self.record),
         )
         return self.record
 
@@ -494,3 +495,17 @@ class Call:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _bridge_fields(record: CallRecord) -> dict[str, float]:
+    """Bridge latency for the call_ended line: what this process adds, both ways."""
+    fields: dict[str, float] = {}
+    for name, samples in (
+        ("uplink", record.uplink_latency),
+        ("downlink", record.downlink_latency),
+    ):
+        summary = samples.summary()
+        if summary.count:
+            fields[f"{name}_p50_ms"] = round(summary.p50_ms, 3)
+            fields[f"{name}_p99_ms"] = round(summary.p99_ms, 3)
+    return fields

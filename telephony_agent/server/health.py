@@ -38,6 +38,7 @@ class HealthServer:
 
     def snapshot(self) -> dict[str, object]:
         stats = self._sip.stats
+        lateness = self._sip.clock.lateness_stats()
         return {
             "status": "ok",
             "active_calls": self._sip.active_calls,
@@ -48,6 +49,9 @@ class HealthServer:
             "rejected_busy": stats.rejected_busy,
             "sip_malformed_dropped": self._sip.endpoint.stats.malformed_dropped,
             "sip_bad_requests": self._sip.endpoint.stats.bad_requests_answered,
+            "media_clock_lateness_p50_ms": round(lateness.p50_ms, 3),
+            "media_clock_lateness_p99_ms": round(lateness.p99_ms, 3),
+            "media_clock_skipped_ticks": self._sip.clock.skipped_ticks,
         }
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
