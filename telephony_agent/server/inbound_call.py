@@ -79,7 +79,9 @@ class InboundCall:
         self.source = source
         self.local_tag = new_tag()
         self.call_id = invite.call_id
-        self.short_id = self.call_id[:12]
+        # The whole SIP Call-ID: a prefix could be shared by two calls from one gateway.
+        self.short_id = self.call_id[:128]
+        self.log = log.bind(call_id=self.short_id)
         host, port = server.endpoint.via_address(source.transport)
         self.local_contact = f"sip:agent@{host}:{port}"
         if source.transport == "TCP":
@@ -137,7 +139,7 @@ class InboundCall:
         try:
             await self._run()
         except Exception:
-            log.exception("inbound_call_failed")
+            self.log.exception("inbound_call_failed")
             if not self.answered and not self.cancelled.is_set():
                 self._respond(500)
             self.end_reason = self.end_reason or "internal_error"
@@ -194,7 +196,7 @@ class InboundCall:
         rtp.set_direction(send=n.can_send, receive=n.can_receive)
         self.leg = SipCallLeg(rtp, hangup=self._hang_up, transfer=self._transfer)
         self._respond(180)
-        log.info(
+        self.log.info(
             "call_ringing",
             caller=_user_of(self.invite.headers.get("From")),
             codec=n.codec,
@@ -206,7 +208,7 @@ class InboundCall:
         self._respond(200, body=n.answer.to_bytes())
         self.answered = True
         self.server.stats.answered += 1
-        log.info("call_answered", codec=n.codec)
+        self.log.info("call_answered", codec=n.codec)
         tools = default_registry()
         profile = CallProfile(
             greeting=settings.agent.greeting, max_duration_s=settings.agent.max_duration_s
@@ -248,7 +250,7 @@ class InboundCall:
             return None
         error = connect.exception() if connect.done() and not connect.cancelled() else None
         why = type(error).__name__ if isinstance(error, RealtimeError) else "timeout"
-        log.warning("realtime_unavailable", why=why)
+        self.log.warning("realtime_unavailable", why=why)
         headers = Headers([("Retry-After", str(self.server.settings.sip.retry_after_s))])
         self._respond(503, "Service Unavailable (speech model not reachable)", headers=headers)
         self.end_reason = "realtime_unavailable"
@@ -262,7 +264,7 @@ class InboundCall:
             return
         self.cancelled.set()
         self._respond(487)
-        log.info("call_cancelled")
+        self.log.info("call_cancelled")
 
     def on_ack(self, request: SipRequest) -> None:
         del request
@@ -270,7 +272,7 @@ class InboundCall:
 
     def on_ack_timeout(self) -> None:
         """Our 200 OK was never acknowledged: §13.3.1.4 says end the call with BYE."""
-        log.warning("call_not_acked")
+        self.log.warning("call_not_acked")
         self.end_reason = "ack_timeout"
         if self.leg is not None:
             self.leg.end("ack_timeout")
@@ -288,7 +290,7 @@ class InboundCall:
             self._bye_received = True
             endpoint.respond(txn, make_response(request, 200))
             self.end_reason = self.end_reason or "caller_hangup"
-            log.info("bye_received")
+            self.log.info("bye_received")
             if self.leg is not None:
                 self.leg.end("caller_hangup")
             if not self.answered:
@@ -349,7 +351,7 @@ class InboundCall:
             remote=negotiated.remote_rtp,
         )
         rtp.set_direction(send=negotiated.can_send, receive=negotiated.can_receive)
-        log.info(
+        self.log.info(
             "reoffer_accepted",
             method=request.method,
             codec=negotiated.codec,
@@ -384,7 +386,7 @@ class InboundCall:
         host, port = self.server.endpoint.via_address(self.dialog.transport)
         headers = Headers([("Reason", f'SIP;cause=200;text="{reason}"')])
         bye = self.dialog.create_request("BYE", host, port, extra=headers)
-        log.info("bye_sent", reason=reason)
+        self.log.info("bye_sent", reason=reason)
         future = self.server.endpoint.send_request(bye, self.server.peer_for(self.dialog))
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(future, BYE_TIMEOUT_S)
@@ -410,7 +412,7 @@ class InboundCall:
             response = await asyncio.wait_for(future, 10.0)
         except TimeoutError:
             return False
-        log.info("refer_answered", status=response.status)
+        self.log.info("refer_answered", status=response.status)
         return 200 <= response.status < 300
 
     # ------------------------------------------------------------------ teardown
@@ -426,7 +428,7 @@ class InboundCall:
             with contextlib.suppress(Exception):
                 await self.rtp.hangup("closed")
         self.ended = True
-        log.info("call_finished", reason=self.end_reason, answered=self.answered)
+        self.log.info("call_finished", reason=self.end_reason, answered=self.answered)
 
 
 def _rate(codec: str) -> int:
