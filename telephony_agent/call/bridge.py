@@ -216,7 +216,11 @@ class Call:
                     self._on_dtmf(event)
                 elif isinstance(event, LegEnded):
                     log.info("leg_ended", reason=event.reason)
-                    self._end("caller_hangup")
+                    # A hang-up by the caller is the normal end; anything else (media
+                    # timeout, shutdown, an unacknowledged answer) keeps its own name,
+                    # and the leg is then hung up from our side.
+                    normal = event.reason in ("caller_hangup", "file_finished", "closed")
+                    self._end("caller_hangup" if normal else event.reason)
                     return
         except asyncio.CancelledError:
             raise

@@ -46,6 +46,7 @@ class HealthServer:
             "invites": stats.invites,
             "answered": stats.answered,
             "completed": stats.completed,
+            "call_seconds": round(stats.call_seconds, 3),
             "rejected_busy": stats.rejected_busy,
             "sip_malformed_dropped": self._sip.endpoint.stats.malformed_dropped,
             "sip_bad_requests": self._sip.endpoint.stats.bad_requests_answered,

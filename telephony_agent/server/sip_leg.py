@@ -9,8 +9,6 @@ and transfer into BYE and REFER through the dialog that owns it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from telephony_agent.audio.playout import Frame
@@ -35,49 +33,24 @@ class SipCallLeg(MediaLeg):
         self.codec = rtp.codec
         self._hangup = hangup
         self._transfer = transfer
-        self._queue: asyncio.Queue[LegEvent] = asyncio.Queue()
-        self._pump: asyncio.Task[None] | None = None
-        self._ended = False
 
     def events(self) -> AsyncIterator[LegEvent]:
-        if self._pump is None:
-            self._pump = asyncio.ensure_future(self._forward_rtp())
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[LegEvent]:
-        while True:
-            event = await self._queue.get()
-            yield event
-            if isinstance(event, LegEnded):
-                return
-
-    async def _forward_rtp(self) -> None:
-        async for event in self.rtp.events():
-            if isinstance(event, LegEnded):
-                # Media died (inactivity): the dialog must still be ended with a BYE.
-                if not self._ended:
-                    with contextlib.suppress(Exception):
-                        await self._hangup(event.reason)
-                self.end(event.reason)
-                return
-            self._queue.put_nowait(event)
+        # The RTP leg's own stream: signalling injects into it (see `end`, `dtmf`).
+        # When media dies (inactivity) the Call ends and the call's teardown sends BYE.
+        return self.rtp.events()
 
     def end(self, reason: str) -> None:
         """Signalling ended the call (BYE received, ACK timeout, shutdown)."""
-        if not self._ended:
-            self._ended = True
-            self._queue.put_nowait(LegEnded(reason))
+        self.rtp.inject(LegEnded(reason))
 
     def dtmf(self, digit: str, duration_ms: int) -> None:
         """A digit that came as SIP INFO rather than RFC 4733."""
-        if not self._ended:
-            self._queue.put_nowait(DtmfIn(digit, duration_ms))
+        self.rtp.inject(DtmfIn(digit, duration_ms))
 
     def send_frame(self, frame: Frame) -> None:
         self.rtp.send_frame(frame)
 
     async def hangup(self, reason: str) -> None:
-        self._ended = True
         await self._hangup(reason)
 
     async def transfer(self, target: str) -> bool:
@@ -87,8 +60,4 @@ class SipCallLeg(MediaLeg):
         return self.rtp.send_dtmf(digits)
 
     async def close(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._pump
         await self.rtp.hangup("closed")

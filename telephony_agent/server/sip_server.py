@@ -50,6 +50,8 @@ class ServerStats:
     rejected_other: int = 0
     completed: int = 0
     unknown_dialog: int = 0
+    #: Sum of answered calls' durations, for CPU-per-call-second figures.
+    call_seconds: float = 0.0
 
 
 class AgentSipServer:
@@ -274,6 +276,8 @@ class AgentSipServer:
             if len(self.finished) > 1000:
                 del self.finished[:500]
             self.stats.completed += 1
+            if summary.record is not None:
+                self.stats.call_seconds += summary.record.duration_s
         finally:
             # Keep the dialog a little while so late retransmitted BYEs still get 200, not 481.
             await asyncio.sleep(0)

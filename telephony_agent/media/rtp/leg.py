@@ -318,6 +318,20 @@ class RtpLeg(MediaLeg):
             if isinstance(event, LegEnded):
                 return
 
+    def inject(self, event: DtmfIn | LegEnded) -> None:
+        """Signalling's events (SIP INFO digits, BYE) join the media events in order.
+
+        Why here and not in a wrapper's own queue: one queue means one task
+        wake-up per inbound frame on the hot path instead of two. `LegEnded`
+        closes the leg like :meth:`close`.
+        """
+        if self._ended:
+            return
+        if isinstance(event, LegEnded):
+            self.close(event.reason)
+        else:
+            self._queue.put_nowait(event)
+
     def send_frame(self, frame: Frame) -> None:
         if self._ended:
             return

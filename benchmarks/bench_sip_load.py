@@ -1,0 +1,204 @@
+"""Concurrent SIP calls with audio against `telephony-agent serve`: CPU per call-second.
+
+Three processes, so each one's CPU is its own: the local Realtime backend
+(`telephony-agent local-backend`, echo), the agent (`serve`, pointed at that
+backend as a custom provider), and SIPp placing N calls that each stream 3.4 s
+of G.711 speech and stay on the line while the echo comes back. The agent's
+CPU divided by the call-seconds it served is the figure that decides how many
+calls a core holds; the backend's and SIPp's are printed for comparison.
+
+    python3 benchmarks/bench_sip_load.py [--calls 50] [--rounds 3]
+
+Needs `sipp` (Debian sip-tester). Prints medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from importlib.resources import files
+from pathlib import Path
+
+from telephony_agent.audio.g711 import ulaw_encode
+from telephony_agent.media.audiofile import decode_audio_file
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "tests" / "peers" / "sipp" / "basic_call.xml"
+READY = re.compile(r"answering SIP on [^:\s]+:(\d+) .*health on http://[^:/\s]+:(\d+)/health")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def health(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+        data: dict[str, float] = json.loads(response.read())
+        return data
+
+
+def one_round(calls: int, workdir: Path) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("API_KEY")}
+    backend_port = free_port()
+    backend = subprocess.Popen(
+        [sys.executable, "-m", "telephony_agent", "local-backend", "--port", str(backend_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    config = workdir / "agent.toml"
+    config.write_text(
+        "[provider]\n"
+        'name = "custom"\n'
+        f'url = "ws://127.0.0.1:{backend_port}/v1/realtime"\n'
+        'dialect = "ga"\n'
+        "[sip]\n"
+        'listen = "127.0.0.1:0"\n'
+        'transports = "udp"\n'
+        f"max_calls = {calls + 10}\n"
+        "[rtp]\nport_min = 24000\nport_max = 27999\n"
+        '[http]\nlisten = "127.0.0.1:0"\n'
+        '[log]\nlevel = "warning"\nformat = "json"\n'
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "telephony_agent", "serve", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        wait_for_port(backend_port)
+        assert server.stderr is not None
+        match = None
+        while match is None:
+            line = server.stderr.readline()
+            if not line:
+                raise RuntimeError("serve exited before it was ready")
+            match = READY.search(line)
+        sip_port, http_port = int(match.group(1)), int(match.group(2))
+        server_cpu0, backend_cpu0 = cpu_seconds(server.pid), cpu_seconds(backend.pid)
+        started = time.monotonic()
+        sipp = subprocess.Popen(
+            [
+                "sipp",
+                f"127.0.0.1:{sip_port}",
+                "-sf",
+                SCENARIO.name,
+                "-m",
+                str(calls),
+                "-l",
+                str(calls),
+                "-r",
+                "50",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(free_port()),
+                "-mp",
+                str(free_port()),
+                "-timeout",
+                "60s",
+                "-timeout_error",
+                "-nostdin",
+            ],
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        sipp_cpu = 0.0
+        while sipp.poll() is None:
+            sipp_cpu = max(sipp_cpu, cpu_seconds(sipp.pid))
+            time.sleep(0.2)
+        wall = time.monotonic() - started
+        if sipp.returncode != 0:
+            raise RuntimeError(f"sipp failed with exit code {sipp.returncode}")
+        deadline = time.monotonic() + 10
+        stats = health(http_port)
+        while stats["completed"] < calls and time.monotonic() < deadline:
+            time.sleep(0.1)
+            stats = health(http_port)
+        server_cpu = cpu_seconds(server.pid) - server_cpu0
+        backend_cpu = cpu_seconds(backend.pid) - backend_cpu0
+        call_seconds = stats["call_seconds"]
+        return {
+            "wall_s": wall,
+            "call_seconds": call_seconds,
+            "server_ms": server_cpu / call_seconds * 1000,
+            "backend_ms": backend_cpu / call_seconds * 1000,
+            "sipp_ms": sipp_cpu / call_seconds * 1000,
+            "lateness_p50": stats["media_clock_lateness_p50_ms"],
+            "lateness_p99": stats["media_clock_lateness_p99_ms"],
+            "answered": stats["answered"],
+        }
+    finally:
+        for process in (server, backend):
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if shutil.which("sipp") is None:
+        raise SystemExit("sipp is not installed (Debian package sip-tester)")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        shutil.copy(SCENARIO, workdir / SCENARIO.name)
+        sample = Path(str(files("telephony_agent") / "samples" / "book_flight.wav"))
+        (workdir / "speech_8k.ulaw").write_bytes(
+            ulaw_encode(decode_audio_file(sample, 8000)).tobytes()
+        )
+        results = [one_round(args.calls, workdir) for _ in range(args.rounds)]
+    median = {key: statistics.median(r[key] for r in results) for key in results[0]}
+    print(f"{args.calls} concurrent G.711 calls, {args.rounds} rounds (medians):")
+    print(f"  answered per round           {median['answered']:.0f}")
+    seconds, wall = median["call_seconds"], median["wall_s"]
+    print(f"  call-seconds per round       {seconds:.0f} in {wall:.1f} s wall")
+    print(
+        f"  agent CPU per call-second    {median['server_ms']:.2f} ms"
+        f"  (~{1000 / median['server_ms']:.0f} calls per core)"
+    )
+    print(f"  backend CPU per call-second  {median['backend_ms']:.2f} ms (local echo backend)")
+    print(f"  SIPp CPU per call-second     {median['sipp_ms']:.2f} ms (the peer, for scale)")
+    print(
+        f"  media clock lateness         p50 {median['lateness_p50']:.2f} ms,"
+        f" p99 {median['lateness_p99']:.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
