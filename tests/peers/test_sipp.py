@@ -184,6 +184,15 @@ def test_options_answers_200_with_allow(
     assert agent.health()["invites"] == 0
 
 
+def test_malformed_requests_from_sipp_get_400_and_the_server_stays_up(
+    agent: AgentServer, tmp_path: Path, speech_ulaw: Path
+) -> None:
+    assert_sipp_ok(agent, "malformed.xml", tmp_path, speech_ulaw)
+    health = agent.health()
+    assert health["sip_bad_requests"] == 2, health
+    assert health["invites"] == 0, health
+
+
 def test_hold_and_resume_with_reinvite(
     agent: AgentServer, tmp_path: Path, speech_ulaw: Path
 ) -> None:
