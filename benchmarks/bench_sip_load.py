@@ -15,6 +15,7 @@ Needs `sipp` (Debian sip-tester). Prints medians over the rounds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -24,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from importlib.resources import files
@@ -65,7 +67,7 @@ def health(port: int) -> dict[str, float]:
         return data
 
 
-def one_round(calls: int, workdir: Path) -> dict[str, float]:
+def one_round(calls: int, workdir: Path, *, latency: bool = False) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("API_KEY")}
     backend_port = free_port()
     backend = subprocess.Popen(
@@ -86,7 +88,7 @@ def one_round(calls: int, workdir: Path) -> dict[str, float]:
         f"max_calls = {calls + 10}\n"
         "[rtp]\nport_min = 24000\nport_max = 27999\n"
         '[http]\nlisten = "127.0.0.1:0"\n'
-        '[log]\nlevel = "warning"\nformat = "json"\n'
+        f'[log]\nlevel = "{"info" if latency else "warning"}"\nformat = "json"\n'
     )
     server = subprocess.Popen(
         [sys.executable, "-m", "telephony_agent", "serve", "--config", str(config)],
@@ -105,6 +107,9 @@ def one_round(calls: int, workdir: Path) -> dict[str, float]:
                 raise RuntimeError("serve exited before it was ready")
             match = READY.search(line)
         sip_port, http_port = int(match.group(1)), int(match.group(2))
+        ended: list[dict[str, float]] = []
+        reader = threading.Thread(target=_collect_call_ends, args=(server, ended), daemon=True)
+        reader.start()
         server_cpu0, backend_cpu0 = cpu_seconds(server.pid), cpu_seconds(backend.pid)
         started = time.monotonic()
         sipp = subprocess.Popen(
@@ -149,7 +154,9 @@ def one_round(calls: int, workdir: Path) -> dict[str, float]:
         server_cpu = cpu_seconds(server.pid) - server_cpu0
         backend_cpu = cpu_seconds(backend.pid) - backend_cpu0
         call_seconds = stats["call_seconds"]
+        bridge = _bridge_latency(ended)
         return {
+            **bridge,
             "wall_s": wall,
             "call_seconds": call_seconds,
             "server_ms": server_cpu / call_seconds * 1000,
@@ -168,10 +175,32 @@ def one_round(calls: int, workdir: Path) -> dict[str, float]:
                 process.kill()
 
 
+def _collect_call_ends(server: subprocess.Popen[str], ended: list[dict[str, float]]) -> None:
+    assert server.stderr is not None
+    for line in server.stderr:
+        if '"call_ended"' in line:
+            with contextlib.suppress(ValueError):
+                ended.append(json.loads(line))
+
+
+def _bridge_latency(ended: list[dict[str, float]]) -> dict[str, float]:
+    """Median over calls of each call's own p50/p99 bridge latency (info logs only)."""
+    result: dict[str, float] = {}
+    for key in ("uplink_p50_ms", "uplink_p99_ms", "downlink_p50_ms", "downlink_p99_ms"):
+        values = [float(e[key]) for e in ended if key in e]
+        result[key] = statistics.median(values) if values else float("nan")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        help="log each call's end (costs CPU) to report the bridge latency across calls",
+    )
     args = parser.parse_args()
     if shutil.which("sipp") is None:
         raise SystemExit("sipp is not installed (Debian package sip-tester)")
@@ -182,7 +211,7 @@ def main() -> None:
         (workdir / "speech_8k.ulaw").write_bytes(
             ulaw_encode(decode_audio_file(sample, 8000)).tobytes()
         )
-        results = [one_round(args.calls, workdir) for _ in range(args.rounds)]
+        results = [one_round(args.calls, workdir, latency=args.latency) for _ in range(args.rounds)]
     median = {key: statistics.median(r[key] for r in results) for key in results[0]}
     print(f"{args.calls} concurrent G.711 calls, {args.rounds} rounds (medians):")
     print(f"  answered per round           {median['answered']:.0f}")
@@ -194,6 +223,15 @@ def main() -> None:
     )
     print(f"  backend CPU per call-second  {median['backend_ms']:.2f} ms (local echo backend)")
     print(f"  SIPp CPU per call-second     {median['sipp_ms']:.2f} ms (the peer, for scale)")
+    if args.latency:
+        print(
+            f"  bridge uplink (RTP in -> ws sent)  p50 {median['uplink_p50_ms']:.2f} ms,"
+            f" p99 {median['uplink_p99_ms']:.2f} ms (median over calls)"
+        )
+        print(
+            f"  bridge downlink (delta in -> RTP out)  p50 {median['downlink_p50_ms']:.2f} ms,"
+            f" p99 {median['downlink_p99_ms']:.2f} ms (median over calls)"
+        )
     print(
         f"  media clock lateness         p50 {median['lateness_p50']:.2f} ms,"
         f" p99 {median['lateness_p99']:.2f} ms"
