@@ -31,6 +31,9 @@ from telephony_agent.sip.message import Headers, NameAddr, SipRequest
 from telephony_agent.sip.sdp import (
     Negotiated,
     SdpError,
+    SessionDescription,
+    accept_answer,
+    build_offer,
     negotiate_answer,
     parse_sdp,
     with_direction,
@@ -102,6 +105,9 @@ class InboundCall:
         self._session_id = int(time.time())
         self._on_transcript = on_transcript
         self.record: CallRecord | None = None
+        self._ack: SipRequest | None = None
+        #: Our latest session description (answer, or our offer in a delayed-offer call).
+        self._local_sdp: SessionDescription | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -150,65 +156,26 @@ class InboundCall:
 
     async def _run(self) -> None:
         settings = self.server.settings
-        offer_body = self.invite.body
-        if not offer_body:
-            self._respond(488, "Not Acceptable Here (an SDP offer is required)")
-            self.end_reason = "no_offer"
-            return
-        content_type = (self.invite.headers.get("Content-Type") or "").split(";")[0].strip()
-        if content_type.lower() != "application/sdp":
-            headers = Headers([("Accept", "application/sdp")])
-            self._respond(415, headers=headers)
-            self.end_reason = "unsupported_media_type"
-            return
+        if self.invite.body:
+            content_type = (self.invite.headers.get("Content-Type") or "").split(";")[0]
+            if content_type.strip().lower() != "application/sdp":
+                headers = Headers([("Accept", "application/sdp")])
+                self._respond(415, headers=headers)
+                self.end_reason = "unsupported_media_type"
+                return
         try:
-            offer = parse_sdp(offer_body)
             rtp = await self.server.open_rtp()
         except PortsExhausted:
             self._respond(503, "Service Unavailable (no free media ports)")
             self.end_reason = "no_media_ports"
             return
-        except SdpError as exc:
-            self._respond(488, f"Not Acceptable Here ({_phrase(str(exc))})")
-            self.end_reason = "sdp_rejected"
-            return
         self.rtp = rtp
-        try:
-            self.negotiated = negotiate_answer(
-                offer,
-                local_address=self.server.media_address,
-                local_port=rtp.local_port,
-                codec_preference=self.server.codecs,
-                session_id=self._session_id,
-                session_version=self._sdp_version,
-            )
-        except SdpError as exc:
-            self._respond(488, f"Not Acceptable Here ({_phrase(str(exc))})")
-            self.end_reason = "sdp_rejected"
+        if self.invite.body:
+            session = await self._answer_offer(rtp, settings.sip.answer_timeout_s)
+        else:
+            session = await self._offer_in_200(rtp, settings.sip.answer_timeout_s)
+        if session is None or self.negotiated is None or self.leg is None:
             return
-        n = self.negotiated
-        rtp.configure(
-            codec=n.codec,
-            payload_type=n.payload_type,
-            telephone_event_pt=n.telephone_event_payload_type,
-            remote=n.remote_rtp,
-        )
-        rtp.set_direction(send=n.can_send, receive=n.can_receive)
-        self.leg = SipCallLeg(rtp, hangup=self._hang_up, transfer=self._transfer)
-        self._respond(180)
-        self.log.info(
-            "call_ringing",
-            caller=_user_of(self.invite.headers.get("From")),
-            codec=n.codec,
-            remote=f"{n.remote_rtp[0]}:{n.remote_rtp[1]}" if n.remote_rtp else "unknown",
-        )
-        session = await self._connect_realtime(settings.sip.answer_timeout_s)
-        if session is None:
-            return
-        self._respond(200, body=n.answer.to_bytes())
-        self.answered = True
-        self.server.stats.answered += 1
-        self.log.info("call_answered", codec=n.codec)
         tools = default_registry()
         profile = CallProfile(
             greeting=settings.agent.greeting, max_duration_s=settings.agent.max_duration_s
@@ -225,6 +192,92 @@ class InboundCall:
         )
         self.record = await self.call.run()
         self.end_reason = self.end_reason or self.record.end_reason
+
+    async def _answer_offer(self, rtp: RtpLeg, timeout_s: float) -> RealtimeSession | None:
+        """The usual case: the INVITE carries the offer, our 200 the answer."""
+        try:
+            self.negotiated = negotiate_answer(
+                parse_sdp(self.invite.body),
+                local_address=self.server.media_address,
+                local_port=rtp.local_port,
+                codec_preference=self.server.codecs,
+                session_id=self._session_id,
+                session_version=self._sdp_version,
+            )
+        except SdpError as exc:
+            self._respond(488, f"Not Acceptable Here ({_phrase(str(exc))})")
+            self.end_reason = "sdp_rejected"
+            return None
+        n = self.negotiated
+        self._local_sdp = n.answer
+        self._start_media(rtp, n)
+        self._respond(180)
+        self._log_ringing(n)
+        session = await self._connect_realtime(timeout_s)
+        if session is None:
+            return None
+        self._respond(200, body=n.answer.to_bytes())
+        self._mark_answered(n)
+        return session
+
+    async def _offer_in_200(self, rtp: RtpLeg, timeout_s: float) -> RealtimeSession | None:
+        """Delayed offer (an INVITE without SDP, common on some trunks): we offer in the
+        200 OK and the caller answers in its ACK (RFC 3261 §13.2.1)."""
+        offer = build_offer(
+            local_address=self.server.media_address,
+            local_port=rtp.local_port,
+            codecs=self.server.codecs,
+            session_id=self._session_id,
+            session_version=self._sdp_version,
+        )
+        self._local_sdp = offer
+        self._respond(180)
+        session = await self._connect_realtime(timeout_s)
+        if session is None:
+            return None
+        self._respond(200, body=offer.to_bytes())
+        self.answered = True
+        try:
+            async with asyncio.timeout(64 * self.server.endpoint.layer.timers.t1):
+                await self.acked.wait()
+            ack = self._ack
+            if ack is None or not ack.body:
+                raise SdpError("the ACK carried no SDP answer")
+            negotiated = accept_answer(offer, parse_sdp(ack.body))
+        except (TimeoutError, SdpError) as exc:
+            why = "no ACK" if isinstance(exc, TimeoutError) else _phrase(str(exc))
+            self.log.warning("late_answer_unusable", why=why)
+            self.end_reason = "no_answer_in_ack"
+            with contextlib.suppress(Exception):
+                await session.close()
+            return None
+        self.negotiated = negotiated
+        self._start_media(rtp, negotiated)
+        self._mark_answered(negotiated)
+        return session
+
+    def _start_media(self, rtp: RtpLeg, n: Negotiated) -> None:
+        rtp.configure(
+            codec=n.codec,
+            payload_type=n.payload_type,
+            telephone_event_pt=n.telephone_event_payload_type,
+            remote=n.remote_rtp,
+        )
+        rtp.set_direction(send=n.can_send, receive=n.can_receive)
+        self.leg = SipCallLeg(rtp, hangup=self._hang_up, transfer=self._transfer)
+
+    def _log_ringing(self, n: Negotiated) -> None:
+        self.log.info(
+            "call_ringing",
+            caller=_user_of(self.invite.headers.get("From")),
+            codec=n.codec,
+            remote=f"{n.remote_rtp[0]}:{n.remote_rtp[1]}" if n.remote_rtp else "unknown",
+        )
+
+    def _mark_answered(self, n: Negotiated) -> None:
+        self.answered = True
+        self.server.stats.answered += 1
+        self.log.info("call_answered", codec=n.codec)
 
     async def _connect_realtime(self, timeout_s: float) -> RealtimeSession | None:
         """Connect while ringing; a CANCEL or a failure ends the attempt cleanly."""
@@ -267,7 +320,8 @@ class InboundCall:
         self.log.info("call_cancelled")
 
     def on_ack(self, request: SipRequest) -> None:
-        del request
+        if self._ack is None:
+            self._ack = request
         self.acked.set()
 
     def on_ack_timeout(self) -> None:
@@ -319,8 +373,8 @@ class InboundCall:
         if not request.body:
             # Session refresh (RFC 4028) or an offer-less re-INVITE: repeat our description.
             self._sdp_version += 1
-            answer = with_direction(current.answer, current.direction, self._sdp_version)
-            body = answer.to_bytes()
+            local = self._local_sdp or current.answer
+            body = with_direction(local, current.direction, self._sdp_version).to_bytes()
             self._answer_reoffer(request, txn, body)
             return
         try:
@@ -344,6 +398,7 @@ class InboundCall:
             return
         self._sdp_version += 1
         self.negotiated = negotiated
+        self._local_sdp = negotiated.answer
         rtp.configure(
             codec=negotiated.codec,
             payload_type=negotiated.payload_type,

@@ -321,3 +321,52 @@ async def test_public_address_is_advertised(sip_server: ServerFactory) -> None:
             await raw.response(200)
         finally:
             raw.close()
+
+
+async def test_delayed_offer_is_answered_in_the_ack(sip_server: ServerFactory) -> None:
+    async with sip_server(sip={"codecs": "PCMA,PCMU"}) as server:
+        raw = await RawSip.open(server.sip_port)
+        try:
+            raw.send(request("INVITE", server.sip_port, raw.port))
+            ok = await raw.response(200)
+            offer = parse_sdp(ok.body)
+            assert [r.encoding for r in offer.media[0].rtpmaps][:2] == ["PCMA", "PCMU"]
+            answer = sdp_offer(40050, codecs="0 101")
+            ack = request(
+                "ACK",
+                server.sip_port,
+                raw.port,
+                call_id=ok.call_id,
+                to_tag=_to_tag(ok),
+                body=answer,
+            )
+            raw.send(ack)
+            await asyncio.sleep(0.3)
+            assert server.stats.answered == 1
+            call = next(iter(server._calls.values()))
+            assert call.negotiated is not None
+            assert call.negotiated.codec == "PCMU"
+            raw.send(
+                request(
+                    "BYE", server.sip_port, raw.port, call_id=ok.call_id, cseq=2, to_tag=_to_tag(ok)
+                )
+            )
+            assert (await raw.response(200)).cseq == (2, "BYE")
+        finally:
+            raw.close()
+
+
+async def test_delayed_offer_without_an_answer_is_hung_up(sip_server: ServerFactory) -> None:
+    async with sip_server() as server:
+        raw = await RawSip.open(server.sip_port)
+        try:
+            raw.send(request("INVITE", server.sip_port, raw.port))
+            ok = await raw.response(200)
+            raw.send(
+                request("ACK", server.sip_port, raw.port, call_id=ok.call_id, to_tag=_to_tag(ok))
+            )
+            bye = await raw.request("BYE")
+            assert bye.call_id == ok.call_id
+            assert server.stats.answered == 0
+        finally:
+            raw.close()
