@@ -67,14 +67,16 @@ class CallResult:
     turn_latencies_ms: list[float] = field(default_factory=list)
     ended_by: str = ""
     setup_ms: float = 0.0
+    transferred_to: str | None = None
 
     def summary(self) -> str:
         if not self.answered:
             return f"not answered: {self.status} {self.reason}"
         turns = ", ".join(f"{ms:.0f}" for ms in self.turn_latencies_ms) or "none"
+        transfer = f", transferred to {self.transferred_to}" if self.transferred_to else ""
         return (
             f"answered: codec {self.codec}, {self.seconds:.1f} s, setup {self.setup_ms:.0f} ms, "
-            f"ended by {self.ended_by}, turn latencies (ms): {turns}"
+            f"ended by {self.ended_by}{transfer}, turn latencies (ms): {turns}"
         )
 
 
@@ -85,6 +87,8 @@ class _Handler:
         self.endpoint: SipEndpoint | None = None
         self.dialog: Dialog | None = None
         self.bye = asyncio.Event()
+        #: Where the far end asked us to go (REFER's Refer-To), for the summary.
+        self.referred_to: str | None = None
 
     def on_request(
         self, request: SipRequest, transaction: ServerTransaction | None, source: Peer
@@ -105,6 +109,9 @@ class _Handler:
         elif request.method in ("OPTIONS", "NOTIFY", "INFO"):
             endpoint.respond(transaction, make_response(request, 200))
         elif request.method == "REFER":
+            # A softphone for testing accepts the transfer and reports it; it does not
+            # place the new call itself.
+            self.referred_to = request.headers.get("Refer-To")
             endpoint.respond(transaction, make_response(request, 202))
         else:
             endpoint.respond(transaction, make_response(request, 501))
@@ -196,6 +203,7 @@ async def _run(
     )
     result = await _media(options, rtp, clock, handler, negotiated)
     result.setup_ms = setup_ms
+    result.transferred_to = handler.referred_to
     if result.ended_by == "caller":
         await _bye(endpoint, dialog, hop, via_host, via_port)
     endpoint.forget_invite(answer_future)

@@ -370,3 +370,33 @@ async def test_delayed_offer_without_an_answer_is_hung_up(sip_server: ServerFact
             assert server.stats.answered == 0
         finally:
             raw.close()
+
+
+async def test_transfer_tool_sends_refer_and_ends_the_call(
+    sip_server: ServerFactory, tmp_path: Path
+) -> None:
+    script = tmp_path / "transfer.json"
+    script.write_text(
+        '[{"say": "Transferring you now.", "tone_ms": 300, "function_calls": '
+        '[{"name": "transfer_call", "arguments": {"target": "sip:operator@127.0.0.1"}}]}]'
+    )
+    async with sip_server(local={"behaviour": "script", "script": str(script)}) as server:
+        result = await place_call(
+            CallOptions(
+                uri=f"sip:agent@127.0.0.1:{server.sip_port}",
+                audio=_speech(1.5),
+                audio_rate=RATE,
+                codecs=("PCMU",),
+                duration_s=10.0,
+                t1_s=0.1,
+            )
+        )
+        await asyncio.sleep(0.2)
+        records = [s.record for s in server.finished if s.record is not None]
+    assert result.answered
+    assert result.transferred_to == "<sip:operator@127.0.0.1>"
+    assert result.ended_by == "agent"
+    assert result.seconds < 8.0
+    assert any(
+        "transferred to sip:operator@127.0.0.1" in line.text for line in records[0].transcript
+    )
