@@ -126,9 +126,29 @@ class RtpSettings:
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """The HTTP side (health and, later, WebRTC signalling)."""
+    """The HTTP side: health, the browser demo page, WebRTC and WHIP signalling."""
 
     listen: str = "127.0.0.1:8080"
+    #: Environment variable holding a bearer token required on signalling requests
+    #: (the token itself never goes in the file). None: no token required.
+    token_env: str | None = None
+    #: Or a file holding the token (a mounted secret).
+    token_file: str | None = None
+
+
+@dataclass(frozen=True)
+class WebRtcSettings:
+    """Browser calls: ICE servers and candidate policy."""
+
+    #: STUN/TURN URLs, comma separated (e.g. "stun:stun.example.org:3478,turn:turn.example.org").
+    ice_servers: str = ""
+    turn_username: str | None = None
+    #: Environment variable holding the TURN credential.
+    turn_credential_env: str | None = None
+    #: Offer 127.0.0.1 as an ICE candidate (a browser on the same machine, tests, demos).
+    allow_loopback: bool = True
+    #: Seconds to gather ICE candidates before answering.
+    ice_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -151,6 +171,7 @@ class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     rtp: RtpSettings = field(default_factory=RtpSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    webrtc: WebRtcSettings = field(default_factory=WebRtcSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 
@@ -176,6 +197,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "rtp.port_min": (1024, 65534),
     "rtp.port_max": (1025, 65535),
     "rtp.inactivity_timeout_s": (1.0, 3600.0),
+    "webrtc.ice_timeout_s": (0.5, 60.0),
 }
 
 KNOWN_CODECS = ("opus", "G722", "PCMA", "PCMU")
