@@ -588,9 +588,21 @@ class RealtimeProtocol:
         )
 
     def _append(self, chunk: bytes) -> str:
+        """One append, formatted directly: 50 of these per second per call, and
+        `json.dumps` spends ~3.5 µs escaping a base64 string that never needs it."""
         self.stats["audio_bytes_sent"] += len(chunk)
-        return self._encode(
-            {"type": "input_audio_buffer.append", "audio": base64.b64encode(chunk).decode()}
+        self._next_id += 1
+        event_id = self._last_id = f"{self._id_prefix}{self._next_id}"
+        self._sent_types[event_id] = "input_audio_buffer.append"
+        if len(self._sent_types) > _MAX_SENT_IDS:
+            self._sent_types.popitem(last=False)
+        audio = base64.b64encode(chunk).decode("ascii")
+        return (
+            '{"type":"input_audio_buffer.append","event_id":"'
+            + event_id
+            + '","audio":"'
+            + audio
+            + '"}'
         )
 
     def append_audio(self, pcm: bytes) -> list[str]:

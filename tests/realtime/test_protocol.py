@@ -662,3 +662,18 @@ def test_no_recap_without_transcript() -> None:
     p = make()
     assert p.recap_message() is None
     assert p.resume_messages() == []
+
+
+@given(st.binary(min_size=2, max_size=4000).filter(lambda b: len(b) % 2 == 0))
+@settings(max_examples=50)
+def test_hand_formatted_appends_are_exactly_the_json_event(pcm: bytes) -> None:
+    protocol = make(chunk_ms=20)
+    frames = [*protocol.append_audio(pcm), *protocol.flush_audio()]
+    audio = b""
+    for frame in frames:
+        event = json.loads(frame)
+        assert set(event) == {"type", "event_id", "audio"}
+        assert event["type"] == "input_audio_buffer.append"
+        assert event["event_id"].startswith("evt_")
+        audio += base64.b64decode(event["audio"])
+    assert audio == pcm
