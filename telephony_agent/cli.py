@@ -56,13 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the whole answer (default 60)",
     )
 
-    serve = sub.add_parser("serve", help="answer SIP calls with the agent")
+    serve = sub.add_parser("serve", help="answer SIP and browser (WebRTC) calls with the agent")
     _common_options(serve)
     serve.add_argument(
         "--sip-listen", metavar="HOST:PORT", help="SIP address (default 0.0.0.0:5060)"
     )
     serve.add_argument(
-        "--http-listen", metavar="HOST:PORT", help="health endpoint (default 127.0.0.1:8080)"
+        "--http-listen",
+        metavar="HOST:PORT",
+        help="demo page, WebRTC/WHIP signalling and /health (default 127.0.0.1:8080)",
     )
     serve.add_argument("--max-calls", type=int, help="concurrent calls before 486/503")
 

@@ -1,9 +1,10 @@
-"""`telephony-agent serve`: answer SIP calls with the agent until stopped.
+"""`telephony-agent serve`: answer SIP and browser calls with the agent until stopped.
 
 With no API key the built-in local backend answers (echo by default), so a
-gateway can be pointed at a fresh install and heard working before any account
-exists. SIGINT/SIGTERM stop taking calls (503), hang up the ones in progress
-with BYE, and exit 0.
+gateway — or the demo page on the HTTP address — can be heard working before any
+account exists. The HTTP side also serves `/health` and WebRTC/WHIP signalling.
+SIGINT/SIGTERM stop taking calls (503), hang up the ones in progress (BYE for SIP,
+a closed peer connection for browsers), and exit 0.
 """
 
 from __future__ import annotations
@@ -16,34 +17,42 @@ import sys
 
 from telephony_agent.commands.runtime import open_provider, settings_from_args
 from telephony_agent.config import parse_host_port
-from telephony_agent.server.health import HealthServer
+from telephony_agent.server.http_app import HttpServer, resolve_http_token
 from telephony_agent.server.sip_server import AgentSipServer
 
 
 async def run_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    # Resolved before anything starts: a configured but missing token must stop us here.
+    token = resolve_http_token(settings)
     runtime = await open_provider(settings)
     server = AgentSipServer(settings, runtime.endpoint, runtime.resolved.name)
-    health: HealthServer | None = None
+    http: HttpServer | None = None
     try:
+        # Built first: it checks [webrtc] (ICE servers, TURN credential) before anything listens.
+        http = HttpServer(server, settings, token=token)
         await server.start()
         host, port = parse_host_port("http.listen", settings.http.listen)
-        health = HealthServer(server)
-        await health.start(host, port)
+        await http.start(host, port)
         sip_host, _ = parse_host_port("sip.listen", settings.sip.listen)
         shown = server.media_address if sip_host in ("0.0.0.0", "::") else sip_host
+        # A browser grants the microphone only to a secure context: loopback qualifies.
+        page_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        guarded = " (signalling needs the bearer token)" if token else ""
         print(
             f"telephony-agent: answering SIP on {sip_host}:{server.sip_port} "
             f"({settings.sip.transports}; dial sip:agent@{shown}:{server.sip_port}), "
-            f"health on http://{host}:{health.port}/health, provider {runtime.resolved.name}",
+            f"health on http://{host}:{http.port}/health, "
+            f"browser calls on http://{page_host}:{http.port}/{guarded}, "
+            f"provider {runtime.resolved.name}",
             file=sys.stderr,
             flush=True,
         )
         await _wait_for_stop()
         print("telephony-agent: stopping, hanging up active calls", file=sys.stderr, flush=True)
     finally:
-        if health is not None:
-            await health.close()
+        if http is not None:
+            await http.close()
         await server.shutdown()
         await runtime.close()
     return 0

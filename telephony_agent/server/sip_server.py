@@ -87,6 +87,8 @@ class AgentSipServer:
         self._on_transcript = on_transcript
         self._accepting = True
         self.finished: list[CallSummary] = []
+        #: Calls this server does not own but that share `max_calls` (browser calls).
+        self.other_calls: Callable[[], int] = lambda: 0
         self._tools = default_registry()
 
     # ------------------------------------------------------------------ lifecycle
@@ -247,7 +249,8 @@ class AgentSipServer:
         except ValueError:
             self.endpoint.respond(txn, make_response(request, 416))
             return
-        if not self._accepting or self.active_calls >= self.settings.sip.max_calls:
+        in_use = self.active_calls + self.other_calls()
+        if not self._accepting or in_use >= self.settings.sip.max_calls:
             self._reject_busy(request, txn)
             return
         self.endpoint.respond(txn, make_response(request, 100))
