@@ -285,6 +285,10 @@ class BrowserCalls:
     def __len__(self) -> int:
         return len(self._calls)
 
+    @property
+    def ice_servers(self) -> tuple[IceServer, ...]:
+        return self._ice_servers
+
     def get(self, call_id: str) -> BrowserCall | None:
         return self._calls.get(call_id)
 
@@ -662,6 +666,23 @@ async def _health(request: web.Request) -> web.Response:
     return web.json_response(health_snapshot(request.app[SIP_KEY], request.app[CALLS_KEY]))
 
 
+async def _webrtc_config(request: web.Request) -> web.Response:
+    """The ICE servers the page should use, so a browser behind NAT can reach us.
+
+    Behind the token like the rest of signalling: a TURN credential is handed to
+    the callers this deployment accepts, not to anyone who can load the page.
+    """
+    servers = []
+    for server in request.app[CALLS_KEY].ice_servers:
+        entry: dict[str, object] = {"urls": list(server.urls)}
+        if server.username is not None:
+            entry["username"] = server.username
+        if server.credential is not None:
+            entry["credential"] = server.credential
+        servers.append(entry)
+    return web.json_response({"iceServers": servers}, headers={"Cache-Control": "no-store"})
+
+
 async def _index(request: web.Request) -> web.Response:
     return _static_response(request, "index.html", "text/html")
 
@@ -789,6 +810,7 @@ def build_http_app(
             web.get("/health", _health),
             web.get("/", _index),
             web.get("/static/{name}", _static),
+            web.get("/webrtc/config", _webrtc_config),
             web.post("/webrtc/offer", _webrtc_offer),
             web.delete("/webrtc/calls/{call_id}", _webrtc_hangup),
             web.post("/whip", _whip_offer),

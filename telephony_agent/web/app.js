@@ -188,6 +188,19 @@
     }
   }
 
+  // STUN/TURN servers configured on the server; none (host candidates only) if the
+  // route is unavailable, which still works on one machine or a LAN.
+  async function loadIceServers() {
+    try {
+      const response = await fetch('/webrtc/config', { headers: authHeaders(), cache: 'no-store' });
+      if (!response.ok) return [];
+      const body = await response.json();
+      return Array.isArray(body.iceServers) ? body.iceServers : [];
+    } catch (error) {
+      return [];
+    }
+  }
+
   async function startCall() {
     if (current) return;
     const call = { pc: null, stream: null, meter: null, callId: null, events: null, dtmf: null };
@@ -226,7 +239,7 @@
     if (current !== call) return;
     startMeter(call, call.stream);
 
-    const pc = new RTCPeerConnection();
+    const pc = new RTCPeerConnection({ iceServers: await loadIceServers() });
     call.pc = pc;
     for (const track of call.stream.getAudioTracks()) pc.addTrack(track, call.stream);
     pc.addEventListener('track', (event) => {

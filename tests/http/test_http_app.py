@@ -436,3 +436,24 @@ async def test_a_real_webrtc_peer_calls_over_whip_and_hears_events() -> None:
             assert (await rig.health())["webrtc_calls"] == 0
     finally:
         await pc.close()
+
+
+async def test_the_page_gets_the_configured_ice_servers_behind_the_token() -> None:
+    webrtc: dict[str, Any] = {
+        "ice_servers": "stun:stun.example.org:3478,turn:turn.example.org:3478",
+        "turn_username": "agent",
+        "turn_credential_env": "TURN_SECRET",
+    }
+    async with running_http(
+        token="page-token-123", environ={"TURN_SECRET": "turn-pass"}, webrtc=webrtc
+    ) as rig:
+        async with rig.client.get("/webrtc/config") as response:
+            assert response.status == 401
+        async with rig.client.get(
+            "/webrtc/config", headers={"Authorization": "Bearer page-token-123"}
+        ) as response:
+            assert response.status == 200
+            body = await response.json()
+    urls = [url for server in body["iceServers"] for url in server["urls"]]
+    assert urls == ["stun:stun.example.org:3478", "turn:turn.example.org:3478"]
+    assert any(s.get("credential") == "turn-pass" for s in body["iceServers"])
