@@ -274,8 +274,26 @@ class Headers:
         self._fields = [f for f in self._fields if f[0] != wanted]
 
 
+class _DialogFields:
+    """What requests and responses both answer from their headers (one place for both)."""
+
+    headers: Headers
+
+    @property
+    def call_id(self) -> str:
+        return self.headers.get("Call-ID") or ""
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        return parse_cseq(self.headers.get("CSeq") or "")
+
+    @property
+    def top_via(self) -> Via:
+        return Via.parse(self.headers.get_all("Via")[0])
+
+
 @dataclass
-class SipRequest:
+class SipRequest(_DialogFields):
     method: str
     uri: str
     headers: Headers = field(default_factory=Headers)
@@ -284,21 +302,9 @@ class SipRequest:
     def to_bytes(self) -> bytes:
         return _serialize(f"{self.method} {self.uri} SIP/2.0", self.headers, self.body)
 
-    @property
-    def call_id(self) -> str:
-        return self.headers.get("Call-ID") or ""
-
-    @property
-    def cseq(self) -> tuple[int, str]:
-        return parse_cseq(self.headers.get("CSeq") or "")
-
-    @property
-    def top_via(self) -> Via:
-        return Via.parse(self.headers.get_all("Via")[0])
-
 
 @dataclass
-class SipResponse:
+class SipResponse(_DialogFields):
     status: int
     reason: str
     headers: Headers = field(default_factory=Headers)
@@ -306,18 +312,6 @@ class SipResponse:
 
     def to_bytes(self) -> bytes:
         return _serialize(f"SIP/2.0 {self.status} {self.reason}", self.headers, self.body)
-
-    @property
-    def call_id(self) -> str:
-        return self.headers.get("Call-ID") or ""
-
-    @property
-    def cseq(self) -> tuple[int, str]:
-        return parse_cseq(self.headers.get("CSeq") or "")
-
-    @property
-    def top_via(self) -> Via:
-        return Via.parse(self.headers.get_all("Via")[0])
 
 
 SipMessage = SipRequest | SipResponse
