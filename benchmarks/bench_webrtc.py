@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fractions
 import logging
 import math
 import multiprocessing
@@ -73,10 +72,10 @@ from telephony_agent.media.audiofile import decode_audio_file
 from telephony_agent.media.leg import AudioIn, LegEnded
 from telephony_agent.media.webrtc import WebRtcLeg
 from telephony_agent.media.webrtc.loopback import offer_loopback_candidates
+from telephony_agent.media.webrtc.tracks import LoopingPcmTrack
 
 RATE = 48000
 FRAME = 960
-TIME_BASE = fractions.Fraction(1, RATE)
 WARM_UP_S = 1.0
 VARIANTS = ("stock", "ours")
 
@@ -91,40 +90,6 @@ def source_audio(kind: str) -> NDArray[np.int16]:
         t = np.arange(RATE * 10)
         pcm = (np.sin(2 * math.pi * 440.0 * t / RATE) * 8000.0).astype(np.int16)
     return pcm[: pcm.size - pcm.size % FRAME]
-
-
-def pcm_frame(pcm: NDArray[np.int16], pts: int) -> av.AudioFrame:
-    frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-    frame.sample_rate = RATE
-    frame.pts = pts
-    frame.time_base = TIME_BASE
-    return frame
-
-
-class PacedTrack(MediaStreamTrack):
-    """The stock way to feed aiortc: a track that sleeps until each frame is due."""
-
-    kind = "audio"
-
-    def __init__(self, pcm: NDArray[np.int16]) -> None:
-        super().__init__()
-        self._frames = pcm.reshape(-1, FRAME)
-        self._index = 0
-        self._start: float | None = None
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        loop = asyncio.get_running_loop()
-        if self._start is None:
-            self._start = loop.time()
-        delay = self._start + self._index * 0.02 - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        pcm = self._frames[self._index % len(self._frames)]
-        frame = pcm_frame(pcm, self._index * FRAME)
-        self._index += 1
-        return frame
 
 
 async def drain(track: MediaStreamTrack, counter: list[int], to_numpy: bool) -> None:
@@ -160,7 +125,7 @@ async def _offerer(conn: Connection, pcm: NDArray[np.int16]) -> None:
         for _ in range(calls):
             pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
             counter = [0]
-            pc.addTrack(PacedTrack(pcm))
+            pc.addTrack(LoopingPcmTrack(pcm))
 
             def on_track(
                 track: MediaStreamTrack,
@@ -217,7 +182,7 @@ async def answer_stock(offers: list[str], pcm: NDArray[np.int16]) -> tuple[list[
 
         pc.on("track", on_track)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-        pc.addTrack(PacedTrack(pcm))
+        pc.addTrack(LoopingPcmTrack(pcm))
         offer_loopback_candidates(pc)
         await pc.setLocalDescription(await pc.createAnswer())
         answers.append(pc.localDescription.sdp)

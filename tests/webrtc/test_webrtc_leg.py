@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
 from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
@@ -35,10 +34,10 @@ from telephony_agent.media.audiofile import decode_audio_file
 from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded, LegEvent
 from telephony_agent.media.webrtc import IceServer, WebRtcLeg, WebRtcOfferError
 from telephony_agent.media.webrtc.loopback import is_loopback_candidate, offer_loopback_candidates
+from telephony_agent.media.webrtc.tracks import LoopingPcmTrack
 
 RATE = 48000
 FRAME = 960
-TIME_BASE = fractions.Fraction(1, RATE)
 SAMPLE = Path(str(files("telephony_agent") / "samples" / "book_flight.wav"))
 
 
@@ -49,41 +48,12 @@ def speech() -> NDArray[np.int16]:
     return pcm[: pcm.size - pcm.size % FRAME]
 
 
-class Microphone(MediaStreamTrack):
-    """Plays `pcm` in real time, looping, as a browser's microphone track would."""
-
-    kind = "audio"
-
-    def __init__(self, pcm: NDArray[np.int16]) -> None:
-        super().__init__()
-        self._frames = pcm.reshape(-1, FRAME)
-        self._index = 0
-        self._start: float | None = None
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        loop = asyncio.get_running_loop()
-        if self._start is None:
-            self._start = loop.time()
-        delay = self._start + self._index * 0.02 - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        pcm = self._frames[self._index % len(self._frames)]
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self._index * FRAME
-        frame.time_base = TIME_BASE
-        self._index += 1
-        return frame
-
-
 class Browser:
     """A plain aiortc peer that offers the way the demo page does."""
 
     def __init__(self, pcm: NDArray[np.int16]) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.pc.addTrack(Microphone(pcm))
+        self.pc.addTrack(LoopingPcmTrack(pcm))
         self.dtmf = self.pc.createDataChannel("dtmf")
         self.events = self.pc.createDataChannel("events")
         self.messages: list[str] = []

@@ -48,6 +48,7 @@ __all__ = [
     "SAMPLE_RATE",
     "TIME_BASE",
     "InboundAudio",
+    "LoopingPcmTrack",
     "OpusFrameEncoder",
     "OutboundAudioTrack",
 ]
@@ -70,6 +71,37 @@ def _pcm_frame(pcm: NDArray[np.int16], pts: int) -> av.AudioFrame:
     frame.pts = pts
     frame.time_base = TIME_BASE
     return frame
+
+
+class LoopingPcmTrack(MediaStreamTrack):
+    """Plays `pcm` (48 kHz mono, whole 20 ms frames) in real time, looping.
+
+    The stock way to feed aiortc, a track that sleeps until each frame is due: it
+    stands for a browser's microphone on the offering side of tests, and for
+    aiortc's own path in the benchmark's baseline.
+    """
+
+    kind = "audio"
+
+    def __init__(self, pcm: NDArray[np.int16]) -> None:
+        super().__init__()
+        self._frames = pcm.reshape(-1, FRAME_SAMPLES)
+        self._index = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        delay = self._start + self._index * 0.02 - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pcm = self._frames[self._index % len(self._frames)]
+        frame = _pcm_frame(np.ascontiguousarray(pcm), self._index * FRAME_SAMPLES)
+        self._index += 1
+        return frame
 
 
 def _fit(pcm: NDArray[np.int16]) -> NDArray[np.int16]:
