@@ -38,18 +38,17 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import numpy as np
 import structlog
 from aiortc.rtp import RtpPacket
 
 from telephony_agent.audio.clock import MediaClock, Subscription
 from telephony_agent.audio.playout import Frame
-from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded, LegEvent, MediaLeg
+from telephony_agent.media.leg import DtmfIn, LegEnded, LegEvent, MediaLeg
 from telephony_agent.media.rtp.codecs import make_codec
-from telephony_agent.media.rtp.dtmf import DtmfDigit
+from telephony_agent.media.rtp.feed import InboundFeed
 from telephony_agent.media.rtp.packetizer import Packetizer
 from telephony_agent.media.rtp.ports import BoundPair, PortAllocator, bind_pair
-from telephony_agent.media.rtp.receiver import InboundStream, ReceivedAudio, ReceivedItem
+from telephony_agent.media.rtp.receiver import InboundStream
 from telephony_agent.media.rtp.rtcp import RtcpReporter, SenderCounters, parse_compound
 from telephony_agent.media.rtp.stats import RtpStats
 
@@ -133,7 +132,6 @@ class RtpLeg(MediaLeg):
         self._allocator = allocator
         self._fixed_port = rtp_port
         self.inactivity_timeout_s = inactivity_timeout_s
-        self._idle_fill_ticks = max(1, idle_fill_ms // 20)
         self._on_end = on_end
         self._stats = RtpStats()
         self._packetizer = Packetizer(
@@ -161,9 +159,9 @@ class RtpLeg(MediaLeg):
         self._ended = False
         self._end_reason: str | None = None
         self._last_rx = 0.0
-        self._received_any = False
-        self._ticks_idle = 0
-        self._idle_credit = 0
+        self._feed = InboundFeed(
+            self._queue, self._stats, self.frame_samples, idle_fill_ms=idle_fill_ms
+        )
         self._media_started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -306,7 +304,7 @@ class RtpLeg(MediaLeg):
         """
         self._media_started = True
         if self._subscription is None and not self._ended:
-            if self._loop is not None and not self._received_any:
+            if self._loop is not None and not self._feed.received_any:
                 self._last_rx = self._loop.time()
             self._subscription = self._clock.subscribe(self._on_tick)
         return self._iterate()
@@ -404,7 +402,8 @@ class RtpLeg(MediaLeg):
             self.codec = new_codec.name
             self.sample_rate = new_codec.sample_rate
             packetizer.set_format(new_codec, payload_type, telephone_event_pt)
-            self._deliver(self._stream.set_format(new_codec, payload_type, telephone_event_pt))
+            self._feed.set_frame_samples(self.frame_samples)
+            self._feed.deliver(self._stream.set_format(new_codec, payload_type, telephone_event_pt))
         self._sdp_rtcp = new_rtcp
         if new_remote == self._sdp_remote:
             return
@@ -442,7 +441,7 @@ class RtpLeg(MediaLeg):
         """
         if receive and not self._recv and self._loop is not None:
             self._last_rx = self._loop.time()
-            self._ticks_idle = 0
+            self._feed.resume()
             self._stream.restart()
         self._send = send
         self._recv = receive
@@ -484,32 +483,16 @@ class RtpLeg(MediaLeg):
             return
         now = self._loop.time()
         self._last_rx = now
-        self._received_any = True
+        self._feed.packet_arrived()
         if not self._recv:
             return
-        self._deliver(self._stream.push(packet, now))
+        self._feed.deliver(self._stream.push(packet, now))
 
     def _latch(self, source: Address) -> None:
         if source != self._remote:
             log.info("rtp_latched", sdp=self._sdp_remote, source=source)
         self._latched = source
         self._remote = source
-
-    def _deliver(self, items: list[ReceivedItem]) -> None:
-        queue = self._queue
-        # Stamped so the bridge can time packet arrival -> websocket write.
-        now = time.monotonic()
-        for item in items:
-            if isinstance(item, ReceivedAudio):
-                if item.concealed and self._idle_credit > 0:
-                    self._idle_credit -= 1
-                    continue
-                if not item.concealed:
-                    self._idle_credit = 0
-                self._ticks_idle = 0
-                queue.put_nowait(AudioIn(item.pcm, now))
-            elif isinstance(item, DtmfDigit):
-                queue.put_nowait(DtmfIn(item.digit, item.duration_ms))
 
     def _on_rtcp(self, data: bytes, addr: Any) -> None:
         try:
@@ -543,14 +526,9 @@ class RtpLeg(MediaLeg):
         if self._ended or loop is None:
             return
         now = loop.time()
-        self._deliver(self._stream.poll(now))
+        self._feed.deliver(self._stream.poll(now))
         if self._recv:
-            if self._received_any:
-                self._ticks_idle += 1
-                if self._ticks_idle > self._idle_fill_ticks:
-                    self._stats.idle_frames += 1
-                    self._idle_credit += 1
-                    self._queue.put_nowait(AudioIn(np.zeros(self.frame_samples, dtype=np.int16)))
+            self._feed.on_tick()
             if now - self._last_rx > self.inactivity_timeout_s:
                 log.info("rtp_timeout", after_s=self.inactivity_timeout_s)
                 self._end("rtp_timeout")
@@ -592,7 +570,7 @@ class RtpLeg(MediaLeg):
             return
         loop = self._loop
         if loop is not None:
-            self._deliver(self._stream.flush(loop.time()))
+            self._feed.deliver(self._stream.flush(loop.time()))
         self._ended = True
         self._end_reason = reason
         if self._subscription is not None:
