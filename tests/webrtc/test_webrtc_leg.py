@@ -21,10 +21,12 @@ import pytest
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpReceiver,
     RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtpPacket
 from numpy.typing import NDArray
 
 from telephony_agent.audio.analysis import best_lag_correlation
@@ -32,8 +34,10 @@ from telephony_agent.audio.clock import MediaClock
 from telephony_agent.audio.playout import Frame
 from telephony_agent.media.audiofile import decode_audio_file
 from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded, LegEvent
+from telephony_agent.media.rtp.codecs import OpusCodec
 from telephony_agent.media.webrtc import IceServer, WebRtcLeg, WebRtcOfferError
 from telephony_agent.media.webrtc.loopback import is_loopback_candidate, offer_loopback_candidates
+from telephony_agent.media.webrtc.offer import check_offer
 from telephony_agent.media.webrtc.tracks import LoopingPcmTrack
 
 RATE = 48000
@@ -359,3 +363,124 @@ async def test_gathering_slower_than_the_timeout_raises_timeout_error(
         await WebRtcLeg.answer(
             offer, clock=MediaClock(), ice_servers=silent_stun, ice_timeout_s=0.3
         )
+
+
+# ---------------------------------------------------------------------- the receive path
+
+
+def _opus_packets(pcm: NDArray[np.int16], payload_type: int) -> list[RtpPacket]:
+    """The page's RTP for `pcm`: one Opus packet per 20 ms, sequence numbers from 1."""
+    codec = OpusCodec()
+    return [
+        RtpPacket(
+            payload_type=payload_type,
+            sequence_number=seq,
+            timestamp=seq * FRAME,
+            ssrc=0x5EED,
+            payload=codec.encode(frame),
+        )
+        for seq, frame in enumerate(pcm.reshape(-1, FRAME), start=1)
+    ]
+
+
+@pytest.fixture
+async def unconnected_leg(
+    speech: NDArray[np.int16],
+) -> AsyncIterator[tuple[WebRtcLeg, RTCRtpReceiver, Collector]]:
+    """An answered leg whose page never connects; the test hands it RTP as aiortc would."""
+    browser = Browser(speech)
+    leg = await WebRtcLeg.answer(await browser.offer(), clock=MediaClock(), allow_loopback=True)
+    collector = Collector(leg)
+    receiver = leg._pc.getTransceivers()[0].receiver
+    try:
+        yield leg, receiver, collector
+    finally:
+        await leg.close()
+        await browser.close()
+        await asyncio.wait_for(collector.task, 5.0)
+
+
+async def _deliver(receiver: RTCRtpReceiver, packet: RtpPacket) -> None:
+    """What RTCDtlsTransport does with each decrypted packet routed to this receiver."""
+    await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
+
+
+async def test_packets_become_frames_at_once_and_a_lost_one_is_concealed_without_a_stall(
+    unconnected_leg: tuple[WebRtcLeg, RTCRtpReceiver, Collector], speech: NDArray[np.int16]
+) -> None:
+    leg, receiver, collector = unconnected_leg
+    pt = check_offer(leg.answer_sdp).opus_payload_type
+    packets = _opus_packets(speech[: 20 * FRAME], pt)
+    for packet in packets[:5]:
+        await _deliver(receiver, packet)
+    await asyncio.sleep(0)
+    # In order: every packet is a frame straight away (aiortc's receiver held back four).
+    assert len(collector.audio()) == 5
+    # Packet 6 is lost; 7..10 arrive. The reorder window gives up on 6 after three packets
+    # (aiortc's jitter buffer would stall until sixteen had arrived).
+    for packet in packets[6:10]:
+        await _deliver(receiver, packet)
+    await asyncio.sleep(0)
+    assert len(collector.audio()) == 10
+    # Reordered: 12 before 11 still comes out as 11, 12.
+    await _deliver(receiver, packets[11])
+    await _deliver(receiver, packets[10])
+    await asyncio.sleep(0)
+    assert len(collector.audio()) == 12
+    stats = leg.stats
+    assert (stats.packets_in, stats.lost, stats.concealed_frames) == (11, 1, 1)
+    assert stats.frames_in == 12 and stats.idle_frames == 0
+    received = np.concatenate([frame.pcm for frame in collector.audio()])
+    correlation, _ = best_lag_correlation(speech[: received.size], received, FRAME)
+    assert correlation >= 0.8
+
+
+async def test_undecodable_payloads_and_foreign_payload_types_are_counted_not_raised(
+    unconnected_leg: tuple[WebRtcLeg, RTCRtpReceiver, Collector], speech: NDArray[np.int16]
+) -> None:
+    leg, receiver, collector = unconnected_leg
+    pt = check_offer(leg.answer_sdp).opus_payload_type
+    good = _opus_packets(speech[: 3 * FRAME], pt)
+    await _deliver(receiver, good[0])
+    garbage = RtpPacket(payload_type=pt, sequence_number=2, timestamp=2 * FRAME, ssrc=0x5EED)
+    garbage.payload = b"\xff" * 7
+    await _deliver(receiver, garbage)
+    other = RtpPacket(payload_type=(pt + 1) % 128, sequence_number=3, timestamp=0, ssrc=0x5EED)
+    other.payload = b"\x00" * 20
+    await _deliver(receiver, other)
+    await _deliver(receiver, good[2])
+    await asyncio.sleep(0)
+    stats = leg.stats
+    assert stats.decode_errors == 1
+    assert len(collector.audio()) == 3  # the undecodable packet became 20 ms of silence
+    assert not leg.ended
+
+
+async def test_rtcp_receiver_reports_about_the_pages_stream_reach_the_page(
+    speech: NDArray[np.int16], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(WebRtcLeg, "rtcp_interval_s", 0.2)
+    browser = Browser(speech)
+    leg = await WebRtcLeg.answer(await browser.offer(), clock=MediaClock(), allow_loopback=True)
+    collector = Collector(leg)
+    try:
+        await browser.accept(leg.answer_sdp)
+        sender = browser.pc.getSenders()[0]
+
+        async def remote_inbound() -> list[object]:
+            report = await sender.getStats()
+            return [s for s in report.values() if s.type == "remote-inbound-rtp"]
+
+        for _ in range(500):
+            found = await remote_inbound()
+            if found:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the page never got a receiver report about its stream")
+        assert leg.stats.packets_in > 0
+        assert getattr(found[0], "packetsLost", None) == 0
+    finally:
+        await browser.close()
+        await leg.close()
+        await asyncio.wait_for(collector.task, 5.0)

@@ -13,11 +13,15 @@ by the page, are understood: ``"dtmf"`` carries key presses (a digit, or JSON
 ``{"digit": "5", "duration_ms": 100}``) and ``"events"`` carries JSON lines to
 the page (:meth:`WebRtcLeg.send_event`: transcripts, latency, the hangup).
 
-Idle fill: aiortc's receiver hands on nothing while no packets come (a page
-with a muted, stopped or lagging microphone, and its jitter buffer holds audio
-back while it waits for a lost packet). The model behind the Call detects the
-end of a turn from silence, so after ``idle_fill_ms`` without caller audio the
-leg hands on one silent frame per tick, as the RTP leg does.
+Inbound audio does not come through aiortc's receiver: :mod:`.rtp_tap` hands
+the leg each RTP packet as aiortc's transport decrypts it, and the leg decodes
+it with the same :class:`~telephony_agent.media.rtp.receiver.InboundStream` and
+:class:`~telephony_agent.media.rtp.feed.InboundFeed` as a plain RTP call: no
+added delay while packets arrive in order, a short reorder window, loss
+concealment, and idle fill (one silent frame per tick after ``idle_fill_ms``
+without caller audio, since the model detects the end of a turn from silence
+and a muted or stalled page sends nothing). The leg also sends RTCP receiver
+reports about the page's stream, as aiortc's receiver would have.
 
 Endings, as ``LegEnded.reason``: ``"peer_closed"`` (the page closed the peer
 connection, or its audio track ended), ``"connection_failed"`` (ICE or DTLS
@@ -36,8 +40,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import av
-import numpy as np
 import structlog
 from aiortc import (
     RTCConfiguration,
@@ -49,18 +51,20 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtcpSrPacket, RtpPacket
 
 from telephony_agent.audio.clock import MediaClock, Subscription
 from telephony_agent.audio.playout import Frame
-from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded, LegEvent, MediaLeg
+from telephony_agent.media.leg import DtmfIn, LegEnded, LegEvent, MediaLeg
+from telephony_agent.media.rtp.codecs import OpusCodec
+from telephony_agent.media.rtp.feed import InboundFeed
+from telephony_agent.media.rtp.receiver import InboundStream
+from telephony_agent.media.rtp.rtcp import RtcpReport, RtcpReporter
+from telephony_agent.media.rtp.stats import RtpStats
 from telephony_agent.media.webrtc.loopback import offer_loopback_candidates
 from telephony_agent.media.webrtc.offer import WebRtcOfferError, check_offer
-from telephony_agent.media.webrtc.tracks import (
-    FRAME_SAMPLES,
-    SAMPLE_RATE,
-    InboundAudio,
-    OutboundAudioTrack,
-)
+from telephony_agent.media.webrtc.rtp_tap import ReceiverTap, local_ssrc_and_cname
+from telephony_agent.media.webrtc.tracks import FRAME_SAMPLES, SAMPLE_RATE, OutboundAudioTrack
 
 __all__ = ["IceServer", "WebRtcLeg", "WebRtcLegStats", "parse_dtmf_message"]
 
@@ -90,6 +94,14 @@ class WebRtcLegStats:
 
     frames_in: int
     frames_out: int
+    #: The page's RTP: packets accepted, lost (concealed), arriving too late, undecodable.
+    packets_in: int
+    lost: int
+    late: int
+    decode_errors: int
+    concealed_frames: int
+    #: Interarrival jitter of the page's stream (RFC 3550 A.8), milliseconds.
+    jitter_ms: float
     frames_dropped: int
     idle_frames: int
     dtmf_in: int
@@ -159,14 +171,23 @@ class WebRtcLeg(MediaLeg):
     idle_fill_ms = 200
     #: Give up when ICE + DTLS are not connected this long after answering.
     connect_timeout_s = 30.0
+    #: Mean interval of our RTCP receiver reports (RFC 3550 randomises it by +-50 %).
+    rtcp_interval_s = 5.0
 
     def __init__(self, pc: RTCPeerConnection, clock: MediaClock) -> None:
         """Use :meth:`answer`; this only wires the handlers."""
         self._pc = pc
         self._clock = clock
         self._track = OutboundAudioTrack()
-        self._inbound = InboundAudio()
         self._queue: asyncio.Queue[LegEvent] = asyncio.Queue()
+        self._rtp_stats = RtpStats()
+        self._feed = InboundFeed(
+            self._queue, self._rtp_stats, FRAME_SAMPLES, idle_fill_ms=self.idle_fill_ms
+        )
+        self._stream: InboundStream | None = None
+        self._rtcp: RtcpReporter | None = None
+        self._tap: ReceiverTap | None = None
+        self._loop = asyncio.get_running_loop()
         self._events_channel: RTCDataChannel | None = None
         self._reader: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
@@ -175,11 +196,6 @@ class WebRtcLeg(MediaLeg):
         self._end_reason: str | None = None
         self._connected = False
         self._answered_at = time.monotonic()
-        self._received_any = False
-        self._ticks_idle = 0
-        self._idle_fill_ticks = max(1, self.idle_fill_ms // 20)
-        self._frames_in = 0
-        self._idle_frames = 0
         self._dtmf_in = 0
         self._dtmf_invalid = 0
         self._events_sent = 0
@@ -227,6 +243,8 @@ class WebRtcLeg(MediaLeg):
         try:
             transceiver = pc.addTransceiver(leg._track, direction="sendrecv")
             transceiver.setCodecPreferences(_opus_only())
+            leg._tap = ReceiverTap(transceiver.receiver, leg._on_rtp, leg._on_sender_report)
+            leg._tap.install()
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
                 leg._disable_other_media(transceiver)
@@ -274,9 +292,14 @@ class WebRtcLeg(MediaLeg):
                 transceiver.direction = "inactive"
 
     def _start(self, transceiver: RTCRtpTransceiver) -> None:
+        answer = check_offer(self.answer_sdp)
+        self._stream = InboundStream(OpusCodec(), answer.opus_payload_type, stats=self._rtp_stats)
+        identity = local_ssrc_and_cname(self.answer_sdp)
+        if identity is not None:
+            self._rtcp = RtcpReporter(*identity, interval_s=self.rtcp_interval_s)
         remote = transceiver.receiver.track
         if remote is not None:
-            self._reader = asyncio.create_task(self._read_audio(remote))
+            self._reader = asyncio.create_task(self._watch_remote_track(remote))
         self._answered_at = time.monotonic()
         self._subscription = self._clock.subscribe(self._on_tick)
 
@@ -359,11 +382,19 @@ class WebRtcLeg(MediaLeg):
 
     @property
     def stats(self) -> WebRtcLegStats:
+        rtp = self._rtp_stats
+        reception = None if self._stream is None else self._stream.reception
         return WebRtcLegStats(
-            frames_in=self._frames_in,
+            frames_in=self._feed.frames_in,
             frames_out=self._track.pushed,
+            packets_in=rtp.packets_in,
+            lost=rtp.lost,
+            late=rtp.late,
+            decode_errors=rtp.decode_errors,
+            concealed_frames=rtp.concealed_frames,
+            jitter_ms=0.0 if reception is None else reception.jitter_ms,
             frames_dropped=self._track.dropped,
-            idle_frames=self._idle_frames,
+            idle_frames=rtp.idle_frames,
             dtmf_in=self._dtmf_in,
             dtmf_invalid=self._dtmf_invalid,
             events_sent=self._events_sent,
@@ -410,22 +441,36 @@ class WebRtcLeg(MediaLeg):
         elif state == "closed":
             self._end("peer_closed")
 
-    async def _read_audio(self, track: MediaStreamTrack) -> None:
-        """The caller's audio: decoded frames from aiortc -> 20 ms mono ``AudioIn``."""
-        inbound = self._inbound
-        queue = self._queue
+    def _on_rtp(self, packet: RtpPacket) -> None:
+        """One RTP packet of the page's audio, decrypted and parsed by aiortc's transport."""
+        stream = self._stream
+        if stream is None or self._ended:
+            return
+        try:
+            items = stream.push(packet, self._loop.time())
+        except Exception:  # a packet must never take the transport's receive loop down
+            self._rtp_stats.malformed += 1
+            log.debug("webrtc_rtp_dropped", exc_info=True)
+            return
+        self._feed.packet_arrived()
+        self._feed.deliver(items)
+
+    def _on_sender_report(self, packet: RtcpSrPacket) -> None:
+        """The page's RTCP SR: remembered so our next report lets it compute the RTT."""
+        if self._rtcp is not None:
+            self._rtcp.on_report(
+                RtcpReport(sender_reports=[packet]), self._loop.time(), time.time()
+            )
+
+    async def _watch_remote_track(self, track: MediaStreamTrack) -> None:
+        """Wait for aiortc to end the page's track (RTCP BYE, DTLS closed).
+
+        No audio comes through the track (see :mod:`.rtp_tap`); it is still the
+        signal aiortc gives when the page goes away.
+        """
         try:
             while True:
-                frame = await track.recv()
-                if not isinstance(frame, av.AudioFrame) or self._ended:
-                    continue
-                now = time.monotonic()
-                pcms = inbound.push(frame)
-                self._ticks_idle = 0
-                self._received_any = True
-                self._frames_in += len(pcms)
-                for pcm in pcms:
-                    queue.put_nowait(AudioIn(pcm, now))
+                await track.recv()
         except MediaStreamError:
             self._end("peer_closed")
         except Exception:
@@ -436,14 +481,22 @@ class WebRtcLeg(MediaLeg):
         del tick
         if self._ended:
             return
-        if self._received_any:
-            self._ticks_idle += 1
-            if self._ticks_idle > self._idle_fill_ticks:
-                self._idle_frames += 1
-                self._queue.put_nowait(AudioIn(np.zeros(FRAME_SAMPLES, dtype=np.int16)))
+        now = self._loop.time()
+        stream = self._stream
+        if stream is not None:
+            self._feed.deliver(stream.poll(now))
+        if self._feed.received_any:
+            self._feed.on_tick()
         elif not self._connected and time.monotonic() - self._answered_at > self.connect_timeout_s:
             log.info("webrtc_connect_timeout", after_s=self.connect_timeout_s)
             self._end("ice_timeout")
+            return
+        rtcp = self._rtcp
+        if rtcp is not None and self._connected and rtcp.due(now) and self._tap is not None:
+            reception = None if stream is None else stream.reception
+            self._tap.send_rtcp(
+                rtcp.build_report(now, time.time(), sender=None, reception=reception)
+            )
 
     # ------------------------------------------------------------------ ending
 
@@ -451,6 +504,9 @@ class WebRtcLeg(MediaLeg):
         """Mark the leg ended once, tell events(), and start closing the connection."""
         if self._ended:
             return
+        stream = self._stream
+        if stream is not None:
+            self._feed.deliver(stream.flush(self._loop.time()))
         self._ended = True
         self._end_reason = reason
         if self._subscription is not None:
@@ -465,6 +521,10 @@ class WebRtcLeg(MediaLeg):
             reason=reason,
             frames_in=stats.frames_in,
             frames_out=stats.frames_out,
+            packets_in=stats.packets_in,
+            lost=stats.lost,
+            late=stats.late,
+            jitter_ms=round(stats.jitter_ms, 1),
             frames_dropped=stats.frames_dropped,
             idle_frames=stats.idle_frames,
             dtmf_in=stats.dtmf_in,
