@@ -8,6 +8,10 @@ included (see bench_audio for the clock, the notes for asyncio UDP costs).
 
 Each repeat streams one call-second (50 frames) of speech-like audio through
 a per-call codec instance; the printed figures are medians over the repeats.
+
+Last, Opus alone on both backends (libopus through ctypes, and PyAV's codec
+context), measured in the same run with the repeats interleaved so that both
+see the same machine: encode and decode per 20 ms frame, and their ratio.
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from aiortc.rtp import RtpPacket
 from numpy.typing import NDArray
 
 from telephony_agent.audio.playout import Frame
-from telephony_agent.media.rtp.codecs import CODEC_NAMES, make_codec
+from telephony_agent.media.opus_native import libopus_version
+from telephony_agent.media.rtp.codecs import CODEC_NAMES, OpusCodec, make_codec
 from telephony_agent.media.rtp.packetizer import Packetizer
 from telephony_agent.media.rtp.receiver import InboundStream
 
@@ -84,6 +90,58 @@ def bench_codec(name: str, repeats: int) -> tuple[float, float]:
     return outbound, inbound
 
 
+def per_frame_us(runs: dict[str, Callable[[int], None]], repeats: int) -> dict[str, float]:
+    """Median µs per frame of each `run(i)` (one call-second), repeats interleaved in turn."""
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():
+        run(0)  # warm-up
+    for i in range(1, repeats + 1):
+        for name, run in runs.items():
+            start = time.perf_counter_ns()
+            run(i)
+            samples[name].append((time.perf_counter_ns() - start) / 1000.0 / FRAMES_PER_SECOND)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def bench_opus_backends(
+    settings: dict[str, Any], repeats: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(encode, decode) µs per frame by backend, for OpusCodec with `settings`."""
+    seconds = repeats + 1
+    frames = speechlike(48000, seconds).reshape(-1, 960)
+    # Packets to decode: identical from either backend, so coded once.
+    coder = OpusCodec(**settings, backend="pyav")
+    packets = [coder.encode(frame) for frame in frames]
+
+    def second(items: list[Any], code: Callable[[Any], object]) -> Callable[[int], None]:
+        def run(i: int) -> None:
+            for item in items[i * FRAMES_PER_SECOND : (i + 1) * FRAMES_PER_SECOND]:
+                code(item)
+
+        return run
+
+    backends = ("native", "pyav")
+    encoders = {b: OpusCodec(**settings, backend=b) for b in backends}
+    decoders = {b: OpusCodec(**settings, backend=b) for b in backends}
+    encode = per_frame_us({b: second(list(frames), encoders[b].encode) for b in backends}, repeats)
+    decode = per_frame_us({b: second(packets, decoders[b].decode) for b in backends}, repeats)
+    return encode, decode
+
+
+def print_opus_backends(repeats: int) -> None:
+    print(f"\nOpus per 20 ms frame, native ({libopus_version()} via ctypes) vs PyAV, same run")
+    print(f"{'settings':<34} {'step':<7} {'native':>9} {'PyAV':>9} {'PyAV/native':>12}")
+    configs = {
+        "RTP default (audio, 24k, c10)": {},
+        "CELT (lowdelay, 32k, c5)": {"application": "lowdelay", "bitrate": 32000, "complexity": 5},
+    }
+    for label, settings in configs.items():
+        encode, decode = bench_opus_backends(settings, repeats)
+        for step, figures in (("encode", encode), ("decode", decode)):
+            native, pyav = figures["native"], figures["pyav"]
+            print(f"{label:<34} {step:<7} {native:6.1f} µs {pyav:6.1f} µs {pyav / native:11.2f}x")
+
+
 def main() -> None:
     print("RTP media path, medians per call-second (50 frames of 20 ms); µs/frame in brackets")
     header = ("codec", "outbound (encode+serialize)", "inbound (parse+reorder+decode)")
@@ -99,6 +157,7 @@ def main() -> None:
         f"\nPCMU both directions: {total_g711 / 1000:.2f} ms CPU per call-second "
         f"→ ≈ {1e6 / total_g711:.0f} calls per core for the RTP media path alone"
     )
+    print_opus_backends(30)
 
 
 if __name__ == "__main__":

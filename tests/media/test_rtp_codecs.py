@@ -12,8 +12,25 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from telephony_agent.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
-from telephony_agent.media.rtp.codecs import CODEC_NAMES, RtpCodec, make_codec
+from telephony_agent.media import opus_native
+from telephony_agent.media.rtp.codecs import CODEC_NAMES, OpusCodec, RtpCodec, make_codec
 from tests.media.rtp_support import aligned, frames_of, sine, snr_db, speech
+
+#: Opus on each backend: libopus through ctypes, and PyAV's codec context.
+OPUS_BACKENDS = ["opus/native", "opus/pyav"]
+
+
+def codec_for(name: str) -> RtpCodec:
+    """`make_codec(name)`, or an OpusCodec on one backend for "opus/native" and "opus/pyav"."""
+    if name.startswith("opus/"):
+        return OpusCodec(backend=name.removeprefix("opus/"))
+    return make_codec(name)
+
+
+@pytest.fixture
+def no_libopus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if libopus could not be loaded (no bundled copy, none on the system)."""
+    monkeypatch.setattr(opus_native, "load_libopus", lambda: None)
 
 
 @pytest.mark.parametrize(
@@ -48,6 +65,27 @@ def test_each_call_gets_its_own_stateful_instance() -> None:
     assert make_codec("opus") is not make_codec("opus")
 
 
+def test_opus_uses_libopus_directly_when_it_loads() -> None:
+    codec = make_codec("opus")
+    assert isinstance(codec, OpusCodec)
+    assert codec.backend == "native"
+    assert OpusCodec(backend="pyav").backend == "pyav"
+    with pytest.raises(ValueError, match="auto, native or pyav"):
+        OpusCodec(backend="ffmpeg")
+
+
+@pytest.mark.usefixtures("no_libopus")
+def test_without_libopus_auto_falls_back_to_pyav_and_native_is_refused() -> None:
+    with pytest.raises(RuntimeError, match="libopus could not be loaded"):
+        OpusCodec(backend="native")
+    for codec in (OpusCodec(), OpusCodec(backend="pyav")):
+        assert codec.backend == "pyav"
+        reference = sine(48000, 0.5, 300.0)
+        ref, out = aligned(reference, _round_trip(codec, reference), 1000)
+        assert np.corrcoef(ref, out)[0, 1] > 0.95
+        assert codec.conceal(960) is None
+
+
 def _round_trip(codec: RtpCodec, pcm: np.ndarray) -> np.ndarray:
     payloads = [codec.encode(frame) for frame in frames_of(pcm, codec.frame_samples)]
     return np.concatenate([codec.decode(p) for p in payloads])
@@ -62,27 +100,28 @@ def test_waveform_codecs_keep_speech(name: str, min_snr: float) -> None:
     assert snr_db(ref, out) >= min_snr
 
 
-def test_opus_keeps_speech_recognisably() -> None:
+@pytest.mark.parametrize("name", OPUS_BACKENDS)
+def test_opus_keeps_speech_recognisably(name: str) -> None:
     # SILK is not waveform-matching, so judge by correlation after the codec delay.
-    codec = make_codec("opus")
+    codec = codec_for(name)
     reference = speech(48000)
     output = _round_trip(codec, reference)
     ref, out = aligned(reference, output, 1000)
     assert np.corrcoef(ref, out)[0, 1] > 0.9
 
 
-@pytest.mark.parametrize("name", ["G722", "opus"])
-def test_sine_round_trip_through_ffmpeg_codecs(name: str) -> None:
-    codec = make_codec(name)
+@pytest.mark.parametrize("name", ["G722", *OPUS_BACKENDS])
+def test_sine_round_trip_through_stateful_codecs(name: str) -> None:
+    codec = codec_for(name)
     reference = sine(codec.sample_rate, 0.5, 300.0)
     output = _round_trip(codec, reference)
     ref, out = aligned(reference, output, 1000)
     assert np.corrcoef(ref, out)[0, 1] > 0.95
 
 
-@pytest.mark.parametrize("name", ["PCMU", "PCMA", "G722", "opus"])
+@pytest.mark.parametrize("name", ["PCMU", "PCMA", "G722", *OPUS_BACKENDS])
 def test_payload_sizes_of_one_frame(name: str) -> None:
-    codec = make_codec(name)
+    codec = codec_for(name)
     payload = codec.encode(sine(codec.sample_rate, 0.02))
     expected = {"PCMU": 160, "PCMA": 160, "G722": 160}
     if name in expected:
@@ -92,9 +131,9 @@ def test_payload_sizes_of_one_frame(name: str) -> None:
     assert codec.decode(payload).size == codec.frame_samples
 
 
-@pytest.mark.parametrize("name", ["PCMU", "PCMA", "G722", "opus"])
+@pytest.mark.parametrize("name", ["PCMU", "PCMA", "G722", *OPUS_BACKENDS])
 def test_lost_frame_decodes_to_silence_of_one_frame(name: str) -> None:
-    codec = make_codec(name)
+    codec = codec_for(name)
     out = codec.decode(b"")
     assert out.dtype == np.int16
     assert out.size == codec.frame_samples
@@ -104,12 +143,33 @@ def test_lost_frame_decodes_to_silence_of_one_frame(name: str) -> None:
     assert codec.decode(good).size == codec.frame_samples
 
 
-def test_undecodable_opus_payload_becomes_counted_silence() -> None:
-    codec = make_codec("opus")
+@pytest.mark.parametrize("name", OPUS_BACKENDS)
+def test_undecodable_opus_payload_becomes_counted_silence(name: str) -> None:
+    codec = codec_for(name)
     out = codec.decode(b"\xff\xff\xff")
     assert out.size == 960 and not out.any()
     assert codec.decode_errors == 1
     assert codec.decode(codec.encode(sine(48000, 0.02))).size == 960
+    assert codec.decode_errors == 1
+
+
+@pytest.mark.parametrize("name", ["PCMU", "PCMA", "G722", "opus/pyav"])
+def test_codecs_without_their_own_concealment_leave_it_to_the_caller(name: str) -> None:
+    codec = codec_for(name)
+    codec.decode(codec.encode(sine(codec.sample_rate, 0.02)))
+    assert codec.conceal(codec.frame_samples) is None
+
+
+def test_native_opus_conceals_a_lost_frame_by_continuing_the_signal() -> None:
+    codec = codec_for("opus/native")
+    heard = _round_trip(codec, sine(48000, 0.2, 300.0))
+    concealed = codec.conceal(960)
+    assert concealed is not None and concealed.dtype == np.int16 and concealed.size == 960
+    level = float(np.sqrt(np.mean(concealed.astype(np.float64) ** 2)))
+    assert level > 0.5 * float(np.sqrt(np.mean(heard[-960:].astype(np.float64) ** 2)))
+    assert codec.conceal(1920) is not None
+    # Spans libopus cannot conceal are left to the caller.
+    assert codec.conceal(0) is None and codec.conceal(100) is None
 
 
 def test_opus_decodes_40_ms_packets_from_another_encoder() -> None:
@@ -126,8 +186,9 @@ def test_opus_decodes_40_ms_packets_from_another_encoder() -> None:
     frame.sample_rate = 48000
     frame.pts = 0
     packets = encoder.encode(frame)
-    codec = make_codec("opus")
-    assert codec.decode(bytes(packets[0])).size == 1920
+    for name in OPUS_BACKENDS:
+        codec = codec_for(name)
+        assert codec.decode(bytes(packets[0])).size == 1920
 
 
 def test_g722_decodes_longer_packets() -> None:
@@ -168,8 +229,8 @@ def test_g711_error_is_bounded_relative_to_the_sample(frame: np.ndarray, name: s
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.binary(min_size=1, max_size=400), st.sampled_from(["G722", "opus"]))
+@given(st.binary(min_size=1, max_size=400), st.sampled_from(["G722", *OPUS_BACKENDS]))
 def test_arbitrary_payloads_never_raise(payload: bytes, name: str) -> None:
-    codec = make_codec(name)
+    codec = codec_for(name)
     out = codec.decode(payload)
     assert out.dtype == np.int16 and out.ndim == 1

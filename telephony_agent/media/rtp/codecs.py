@@ -6,8 +6,10 @@ return (payloads, timestamp) pairs for its own sender. We already hand out exact
 20 ms int16 frames at the codec's PCM rate, so that extra layer only costs time
 (G.722 encode 18 µs direct vs 25 µs through aiortc, measured). PCMU/PCMA reuse
 the numpy lookup tables of :mod:`telephony_agent.audio.g711` (~1.5 µs a frame,
-4-10x faster than going through PyAV); G.722 and Opus use PyAV codec contexts
-directly.
+4-10x faster than going through PyAV); G.722 uses a PyAV codec context
+directly. Opus calls libopus itself through :mod:`telephony_agent.media.opus_native`
+when it can be loaded (no PyAV objects per frame, and libopus' own packet-loss
+concealment), and a PyAV codec context otherwise.
 
 Every instance is per call and per direction pair: G.722 and Opus carry
 predictor state from frame to frame, so one codec object must never be shared
@@ -31,6 +33,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from telephony_agent.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from telephony_agent.media.opus_native import (
+    NativeOpusDecoder,
+    NativeOpusEncoder,
+    OpusBackend,
+    OpusError,
+    select_backend,
+)
 
 __all__ = [
     "CODEC_NAMES",
@@ -85,6 +94,15 @@ class RtpCodec(abc.ABC):
     @abc.abstractmethod
     def decode(self, payload: bytes) -> NDArray[np.int16]:
         """Decode one RTP payload (any duration the format allows) into int16 PCM."""
+
+    def conceal(self, samples: int) -> NDArray[np.int16] | None:
+        """The codec's own concealment for `samples` of lost audio, or None if it has none.
+
+        None tells the caller to fill the gap itself (fade out the last frame).
+        A codec that conceals also advances its decoder state over the gap.
+        """
+        del samples
+        return None
 
 
 class PcmuCodec(RtpCodec):
@@ -214,6 +232,14 @@ class OpusCodec(_PyAvCodec):
     * complexity 10 (libopus' default), 70-170 µs a frame by signal. Lower complexity via
       FFmpeg's ``compression_level`` also changes the mode and overshoots the
       bitrate (41 kbit/s at "5"), so it is left alone unless asked for.
+    * unconstrained VBR, as FFmpeg sets it (libopus alone would constrain it).
+
+    `backend` picks who calls libopus: "native" (ctypes, see
+    :mod:`telephony_agent.media.opus_native`; RuntimeError if libopus cannot be
+    loaded), "pyav" (an FFmpeg codec context), or "auto" (native when available).
+    Given the same libopus (the native loader prefers PyAV's own copy) both code
+    bit-identical packets and PCM; native saves the PyAV objects around every
+    frame and adds libopus' concealment (:meth:`conceal`).
     """
 
     name = "opus"
@@ -222,7 +248,12 @@ class OpusCodec(_PyAvCodec):
     _ffmpeg_name = "libopus"
 
     def __init__(
-        self, *, bitrate: int = 24000, complexity: int | None = None, application: str = "audio"
+        self,
+        *,
+        bitrate: int = 24000,
+        complexity: int | None = None,
+        application: str = "audio",
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         if not 6000 <= bitrate <= 510000:
@@ -234,6 +265,15 @@ class OpusCodec(_PyAvCodec):
         self.bitrate = bitrate
         self.complexity = complexity
         self.application = application
+        self._backend: OpusBackend = select_backend(backend)
+        # Created on first use, like the PyAV contexts (see _PyAvCodec).
+        self._native_encoder: NativeOpusEncoder | None = None
+        self._native_decoder: NativeOpusDecoder | None = None
+
+    @property
+    def backend(self) -> OpusBackend:
+        """Who codes Opus for this call: "native" (libopus via ctypes) or "pyav"."""
+        return self._backend
 
     def _encoder_options(self, context: Any) -> None:
         context.bit_rate = self.bitrate
@@ -241,6 +281,46 @@ class OpusCodec(_PyAvCodec):
         if self.complexity is not None:
             options["compression_level"] = str(self.complexity)
         context.options = options
+
+    def _libopus_decoder(self) -> NativeOpusDecoder:
+        decoder = self._native_decoder
+        if decoder is None:
+            decoder = self._native_decoder = NativeOpusDecoder(self.sample_rate, 1)
+        return decoder
+
+    def encode(self, pcm: NDArray[np.int16]) -> bytes:
+        if self._backend == "pyav":
+            return super().encode(pcm)
+        encoder = self._native_encoder
+        if encoder is None:
+            encoder = self._native_encoder = NativeOpusEncoder(
+                self.sample_rate,
+                1,
+                application=self.application,
+                bitrate=self.bitrate,
+                complexity=self.complexity,
+                vbr_constraint=False,
+            )
+        return encoder.encode(pcm)
+
+    def decode(self, payload: bytes) -> NDArray[np.int16]:
+        if self._backend == "pyav" or not payload:
+            return super().decode(payload)
+        try:
+            return self._libopus_decoder().decode(payload)
+        except OpusError:
+            self.decode_errors += 1
+            return self.silence()
+
+    def conceal(self, samples: int) -> NDArray[np.int16] | None:
+        """libopus concealment on the native backend; None on PyAV (FFmpeg offers none here).
+
+        Also None for a span libopus cannot conceal (not a positive multiple of
+        2.5 ms), so the caller's own fill covers it.
+        """
+        if self._backend == "pyav" or samples <= 0 or samples % (self.sample_rate // 400):
+            return None
+        return self._libopus_decoder().conceal(samples)
 
 
 _FACTORIES: dict[str, type[RtpCodec]] = {

@@ -19,14 +19,18 @@ through a filter graph and encodes stereo at 96 kbit/s: together about 0.3 ms
 of CPU per 20 ms frame. Given an ``av.Packet`` - aiortc's documented path
 for pre-encoded media - it only stamps and sends it. So the track encodes
 itself, synchronously, with :class:`OpusFrameEncoder`. What is lost is the
-audio-level header extension, which only conference mixers use.
+audio-level header extension, which only conference mixers use. The encoder
+calls libopus directly (:mod:`telephony_agent.media.opus_native`) when it can
+be loaded, because a PyAV codec context adds about as much again in Python
+objects per frame (an ``AudioFrame`` in, ``Packet`` objects out) as CELT
+spends coding the frame; it falls back to PyAV otherwise. Either way the
+packets are handed to aiortc as ``av.Packet``, which is what its sender takes.
 :meth:`OutboundAudioTrack.next_frame` still gives the PCM as an
 ``av.AudioFrame`` (s16 mono 48 kHz, ``time_base`` 1/48000) for anything that
 wants frames rather than packets.
 
-Inbound, :class:`InboundAudio` turns whatever aiortc's decoder produces
-(s16 interleaved stereo from its Opus decoder, or planar, any frame size)
-into mono int16 frames of exactly 20 ms, with numpy only.
+Inbound audio does not pass through a track at all: the leg takes the
+page's RTP packets from aiortc's transport (see :mod:`.rtp_tap`).
 """
 
 from __future__ import annotations
@@ -43,11 +47,12 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.audio.codeccontext import AudioCodecContext
 from numpy.typing import NDArray
 
+from telephony_agent.media.opus_native import NativeOpusEncoder, OpusBackend, select_backend
+
 __all__ = [
     "FRAME_SAMPLES",
     "SAMPLE_RATE",
     "TIME_BASE",
-    "InboundAudio",
     "LoopingPcmTrack",
     "OpusFrameEncoder",
     "OutboundAudioTrack",
@@ -115,6 +120,11 @@ def _fit(pcm: NDArray[np.int16]) -> NDArray[np.int16]:
     return fitted
 
 
+#: The encoder's settings, for both backends (see :class:`OpusFrameEncoder` for why).
+_APPLICATION = "lowdelay"
+_COMPLEXITY = 5
+
+
 def _open_encoder(bitrate: int) -> AudioCodecContext:
     codec = av.CodecContext.create("libopus", "w")
     codec.bit_rate = bitrate
@@ -123,30 +133,51 @@ def _open_encoder(bitrate: int) -> AudioCodecContext:
     codec.sample_rate = SAMPLE_RATE
     codec.time_base = TIME_BASE
     codec.options = {
-        "application": "lowdelay",
+        "application": _APPLICATION,
         "vbr": "constrained",
         "frame_duration": "20",
-        "compression_level": "5",
+        "compression_level": str(_COMPLEXITY),
     }
     return codec
 
 
+def _open_native_encoder(bitrate: int) -> NativeOpusEncoder:
+    return NativeOpusEncoder(
+        SAMPLE_RATE,
+        1,
+        application=_APPLICATION,
+        bitrate=bitrate,
+        complexity=_COMPLEXITY,
+        vbr_constraint=True,
+    )
+
+
 @functools.lru_cache(maxsize=8)
-def _silence_packet(bitrate: int) -> bytes | None:
+def _silence_packet(bitrate: int, backend: OpusBackend) -> bytes | None:
     """What the encoder makes of digital silence once its memory is silent, or None.
 
-    None if that is not a tiny packet (then every frame is encoded).
+    None if that is not a tiny packet (then every frame is encoded). Computed
+    with the same backend that will encode the call.
     """
-    codec = _open_encoder(bitrate)
+    silence = np.zeros(FRAME_SAMPLES, dtype=np.int16)
     payload = b""
-    for pts in range(0, 3 * FRAME_SAMPLES, FRAME_SAMPLES):
-        for packet in codec.encode(_pcm_frame(np.zeros(FRAME_SAMPLES, dtype=np.int16), pts)):
-            payload = bytes(packet)
+    if backend == "native":
+        native = _open_native_encoder(bitrate)
+        try:
+            for _ in range(3):
+                payload = native.encode(silence)
+        finally:
+            native.close()
+    else:
+        codec = _open_encoder(bitrate)
+        for pts in range(0, 3 * FRAME_SAMPLES, FRAME_SAMPLES):
+            for packet in codec.encode(_pcm_frame(silence, pts)):
+                payload = bytes(packet)
     return payload if 0 < len(payload) <= _MAX_SILENCE_PACKET else None
 
 
 class OpusFrameEncoder:
-    """libopus through PyAV: mono CELT, one packet per 20 ms frame, silence for free.
+    """libopus, directly or through PyAV: mono CELT, one packet per 20 ms frame, silence for free.
 
     Why not aiortc's ``OpusEncoder``: it runs every frame through an
     ``av.AudioResampler`` graph to stereo and encodes stereo at 96 kbit/s.
@@ -167,32 +198,53 @@ class OpusFrameEncoder:
     frame codes to the same three-byte CELT "silence" packet, so that packet
     is replayed instead. The encoder's memory stays silent meanwhile, exactly
     as the decoder's is, so the next word starts cleanly.
+
+    `backend` is "native" (libopus via ctypes; RuntimeError if it cannot be
+    loaded), "pyav" (an FFmpeg codec context) or "auto" (native when available).
+    Both code the same packets; native skips the per-frame PyAV objects.
     """
 
-    def __init__(self, bitrate: int = DEFAULT_BITRATE) -> None:
-        self._codec = _open_encoder(bitrate)
-        self._silence = _silence_packet(bitrate)
+    def __init__(self, bitrate: int = DEFAULT_BITRATE, *, backend: str = "auto") -> None:
+        self._backend = select_backend(backend)
+        self._native: NativeOpusEncoder | None = None
+        self._codec: AudioCodecContext | None = None
+        if self._backend == "native":
+            self._native = _open_native_encoder(bitrate)
+        else:
+            self._codec = _open_encoder(bitrate)
+        self._silence = _silence_packet(bitrate, self._backend)
         self._silent = False
         #: Frames coded by libopus, and silent frames answered from the cache.
         self.encoded = 0
         self.skipped = 0
+
+    @property
+    def backend(self) -> OpusBackend:
+        """Who codes the frames: "native" (libopus via ctypes) or "pyav"."""
+        return self._backend
 
     def encode(self, pcm: NDArray[np.int16], pts: int) -> list[av.Packet[Any]]:
         """Code one 20 ms frame; the packets carry `pts` (libopus would shift it by its delay)."""
         silent = np.count_nonzero(pcm) == 0
         if silent and self._silent and self._silence is not None:
             self.skipped += 1
-            packet = av.Packet(self._silence)
-            packet.pts = pts
-            packet.time_base = TIME_BASE
-            return [packet]
+            return [_stamped(av.Packet(self._silence), pts)]
         self._silent = silent
         self.encoded += 1
+        if self._native is not None:
+            return [_stamped(av.Packet(self._native.encode(pcm)), pts)]
+        assert self._codec is not None
         packets: list[av.Packet[Any]] = list(self._codec.encode(_pcm_frame(pcm, pts)))
         for packet in packets:
-            packet.pts = pts
-            packet.time_base = TIME_BASE
+            _stamped(packet, pts)
         return packets
+
+
+def _stamped(packet: av.Packet[Any], pts: int) -> av.Packet[Any]:
+    """`packet` with `pts` in 1/48000 units, as aiortc's sender reads it."""
+    packet.pts = pts
+    packet.time_base = TIME_BASE
+    return packet
 
 
 class OutboundAudioTrack(MediaStreamTrack):
@@ -200,7 +252,9 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, *, max_queued: int = 3, bitrate: int = DEFAULT_BITRATE) -> None:
+    def __init__(
+        self, *, max_queued: int = 3, bitrate: int = DEFAULT_BITRATE, opus_backend: str = "auto"
+    ) -> None:
         super().__init__()
         if max_queued < 1:
             raise ValueError(f"max_queued must be >= 1, got {max_queued}")
@@ -209,6 +263,8 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._waiter: asyncio.Future[None] | None = None
         self._next_pts = 0
         self._bitrate = bitrate
+        # Resolved now, so a bad choice fails here and not inside aiortc's sender.
+        self._opus_backend: OpusBackend = select_backend(opus_backend)
         self._encoder: OpusFrameEncoder | None = None
         self._pending: deque[av.Packet[Any]] = deque()
         #: Frames pushed, and frames dropped because the sender did not keep up.
@@ -263,7 +319,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         while not self._pending:
             pts, pcm = await self._next_pcm()
             if self._encoder is None:
-                self._encoder = OpusFrameEncoder(self._bitrate)
+                self._encoder = OpusFrameEncoder(self._bitrate, backend=self._opus_backend)
             self._pending.extend(self._encoder.encode(pcm, pts))
         return self._pending.popleft()
 
@@ -274,62 +330,3 @@ class OutboundAudioTrack(MediaStreamTrack):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-
-class InboundAudio:
-    """Decoded frames of any layout and size in, mono int16 frames of 960 samples out."""
-
-    def __init__(self, frame_samples: int = FRAME_SAMPLES) -> None:
-        self.frame_samples = frame_samples
-        self._pending: NDArray[np.int16] = np.zeros(0, dtype=np.int16)
-        self._resampler: av.AudioResampler | None = None
-
-    def push(self, frame: av.AudioFrame) -> list[NDArray[np.int16]]:
-        """Whole 20 ms frames now available (a remainder waits for the next frame)."""
-        pcm = self.to_mono(frame)
-        n = self.frame_samples
-        pending = self._pending
-        if not pending.size and pcm.size == n:
-            return [pcm]
-        buffer = np.concatenate((pending, pcm)) if pending.size else pcm
-        count = buffer.size // n
-        frames = [buffer[i * n : (i + 1) * n] for i in range(count)]
-        self._pending = buffer[count * n :].copy()
-        return frames
-
-    def to_mono(self, frame: av.AudioFrame) -> NDArray[np.int16]:
-        """Mono int16 at 48 kHz; channels are averaged (browsers send mono as L == R).
-
-        Reads the plane buffers directly: ``AudioFrame.to_ndarray`` stacks
-        planes with ``np.vstack`` and costs several times more than the rest.
-        """
-        name = frame.format.name
-        if name not in ("s16", "s16p") or frame.sample_rate != SAMPLE_RATE:
-            return self._convert(frame)
-        channels = frame.layout.nb_channels
-        samples = frame.samples
-        if samples == 0:
-            return np.zeros(0, dtype=np.int16)
-        if channels == 1:
-            return np.frombuffer(memoryview(frame.planes[0]), dtype=np.int16, count=samples).copy()
-        if frame.format.is_planar:
-            left = np.frombuffer(memoryview(frame.planes[0]), dtype=np.int16, count=samples)
-            right = np.frombuffer(memoryview(frame.planes[1]), dtype=np.int16, count=samples)
-        else:
-            interleaved = np.frombuffer(
-                memoryview(frame.planes[0]), dtype=np.int16, count=samples * channels
-            )
-            left, right = interleaved[0::channels], interleaved[1::channels]
-        # (L + R) / 2 of the first two channels: a browser sends mono or stereo, nothing wider.
-        mixed = np.add(left, right, dtype=np.int32)
-        mixed >>= 1
-        return mixed.astype(np.int16)
-
-    def _convert(self, frame: av.AudioFrame) -> NDArray[np.int16]:
-        """Other sample formats or rates (not what aiortc's Opus decoder gives) via swresample."""
-        if self._resampler is None:
-            self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-        parts = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
-        if not parts:
-            return np.zeros(0, dtype=np.int16)
-        return np.concatenate(parts).astype(np.int16, copy=False)
