@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telephony_agent.audio.g711 import ulaw_decode
-from telephony_agent.media.rtp.codecs import make_codec
+from telephony_agent.media.opus_native import native_opus_available
+from telephony_agent.media.rtp.codecs import OpusCodec, make_codec
 from telephony_agent.media.rtp.dtmf import DtmfDigit, TelephoneEvent
 from telephony_agent.media.rtp.receiver import InboundStream, ReceivedAudio, ReceivedItem
-from tests.media.rtp_support import SSRC, rtp
+from tests.media.rtp_support import SSRC, frames_of, rtp, speech
 
 CODE_BASE = 0x20
 
@@ -314,3 +315,31 @@ def test_any_local_reordering_loss_and_duplication(
     if drop_rate == 0.0:
         assert real == list(range(first, count))
         assert stats.late == first and stats.lost == 0
+
+
+@pytest.mark.skipif(not native_opus_available(), reason="libopus cannot be loaded here")
+def test_opus_losses_are_concealed_by_libopus_and_the_next_packet_joins_cleanly() -> None:
+    frames = frames_of(speech(48000), 960)[50:70]
+    encoder = OpusCodec(backend="native")
+    payloads = [encoder.encode(frame) for frame in frames]
+    s = InboundStream(OpusCodec(backend="native"), 111, max_held=0)
+    twin = OpusCodec(backend="native")  # the same decoder history, concealed by hand
+    out: list[ReceivedAudio] = []
+    for k in (0, 1, 2, 3):
+        out += audio(s.push(rtp(k, 960 * k, pt=111, payload=payloads[k]), 0.0))
+        twin.decode(payloads[k])
+    out += audio(s.push(rtp(6, 960 * 6, pt=111, payload=payloads[6]), 0.0))
+    concealed = [f.pcm for f in out if f.concealed]
+    assert len(concealed) == 2 and s.stats.lost == 2
+    expected = twin.conceal(2 * 960)
+    assert expected is not None
+    np.testing.assert_array_equal(np.concatenate(concealed), expected)
+    # libopus' concealment continues the voice instead of a fade to silence...
+    assert np.abs(concealed[1]).max() > 0
+    # ...and the decoder stayed in step: the packet after the hole decodes as it would.
+    np.testing.assert_array_equal(out[-1].pcm, twin.decode(payloads[6]))
+
+
+def test_codecs_without_concealment_still_get_the_fade() -> None:
+    assert make_codec("PCMU").conceal(160) is None
+    assert OpusCodec(backend="pyav").conceal(960) is None

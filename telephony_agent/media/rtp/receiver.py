@@ -8,13 +8,16 @@ makes the stream wait - for at most :attr:`InboundStream.max_held` packets or
 :attr:`InboundStream.max_hold_s` seconds (3 packets / 60 ms by default), after
 which the missing packets are declared lost and concealed.
 
-Loss concealment: the first 20 ms of a hole repeat the last good frame with a
-linear fade-out (hides a single lost packet without a click), the rest is
-silence. The hole's length comes from the RTP timestamps (exact for any ptime),
-bounded by :attr:`InboundStream.max_conceal_ms`; a longer outage is real time
-that the leg covers with its own idle fill, so the stream does not invent
-seconds of audio in one burst. Concealed frames are flagged so the leg can
-drop the ones its idle fill already covered.
+Loss concealment: a codec with concealment of its own (Opus through libopus)
+synthesises the missing audio from its decoder state, which also keeps that
+state in step, so the next real packet joins without a click. For the others
+the first 20 ms of a hole repeat the last good frame with a linear fade-out
+(hides a single lost packet without a click), the rest is silence. The hole's
+length comes from the RTP timestamps (exact for any ptime), bounded by
+:attr:`InboundStream.max_conceal_ms`; a longer outage is real time that the
+leg covers with its own idle fill, so the stream does not invent seconds of
+audio in one burst. Concealed frames are flagged so the leg can drop the ones
+its idle fill already covered.
 
 Drops, each counted in :class:`RtpStats`, never raised: payload types not
 negotiated, duplicates (same extended sequence number seen), late packets
@@ -303,11 +306,13 @@ class InboundStream:
         samples = min(samples, self._max_conceal)
         if samples <= 0:
             return []
-        fill = np.zeros(samples, dtype=np.int16)
-        last = self._last_frame
-        if last is not None:
-            head = min(samples, last.size)
-            fill[:head] = (last[:head] * self._fade[:head]).astype(np.int16)
+        fill = codec.conceal(samples)
+        if fill is None or fill.size != samples:
+            fill = np.zeros(samples, dtype=np.int16)
+            last = self._last_frame
+            if last is not None:
+                head = min(samples, last.size)
+                fill[:head] = (last[:head] * self._fade[:head]).astype(np.int16)
         self.stats.concealed_frames += samples // self.frame_samples
         return self._frames(fill, concealed=True)
 
