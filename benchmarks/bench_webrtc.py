@@ -27,15 +27,20 @@ offering process's CPU is printed for scale; it is the same code in both
 variants. Frames received per call-second in each direction show that both
 ends really carried audio (50 is real time).
 
-Typical result on a 2-core CI-class machine (4 calls, 10 s, 3 rounds; the
-tone is continuous, so neither variant gets a silent frame): stock ~46 ms,
-WebRtcLeg ~26 ms (tone) / ~28 ms (sample) per call-second, ratio ~1.7. The
-per-call figure falls with concurrency for both, more for WebRtcLeg, whose
-senders all wake on the same clock tick: 1 call ~59 vs ~41 ms, 8 calls ~45
-vs ~24 ms (a lone call runs with cold caches and shares no wake-up). Where
-the rest goes: our Opus encoding is ~5-8 ms of it; the remaining ~20 ms is aiortc's
-own per-packet path (ICE, SRTP, RTP objects, the decoder thread hand-off)
-and asyncio wake-ups, which the leg cannot change without patching aiortc.
+``--floor`` adds a third variant measured in the same run: per call one UDP
+socket that receives a datagram and sends one every 20 ms on the shared clock,
+no media work at all. It is what this event loop on this machine costs per
+call before aiortc or a codec does anything, and it explains most of why a
+lone call costs more per call-second than several: a single call pays every
+wake-up alone.
+
+Typical result on a 2-core CI-class machine (tone unless noted, 8 s x 3
+rounds, medians): 4 calls stock ~78 ms, WebRtcLeg ~27 ms (2.9x), floor ~4 ms;
+8 calls (speech sample) ~68 vs ~25 ms (2.8x); 1 call ~83 vs ~45 ms (1.9x),
+floor ~14 ms. Where WebRtcLeg's time goes: Opus through libopus (~70 us to
+encode and ~30 us to decode a frame), and aiortc's own per-packet path (ICE,
+SRTP, RTP objects, its sender task) plus asyncio wake-ups. Inbound packets do
+not go through aiortc's receiver (see ``telephony_agent.media.webrtc.rtp_tap``).
 
 ICE: both sides offer 127.0.0.1 (see ``telephony_agent.media.webrtc.loopback``),
 also for the stock answerer, so the calls connect on a host with only
@@ -78,6 +83,7 @@ RATE = 48000
 FRAME = 960
 WARM_UP_S = 1.0
 VARIANTS = ("stock", "ours")
+FLOOR = "floor"
 
 
 def source_audio(kind: str) -> NDArray[np.int16]:
@@ -117,7 +123,10 @@ async def _offerer(conn: Connection, pcm: NDArray[np.int16]) -> None:
         command = await loop.run_in_executor(None, conn.recv)
         if command is None:
             return
-        calls = int(command)
+        variant, calls = command
+        if variant == FLOOR:
+            await _floor_peer(conn, calls)
+            continue
         pcs: list[RTCPeerConnection] = []
         counters: list[list[int]] = []
         tasks: list[asyncio.Task[None]] = []
@@ -156,6 +165,47 @@ async def _offerer(conn: Connection, pcm: NDArray[np.int16]) -> None:
         for task in tasks:
             task.cancel()
         conn.send((cpu1 - cpu0, wall1 - wall0, frames1 - frames0))
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    """Counts datagrams; the floor's stand-in for a media stream."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.received += 1
+
+
+async def _floor_peer(conn: Connection, calls: int) -> None:
+    """The floor's far end: one datagram per 20 ms per call, like a browser's RTP."""
+    loop = asyncio.get_running_loop()
+    endpoints = [
+        await loop.create_datagram_endpoint(_Datagrams, local_addr=("127.0.0.1", 0))
+        for _ in range(calls)
+    ]
+    conn.send([t.get_extra_info("sockname")[1] for t, _ in endpoints])
+    ports: list[int] = await loop.run_in_executor(None, conn.recv)
+    conn.send("started")
+    start = loop.time()
+    timer: list[asyncio.TimerHandle] = []
+
+    def send(index: int) -> None:
+        for (transport, _), port in zip(endpoints, ports, strict=True):
+            transport.sendto(b"\x80" * 100, ("127.0.0.1", port))
+        timer[:] = [loop.call_at(start + (index + 1) * 0.02, send, index + 1)]
+
+    send(0)
+    await loop.run_in_executor(None, conn.recv)  # measurement starts
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    frames0 = sum(p.received for _, p in endpoints)
+    await loop.run_in_executor(None, conn.recv)  # measurement ends
+    cpu1, wall1 = time.process_time(), time.perf_counter()
+    frames1 = sum(p.received for _, p in endpoints)
+    timer[0].cancel()
+    for transport, _ in endpoints:
+        transport.close()
+    conn.send((cpu1 - cpu0, wall1 - wall0, frames1 - frames0))
 
 
 # ---------------------------------------------------------------------- answering side
@@ -235,14 +285,46 @@ class RoundResult:
     frames_out_per_s: float
 
 
+async def answer_floor(ports: list[int]) -> tuple[list[int], Calls]:
+    """The floor: per call a socket that receives one datagram and sends one per clock tick.
+
+    What every call pays on this event loop and machine before any media work:
+    the tick, a datagram in and a datagram out every 20 ms.
+    """
+    loop = asyncio.get_running_loop()
+    clock = MediaClock()
+    endpoints = [
+        await loop.create_datagram_endpoint(_Datagrams, local_addr=("127.0.0.1", 0)) for _ in ports
+    ]
+
+    def on_tick(tick: int) -> None:
+        del tick
+        for (transport, _), port in zip(endpoints, ports, strict=True):
+            transport.sendto(b"\x80" * 100, ("127.0.0.1", port))
+
+    subscription = clock.subscribe(on_tick)
+
+    def close() -> None:
+        subscription.cancel()
+        for transport, _ in endpoints:
+            transport.close()
+
+    own = [t.get_extra_info("sockname")[1] for t, _ in endpoints]
+    return own, Calls(lambda: sum(p.received for _, p in endpoints), close)
+
+
 async def one_round(
     conn: Connection, variant: str, calls: int, seconds: float, pcm: NDArray[np.int16]
 ) -> RoundResult:
     loop = asyncio.get_running_loop()
-    conn.send(calls)
-    offers: list[str] = await loop.run_in_executor(None, conn.recv)
-    answer = answer_stock if variant == "stock" else answer_ours
-    answers, answered = await answer(offers, pcm)
+    conn.send((variant, calls))
+    offers = await loop.run_in_executor(None, conn.recv)
+    answers: list[str] | list[int]
+    if variant == FLOOR:
+        answers, answered = await answer_floor(offers)
+    else:
+        answer = answer_stock if variant == "stock" else answer_ours
+        answers, answered = await answer(offers, pcm)
     conn.send(answers)
     await loop.run_in_executor(None, conn.recv)
     await asyncio.sleep(WARM_UP_S)
@@ -254,7 +336,9 @@ async def one_round(
     frames1 = answered.frames_in()
     conn.send("stop")
     offer_cpu, offer_wall, offer_frames = await loop.run_in_executor(None, conn.recv)
-    await answered.close()
+    closing = answered.close()
+    if asyncio.iscoroutine(closing):
+        await closing
     call_seconds = calls * (wall1 - wall0)
     return RoundResult(
         answerer_ms=(cpu1 - cpu0) * 1000.0 / call_seconds,
@@ -270,10 +354,11 @@ async def run(args: argparse.Namespace) -> dict[str, list[RoundResult]]:
     parent, child = context.Pipe()
     process = context.Process(target=offerer_main, args=(child, args.source), daemon=True)
     process.start()
-    results: dict[str, list[RoundResult]] = {variant: [] for variant in VARIANTS}
+    variants = (*VARIANTS, FLOOR) if args.floor else VARIANTS
+    results: dict[str, list[RoundResult]] = {variant: [] for variant in variants}
     try:
         for number in range(args.rounds):
-            for variant in VARIANTS:
+            for variant in variants:
                 result = await one_round(parent, variant, args.calls, args.seconds, pcm)
                 results[variant].append(result)
                 print(
@@ -295,6 +380,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=4, help="concurrent calls")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--source", choices=("tone", "sample"), default="tone")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure the floor: a clock tick, a datagram in and one out per call per 20 ms",
+    )
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     print(
@@ -311,6 +401,8 @@ def main() -> None:
     print(f"  stock aiortc answerer   {median['stock']:6.1f}")
     print(f"  WebRtcLeg               {median['ours']:6.1f}")
     print(f"  ratio stock / ours      {median['stock'] / median['ours']:6.2f}x")
+    if FLOOR in median:
+        print(f"  floor (no media work)   {median[FLOOR]:6.1f}")
     print(f"  (offering process, plain aiortc, for scale: {offerer:.1f})")
 
 
