@@ -2,19 +2,28 @@
 
 Why a registry of async callables: tool calls run concurrently with the audio, a
 slow or failing tool must never stall or crash the call, and the model always gets
-an output (an error object if need be) so the conversation can go on.
+an output (an error object if need be) so the conversation can go on. Arguments are
+checked against the tool's JSON Schema before any handler runs, and every invocation
+becomes a `ToolResult` that a call record can keep.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
 
+from telephony_agent.call.tool_arguments import (
+    ArgumentsError,
+    ArgumentValidator,
+    parse_arguments,
+    validator_for,
+)
 from telephony_agent.realtime.session_config import ToolSpec
 
 log = structlog.get_logger(__name__)
@@ -45,44 +54,127 @@ class Tool:
     timeout_s: float = 10.0
 
 
+class ToolError(Exception):
+    """A handler could not do its job; the message is what the model is told.
+
+    Raised instead of returning an error object so the registry records the call as
+    failed. The message is also logged, so it must hold neither caller data nor secrets.
+    """
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """One tool invocation, as the model saw it and as a call record may store it."""
+
+    name: str
+    #: The arguments exactly as the model sent them (JSON text).
+    arguments: str
+    #: What was given to the model as `function_call_output`.
+    output: str
+    ok: bool
+    #: Why it failed, short and without caller data; None when ok.
+    error: str | None
+    duration_ms: float
+    #: Wall-clock start (`time.time()`).
+    started_at: float
+
+
+def _error_output(message: str) -> str:
+    return json.dumps({"error": message}, ensure_ascii=False)
+
+
 class ToolRegistry:
-    """Named tools; `run` always returns a JSON string for `function_call_output`."""
+    """Named tools; `invoke` always yields an output for `function_call_output`."""
 
     def __init__(self) -> None:
         self._tools: dict[str, Tool] = {}
+        self._validators: dict[str, ArgumentValidator] = {}
 
     def register(self, tool: Tool) -> None:
         self._tools[tool.spec.name] = tool
+        self._validators.pop(tool.spec.name, None)
 
     def specs(self) -> list[ToolSpec]:
         return [t.spec for t in self._tools.values()]
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._tools)
+
+    def copy(self) -> ToolRegistry:
+        """A shallow copy: a per-call registry can add tools without touching a shared one."""
+        other = ToolRegistry()
+        other._tools = dict(self._tools)
+        other._validators = dict(self._validators)
+        return other
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools
 
     async def run(self, name: str, arguments: str, ctx: ToolContext) -> str:
+        """The output text only (what the model is sent)."""
+        return (await self.invoke(name, arguments, ctx)).output
+
+    async def invoke(self, name: str, arguments: str, ctx: ToolContext) -> ToolResult:
+        """Check the arguments, run the tool under its timeout, and never raise."""
+        started_at = time.time()
+        began = time.perf_counter()
+        output, error = await self._outcome(name, arguments, ctx)
+        result = ToolResult(
+            name=name,
+            arguments=arguments,
+            output=output,
+            ok=error is None,
+            error=error,
+            duration_ms=(time.perf_counter() - began) * 1000,
+            started_at=started_at,
+        )
+        # The arguments may hold a caller's personal data: their values only at debug.
+        log.debug("tool_call_detail", tool=name, arguments=arguments, output=output)
+        (log.info if result.ok else log.warning)(
+            "tool_call",
+            tool=name,
+            ok=result.ok,
+            duration_ms=round(result.duration_ms, 1),
+            error=error,
+        )
+        return result
+
+    async def _outcome(self, name: str, arguments: str, ctx: ToolContext) -> tuple[str, str | None]:
         tool = self._tools.get(name)
         if tool is None:
-            log.warning("tool_unknown", tool=name)
-            return json.dumps({"error": f"unknown tool {name!r}"})
+            return _error_output(f"unknown tool {name!r}"), "unknown tool"
         try:
-            args = json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError as exc:
-            log.warning("tool_bad_arguments", tool=name, error=str(exc))
-            return json.dumps({"error": f"arguments are not valid JSON: {exc.msg}"})
-        if not isinstance(args, dict):
-            return json.dumps({"error": "arguments must be a JSON object"})
+            args = self._validator(tool).check(parse_arguments(arguments))
+        except ArgumentsError as exc:
+            return _error_output(str(exc)), exc.summary
+        except Exception as exc:  # a registered schema that jsonschema cannot apply
+            log.debug("tool_schema_failed", tool=name, exc_info=True)
+            return _error_output(f"{name} failed"), f"schema not applicable ({type(exc).__name__})"
         try:
             async with asyncio.timeout(tool.timeout_s):
-                result = await tool.handler(args, ctx)
+                value = await tool.handler(args, ctx)
         except TimeoutError:
-            log.warning("tool_timeout", tool=name, timeout_s=tool.timeout_s)
-            return json.dumps({"error": f"{name} timed out"})
+            message = f"{name} did not answer in {tool.timeout_s:g} s"
+            return _error_output(message), message
+        except ToolError as exc:
+            return _error_output(str(exc)), str(exc)
         except Exception as exc:  # a tool bug must not end the call
-            log.exception("tool_failed", tool=name)
-            return json.dumps({"error": f"{name} failed: {type(exc).__name__}"})
-        log.info("tool_done", tool=name)
-        return result if isinstance(result, str) else json.dumps(result)
+            log.debug("tool_exception", tool=name, exc_info=True)
+            return _error_output(f"{name} failed"), f"raised {type(exc).__name__}"
+        if isinstance(value, str):
+            return value, None
+        try:
+            return json.dumps(value, ensure_ascii=False, allow_nan=False), None
+        except (TypeError, ValueError):
+            message = f"{name} returned a value that is not JSON"
+            return _error_output(message), message
+
+    def _validator(self, tool: Tool) -> ArgumentValidator:
+        validator = self._validators.get(tool.spec.name)
+        if validator is None:
+            validator = validator_for(tool.spec.parameters)
+            self._validators[tool.spec.name] = validator
+        return validator
 
 
 async def _end_call(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
