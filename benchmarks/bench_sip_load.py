@@ -7,7 +7,11 @@ of G.711 speech and stay on the line while the echo comes back. The agent's
 CPU divided by the call-seconds it served is the figure that decides how many
 calls a core holds; the backend's and SIPp's are printed for comparison.
 
-    python3 benchmarks/bench_sip_load.py [--calls 50] [--rounds 3]
+    python3 benchmarks/bench_sip_load.py [--calls 50] [--rounds 3] [--baseline DIR]
+
+With `--baseline DIR` (another checkout of the source, e.g. `git worktree add DIR
+main`), every round runs the agent from that tree too, alternating, so a change is
+judged against its baseline under the same machine load; the ratio is printed.
 
 Needs `sipp` (Debian sip-tester). Prints medians over the rounds.
 """
@@ -67,14 +71,19 @@ def health(port: int) -> dict[str, float]:
         return data
 
 
-def one_round(calls: int, workdir: Path, *, latency: bool = False) -> dict[str, float]:
+def one_round(
+    calls: int, workdir: Path, *, latency: bool = False, source: Path | None = None
+) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("API_KEY")}
+    if source is not None:
+        # The agent (and only the agent) imports the package from the other tree.
+        env["PYTHONPATH"] = str(source)
     backend_port = free_port()
     backend = subprocess.Popen(
         [sys.executable, "-m", "telephony_agent", "local-backend", "--port", str(backend_port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=env,
+        env={k: v for k, v in env.items() if k != "PYTHONPATH"},
     )
     config = workdir / "agent.toml"
     config.write_text(
@@ -201,7 +210,14 @@ def main() -> None:
         action="store_true",
         help="log each call's end (costs CPU) to report the bridge latency across calls",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another source tree of the agent, measured alternately in the same run",
+    )
     args = parser.parse_args()
+    if args.baseline is not None and not (args.baseline / "telephony_agent").is_dir():
+        raise SystemExit(f"--baseline {args.baseline}: no telephony_agent package there")
     if shutil.which("sipp") is None:
         raise SystemExit("sipp is not installed (Debian package sip-tester)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -211,8 +227,31 @@ def main() -> None:
         (workdir / "speech_8k.ulaw").write_bytes(
             ulaw_encode(decode_audio_file(sample, 8000)).tobytes()
         )
-        results = [one_round(args.calls, workdir, latency=args.latency) for _ in range(args.rounds)]
+        results: list[dict[str, float]] = []
+        baseline: list[dict[str, float]] = []
+        for _ in range(args.rounds):
+            if args.baseline is not None:
+                baseline.append(
+                    one_round(args.calls, workdir, latency=args.latency, source=args.baseline)
+                )
+            results.append(one_round(args.calls, workdir, latency=args.latency))
+    if baseline:
+        _report(args, baseline, f"baseline ({args.baseline})")
+        print()
+    median = _report(args, results, "this tree")
+    if baseline:
+        base = statistics.median(r["server_ms"] for r in baseline)
+        print(
+            f"agent CPU per call-second, this tree / baseline: {median['server_ms']:.2f} / "
+            f"{base:.2f} ms = {median['server_ms'] / base:.3f}"
+        )
+
+
+def _report(
+    args: argparse.Namespace, results: list[dict[str, float]], label: str
+) -> dict[str, float]:
     median = {key: statistics.median(r[key] for r in results) for key in results[0]}
+    print(f"[{label}]")
     print(f"{args.calls} concurrent G.711 calls, {args.rounds} rounds (medians):")
     print(f"  answered per round           {median['answered']:.0f}")
     seconds, wall = median["call_seconds"], median["wall_s"]
@@ -236,6 +275,7 @@ def main() -> None:
         f"  media clock lateness         p50 {median['lateness_p50']:.2f} ms,"
         f" p99 {median['lateness_p99']:.2f} ms"
     )
+    return median
 
 
 if __name__ == "__main__":

@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub.required = True
     check = config_sub.add_parser("check", help="validate FILE and print the effective config")
     check.add_argument("file", type=Path)
+    check.add_argument(
+        "--route",
+        metavar="NUMBER",
+        action="append",
+        default=[],
+        help="also print which profile a call to NUMBER reaches (repeatable)",
+    )
     return parser
 
 
@@ -191,7 +198,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "config":
         from telephony_agent.commands.config_check import run_config_check
 
-        return run_config_check(args.file)
+        return run_config_check(args.file, routes=args.route)
     raise UsageError(f"unknown command {args.command!r}")  # pragma: no cover
 
 

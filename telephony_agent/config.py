@@ -20,14 +20,20 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal
 
+from telephony_agent.agent import Profile, ProfileDefaults, parse_profile_tables
 from telephony_agent.errors import ConfigError
 from telephony_agent.realtime.dialect import Dialect
 from telephony_agent.realtime.providers import GENERIC_KEY_ENV, PRESETS, Endpoint, build_endpoint
+from telephony_agent.tools.definitions import (
+    BUILTIN_TOOL_NAMES,
+    ToolDefinition,
+    parse_tool_tables,
+)
 
 ENV_PREFIX = "TELEPHONY_AGENT_"
 
 ProviderName = Literal["yandex", "yandex-legacy", "openai", "custom", "local"]
-Behaviour = Literal["echo", "tone", "script"]
+Behaviour = Literal["echo", "tone", "script", "booking"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,13 @@ class AgentSettings:
     output_rate: int = 24000
     #: The agent says goodbye and hangs up after this many seconds of call (none: no limit).
     max_duration_s: float | None = None
+    #: Keypad entry: digits are collected until the terminator, `dtmf_max_digits`, or this
+    #: many seconds without a digit, then given to the model as one user message.
+    dtmf_inter_digit_s: float = 3.0
+    dtmf_max_digits: int = 20
+    dtmf_terminator: Literal["#", "*", ""] = "#"
+    #: The user message; `{digits}` becomes the digits separated by spaces ("4 5 1 2 #").
+    dtmf_message: str = "The caller typed: {digits}"
 
 
 @dataclass(frozen=True)
@@ -173,6 +186,18 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     webrtc: WebRtcSettings = field(default_factory=WebRtcSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    #: `[[profiles]]`, in file order (first match wins); validated with the rest.
+    profiles: tuple[Profile, ...] = ()
+    #: `[[tools]]`: operator-defined webhook and Python tools.
+    tools: tuple[ToolDefinition, ...] = ()
+
+
+#: Settings fields that are arrays of tables, not `[section]` tables.
+_TABLE_ARRAYS = frozenset({"profiles", "tools"})
+
+
+def _sections() -> list[str]:
+    return [f.name for f in fields(Settings) if f.name not in _TABLE_ARRAYS]
 
 
 #: Keys that would hold a secret; refused with a pointer to the right place.
@@ -190,6 +215,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "local.port": (0, 65535),
     "local.session_start_delay_s": (0.0, 60.0),
     "agent.max_duration_s": (1.0, 86400.0),
+    "agent.dtmf_inter_digit_s": (0.2, 30.0),
+    "agent.dtmf_max_digits": (1, 64),
     "sip.max_calls": (1, 100_000),
     "sip.retry_after_s": (1, 86400),
     "sip.answer_timeout_s": (0.5, 120.0),
@@ -284,7 +311,7 @@ def _section_types(section_cls: type) -> dict[str, Any]:
 
 
 def _apply(settings: Settings, data: Mapping[str, Any], *, from_env: bool, origin: str) -> Settings:
-    sections = {f.name: f for f in fields(Settings)}
+    sections = {f.name: f for f in fields(Settings) if f.name not in _TABLE_ARRAYS}
     updated: dict[str, Any] = {}
     for section_name, section_values in data.items():
         if section_name not in sections:
@@ -315,7 +342,7 @@ def _apply(settings: Settings, data: Mapping[str, Any], *, from_env: bool, origi
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     result: dict[str, dict[str, str]] = {}
-    section_names = [f.name for f in fields(Settings)]
+    section_names = _sections()
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
@@ -336,6 +363,7 @@ def load_settings(
     """Defaults → TOML file → environment → command-line overrides, all validated."""
     env = os.environ if environ is None else environ
     settings = Settings()
+    tables: dict[str, Any] = {}
     if path is not None:
         try:
             raw = path.read_bytes()
@@ -345,12 +373,48 @@ def load_settings(
             data = tomllib.loads(raw.decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        tables = {key: data.pop(key) for key in list(data) if key in _TABLE_ARRAYS}
         settings = _apply(settings, data, from_env=False, origin=str(path))
     settings = _apply(settings, _env_overrides(env), from_env=True, origin="environment")
     if overrides:
         settings = _apply(settings, overrides, from_env=False, origin="command line")
+    if path is not None:
+        settings = _with_tables(settings, tables, base_dir=path.parent, origin=str(path))
     _check_consistency(settings)
     return settings
+
+
+def _with_tables(
+    settings: Settings, tables: Mapping[str, Any], *, base_dir: Path, origin: str
+) -> Settings:
+    """`[[tools]]` then `[[profiles]]` (which name tools and inherit `[agent]`)."""
+    tools: tuple[ToolDefinition, ...] = ()
+    if "tools" in tables:
+        tools = parse_tool_tables(tables["tools"], base_dir=base_dir, origin=origin)
+    profiles: tuple[Profile, ...] = ()
+    if "profiles" in tables:
+        profiles = parse_profile_tables(
+            tables["profiles"],
+            defaults=agent_defaults(settings.agent),
+            known_tools=(*BUILTIN_TOOL_NAMES, *(t.name for t in tools)),
+            base_dir=base_dir,
+            origin=origin,
+        )
+    return replace(settings, tools=tools, profiles=profiles)
+
+
+def agent_defaults(agent: AgentSettings) -> ProfileDefaults:
+    """What every profile inherits from `[agent]` (and the default profile is, if none is)."""
+    return ProfileDefaults(
+        instructions=agent.instructions,
+        voice=agent.voice,
+        greeting=agent.greeting,
+        max_duration_s=agent.max_duration_s,
+        dtmf_inter_digit_s=agent.dtmf_inter_digit_s,
+        dtmf_max_digits=agent.dtmf_max_digits,
+        dtmf_terminator=agent.dtmf_terminator,
+        dtmf_message=agent.dtmf_message,
+    )
 
 
 def parse_host_port(key: str, value: str) -> tuple[str, int]:
@@ -507,6 +571,8 @@ def settings_as_toml(settings: Settings, resolved: ResolvedProvider) -> str:
     """Render the effective settings; the key is shown only as masked presence."""
     lines: list[str] = []
     for section in fields(Settings):
+        if section.name in _TABLE_ARRAYS:
+            continue
         lines.append(f"[{section.name}]")
         value = getattr(settings, section.name)
         for f in fields(value):

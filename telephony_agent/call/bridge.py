@@ -32,7 +32,7 @@ from telephony_agent.audio.playout import Frame
 from telephony_agent.audio.resample import InboundResampler
 from telephony_agent.call.playback import Playback
 from telephony_agent.call.record import BargeIn, CallRecord, TranscriptLine, TurnLatency
-from telephony_agent.call.tools import ToolRegistry
+from telephony_agent.call.tools import ToolRegistry, ToolResult
 from telephony_agent.logs import bind_call
 from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded, MediaLeg
 from telephony_agent.realtime.client import RealtimeSession
@@ -61,18 +61,30 @@ MODEL_INPUT_RATE = 24000
 _STALE_MEMORY = 64
 
 
+#: The item id under which a greeting recording is played (never sent to the model).
+GREETING_AUDIO_ITEM = "local-greeting-audio"
+
+
 @dataclass(frozen=True)
 class CallProfile:
     """Per-call behaviour that is not the model's own configuration."""
 
     greeting: str | None = None
+    #: A recording played before the model speaks: PCM16 bytes at the model's output rate.
+    greeting_audio: bytes | None = None
     max_duration_s: float | None = None
     fallback_instructions: str = (
         "Say in one short sentence that you had a brief technical problem and ask the caller "
         "to repeat what they said."
     )
     max_consecutive_failures: int = 3
-    dtmf_inter_digit_s: float = 1.5
+    #: Keypad entry: digits are collected until the terminator, `dtmf_max_digits`, or
+    #: this many seconds without a digit, then given to the model as one user message.
+    dtmf_inter_digit_s: float = 3.0
+    dtmf_max_digits: int = 20
+    dtmf_terminator: str = "#"
+    #: `{digits}` becomes the digits separated by spaces ("4 5 1 2 #").
+    dtmf_message: str = "The caller typed: {digits}"
     hangup_drain_timeout_s: float = 15.0
 
 
@@ -93,6 +105,7 @@ class Call:
         call_id: str | None = None,
         provider: str = "",
         on_transcript: TranscriptCallback | None = None,
+        on_tool_result: Callable[[ToolResult], None] | None = None,
     ) -> None:
         self.leg = leg
         self.session = session
@@ -101,6 +114,7 @@ class Call:
         self.profile = profile or CallProfile()
         self.call_id = call_id or uuid.uuid4().hex[:12]
         self._on_transcript = on_transcript
+        self._on_tool_result = on_tool_result
         self._t0 = time.monotonic()
         self.record = CallRecord(
             call_id=self.call_id, leg_codec=leg.codec, provider=provider, started_at=time.time()
@@ -134,6 +148,10 @@ class Call:
         self._frames_sent = 0
         self._dtmf_task: asyncio.Task[None] | None = None
         self._downlink_probe: tuple[str, float] | None = None
+        #: A response to ask for once the active one is done (keypad entry mid-speech).
+        self._create_after_response = False
+        #: The model greets once the greeting recording has been played out.
+        self._greet_after_audio = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -149,10 +167,7 @@ class Call:
         subscription = self.clock.subscribe(self._on_tick)
         uplink = asyncio.create_task(self._uplink(), name=f"uplink-{self.call_id}")
         downlink = asyncio.create_task(self._downlink(), name=f"downlink-{self.call_id}")
-        if self.profile.greeting:
-            self.session.create_response(
-                instructions=f"Greet the caller, saying: {self.profile.greeting}"
-            )
+        self._start_greeting()
         try:
             timeout = self.profile.max_duration_s
             try:
@@ -187,6 +202,26 @@ class Call:
             **_bridge_fields(self.record),
         )
         return self.record
+
+    def _start_greeting(self) -> None:
+        """Play the greeting recording, if any, then ask the model to greet, if asked."""
+        audio = self.profile.greeting_audio
+        if audio:
+            self.playback.push_delta(GREETING_AUDIO_ITEM, audio)
+            self.playback.end_item()
+            self._greet_after_audio = bool(self.profile.greeting)
+            self._transcript("agent", "[greeting recording]")
+        elif self.profile.greeting:
+            self._greet()
+
+    def _greet(self) -> None:
+        self.session.create_response(
+            instructions=f"Greet the caller, saying: {self.profile.greeting}"
+        )
+
+    def hang_up(self, reason: str) -> None:
+        """End the call now from our side (shutdown, an operator); the leg is hung up."""
+        self._end(reason)
 
     def _end(self, reason: str) -> None:
         if not self._ended.is_set():
@@ -231,20 +266,43 @@ class Call:
         self._end("caller_hangup")
 
     def _on_dtmf(self, event: DtmfIn) -> None:
+        """Collect keypad digits; the terminator or the digit limit sends them at once."""
+        profile = self.profile
         self.record.dtmf += event.digit
         self._transcript("caller", f"[DTMF {event.digit}]")
         self._dtmf_buffer += event.digit
         if self._dtmf_task is not None:
             self._dtmf_task.cancel()
-        self._dtmf_task = self._spawn(self._flush_dtmf(immediate=event.digit == "#"))
+            self._dtmf_task = None
+        complete = (profile.dtmf_terminator and event.digit == profile.dtmf_terminator) or (
+            len(self._dtmf_buffer) >= profile.dtmf_max_digits
+        )
+        if complete:
+            self._flush_dtmf()
+        else:
+            self._dtmf_task = self._spawn(self._flush_dtmf_later())
 
-    async def _flush_dtmf(self, *, immediate: bool) -> None:
-        """Digits are sent to the model as one message after a pause (or on '#')."""
-        if not immediate:
-            await asyncio.sleep(self.profile.dtmf_inter_digit_s)
+    async def _flush_dtmf_later(self) -> None:
+        await asyncio.sleep(self.profile.dtmf_inter_digit_s)
+        self._dtmf_task = None
+        self._flush_dtmf()
+
+    def _flush_dtmf(self) -> None:
+        """The entry as one user message, then exactly one response.create.
+
+        Providers without a DTMF event (Yandex has none) hear the digits this way. If
+        the agent is mid-response, the create waits for its `response.done`: a second
+        create on an active response is an error on most providers.
+        """
         digits, self._dtmf_buffer = self._dtmf_buffer, ""
-        if digits:
-            self.session.add_message("user", f"[The caller pressed the keys: {digits}]")
+        if not digits:
+            return
+        text = self.profile.dtmf_message.replace("{digits}", " ".join(digits))
+        log.info("dtmf_entry", digits=len(digits))
+        self.session.add_message("user", text)
+        if self._response_active:
+            self._create_after_response = True
+        else:
             self.session.create_response()
 
     # ------------------------------------------------------------------ downlink
@@ -326,6 +384,8 @@ class Call:
         self.playback.push_delta(event.item_id, event.audio)
 
     def _on_speech_started(self) -> None:
+        # A caller who talks over the greeting recording is answered, not greeted again.
+        self._greet_after_audio = False
         self._turn_stopped_at = None
         self._turn_first_delta_at = None
         self._turn_item = None
@@ -362,7 +422,7 @@ class Call:
 
     def _truncate_if_needed(self, item_id: str) -> bool:
         """Truncate at what was heard; never past what was received; skip when nothing was."""
-        if item_id in self._truncated:
+        if item_id in self._truncated or item_id == GREETING_AUDIO_ITEM:
             return False
         received = self.playback.received_ms(item_id)
         played = max(0, min(self.playback.played_ms(item_id), received))
@@ -406,13 +466,25 @@ class Call:
             calls = []
         if calls:
             self.record.tool_calls += len(calls)
+            # The follow-up response after the tools also answers a pending keypad entry.
+            self._create_after_response = False
             self._spawn(self._run_tools(calls))
+        elif self._create_after_response and rid == self._response_id:
+            self._create_after_response = False
+            if self._hangup_reason is None:
+                self.session.create_response()
         self._wake_drain()
 
     async def _run_tools(self, calls: list[FunctionCall]) -> None:
-        outputs = await asyncio.gather(*(self.tools.run(c.name, c.arguments, self) for c in calls))
-        for call, output in zip(calls, outputs, strict=True):
-            self.session.send_function_output(call.call_id, output)
+        results = await asyncio.gather(
+            *(self.tools.invoke(c.name, c.arguments, self) for c in calls)
+        )
+        for call, result in zip(calls, results, strict=True):
+            self.session.send_function_output(call.call_id, result.output)
+            self.record.tool_results.append(result)
+            self._transcript("tool", _tool_line(result))
+            if self._on_tool_result is not None:
+                self._on_tool_result(result)
         if self._hangup_reason is None and not self._ended.is_set():
             self.session.create_response()
 
@@ -432,6 +504,9 @@ class Call:
                 self._record_latency()
         if not self.playback.buffer.is_playing:
             self._wake_drain()
+            if self._greet_after_audio:
+                self._greet_after_audio = False
+                self._greet()
 
     def _record_latency(self) -> None:
         now = time.monotonic()
@@ -499,6 +574,13 @@ class Call:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _tool_line(result: ToolResult) -> str:
+    """A transcript line for a tool call: what was asked, and what came back."""
+    output = result.output if len(result.output) <= 200 else result.output[:199] + "…"
+    status = "" if result.ok else " (failed)"
+    return f"{result.name}({result.arguments.strip() or '{}'}){status} -> {output}"
 
 
 def _bridge_fields(record: CallRecord) -> dict[str, float]:

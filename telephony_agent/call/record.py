@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from telephony_agent.call.tools import ToolResult
 from telephony_agent.metrics import LatencySamples
 
 
@@ -13,7 +14,7 @@ class TranscriptLine:
     """One utterance; `t` is seconds since the call started."""
 
     t: float
-    speaker: str  # "caller" | "agent" | "system"
+    speaker: str  # "caller" | "agent" | "tool" | "system"
     text: str
 
 
@@ -51,6 +52,8 @@ class CallRecord:
     cancels: int = 0
     stale_deltas_dropped: int = 0
     tool_calls: int = 0
+    #: Every tool the model called, with arguments, output, outcome and duration.
+    tool_results: list[ToolResult] = field(default_factory=list)
     dtmf: str = ""
     reconnects: int = 0
     errors: int = 0

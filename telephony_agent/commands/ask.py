@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from telephony_agent.audio.wav import WavWriter
-from telephony_agent.commands.runtime import open_provider, session_config, settings_from_args
+from telephony_agent.commands.runtime import open_provider, settings_from_args
 from telephony_agent.errors import UsageError
 from telephony_agent.media.audiofile import decode_audio_file
 from telephony_agent.realtime.client import RealtimeSession
@@ -31,6 +31,7 @@ from telephony_agent.realtime.events import (
     SessionClosed,
     SessionUpdated,
 )
+from telephony_agent.switchboard.session import session_config
 
 MODEL_RATE = 24000
 TRAILING_SILENCE_MS = 500

@@ -24,6 +24,7 @@ from telephony_agent.errors import UsageError
 from telephony_agent.media.audiofile import decode_audio_file
 from telephony_agent.metrics import LatencySamples
 from telephony_agent.server.sip_server import AgentSipServer
+from telephony_agent.switchboard import Switchboard
 
 SAMPLE = "book_flight.wav"
 CALLER_RATE = 48000
@@ -51,7 +52,8 @@ async def run_demo(args: argparse.Namespace) -> int:
     def show(_call_id: str, line: TranscriptLine) -> None:
         print(f"  [{line.t:5.2f} s] {line.speaker:>6}: {line.text}", flush=True)
 
-    server = AgentSipServer(settings, runtime.endpoint, runtime.resolved.name, on_transcript=show)
+    board = Switchboard(runtime.deployment(settings))
+    server = AgentSipServer(board, on_transcript=show)
     try:
         await server.start()
         uri = f"sip:agent@127.0.0.1:{server.sip_port}"
@@ -70,6 +72,7 @@ async def run_demo(args: argparse.Namespace) -> int:
         )
     finally:
         await server.shutdown()
+        await board.close()
         await runtime.close()
     print(result.summary())
     if not result.answered:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ from typing import Any
 from telephony_agent.config import (
     ResolvedProvider,
     Settings,
-    effective_voice,
     load_settings,
     local_endpoint,
     remote_endpoint,
@@ -26,7 +25,7 @@ from telephony_agent.errors import ConfigError
 from telephony_agent.logs import configure_logging
 from telephony_agent.realtime.backend import BackendOptions, RunningBackend, start_backend
 from telephony_agent.realtime.providers import PRESETS, Endpoint
-from telephony_agent.realtime.session_config import SessionConfig, ToolSpec, VadConfig
+from telephony_agent.switchboard import Deployment
 
 
 def settings_from_args(
@@ -63,6 +62,18 @@ class ProviderRuntime:
     resolved: ResolvedProvider
     backend: RunningBackend | None
 
+    def deployment(
+        self, settings: Settings, environ: Mapping[str, str] | None = None
+    ) -> Deployment:
+        """Profiles, tools and provider endpoints for `settings` (at start and on reload)."""
+        return Deployment.build(
+            settings,
+            self.endpoint,
+            self.resolved.name,
+            environ=environ,
+            local_port=self.backend.port if self.backend is not None else None,
+        )
+
     async def close(self) -> None:
         if self.backend is not None:
             await self.backend.close()
@@ -76,7 +87,8 @@ async def open_provider(
     configure_logging(settings.log.level, settings.log.format, secrets=[resolved.api_key])
     if resolved.notice:
         print(resolved.notice, file=sys.stderr)
-    if resolved.name != "local":
+    wants_local = any(profile.provider == "local" for profile in settings.profiles)
+    if resolved.name != "local" and not wants_local:
         return ProviderRuntime(remote_endpoint(settings, resolved), resolved, None)
     script = Path(settings.local.script) if settings.local.script else None
     if settings.local.behaviour == "script" and script is None:
@@ -92,33 +104,6 @@ async def open_provider(
         host=settings.local.host,
         port=settings.local.port,
     )
+    if resolved.name != "local":
+        return ProviderRuntime(remote_endpoint(settings, resolved), resolved, backend)
     return ProviderRuntime(local_endpoint(settings, backend.port), resolved, backend)
-
-
-def session_config(
-    settings: Settings,
-    provider_name: str,
-    *,
-    manual_turns: bool = False,
-    tools: Sequence[ToolSpec] = (),
-) -> SessionConfig:
-    """The Realtime session configuration a call asks for."""
-    vad = settings.vad
-    vad_config = None
-    if vad.enabled and not manual_turns:
-        vad_config = VadConfig(
-            threshold=vad.threshold,
-            prefix_padding_ms=vad.prefix_padding_ms,
-            silence_duration_ms=vad.silence_duration_ms,
-            create_response=True,
-            interrupt_response=vad.interrupt_response,
-            idle_timeout_ms=vad.idle_timeout_ms,
-        )
-    return SessionConfig(
-        instructions=settings.agent.instructions,
-        voice=effective_voice(settings, provider_name),
-        output_rate=settings.agent.output_rate,
-        vad=vad_config,
-        transcription_model=settings.agent.transcription_model,
-        tools=list(tools),
-    )

@@ -3,8 +3,14 @@
 With no API key the built-in local backend answers (echo by default), so a
 gateway — or the demo page on the HTTP address — can be heard working before any
 account exists. The HTTP side also serves `/health` and WebRTC/WHIP signalling.
-SIGINT/SIGTERM stop taking calls (503), hang up the ones in progress (BYE for SIP,
-a closed peer connection for browsers), and exit 0.
+
+Signals:
+* SIGINT/SIGTERM stop taking calls (503), hang up the ones in progress (BYE for SIP,
+  a closed peer connection for browsers), and exit 0.
+* SIGHUP re-reads the settings file: new calls get the new profiles and tools, live
+  calls keep theirs. A file that fails validation is refused with one log line naming
+  the problem, and the running settings stay. Listening addresses, ports and the
+  provider are read once at start; changing them needs a restart.
 """
 
 from __future__ import annotations
@@ -15,10 +21,21 @@ import contextlib
 import signal
 import sys
 
-from telephony_agent.commands.runtime import open_provider, settings_from_args
+import structlog
+
+from telephony_agent.commands.runtime import (
+    ProviderRuntime,
+    open_provider,
+    settings_from_args,
+)
 from telephony_agent.config import parse_host_port
-from telephony_agent.server.http_app import HttpServer, resolve_http_token
+from telephony_agent.errors import ConfigError
+from telephony_agent.server.http_app import HttpServer
+from telephony_agent.server.http_settings import resolve_http_token
 from telephony_agent.server.sip_server import AgentSipServer
+from telephony_agent.switchboard import Switchboard
+
+log = structlog.get_logger(__name__)
 
 
 async def run_serve(args: argparse.Namespace) -> int:
@@ -26,11 +43,14 @@ async def run_serve(args: argparse.Namespace) -> int:
     # Resolved before anything starts: a configured but missing token must stop us here.
     token = resolve_http_token(settings)
     runtime = await open_provider(settings)
-    server = AgentSipServer(settings, runtime.endpoint, runtime.resolved.name)
     http: HttpServer | None = None
+    server: AgentSipServer | None = None
+    board: Switchboard | None = None
     try:
+        board = Switchboard(runtime.deployment(settings))
+        server = AgentSipServer(board)
         # Built first: it checks [webrtc] (ICE servers, TURN credential) before anything listens.
-        http = HttpServer(server, settings, token=token)
+        http = HttpServer(board, sip=server, token=token)
         await server.start()
         host, port = parse_host_port("http.listen", settings.http.listen)
         await http.start(host, port)
@@ -39,29 +59,48 @@ async def run_serve(args: argparse.Namespace) -> int:
         # A browser grants the microphone only to a secure context: loopback qualifies.
         page_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         guarded = " (signalling needs the bearer token)" if token else ""
+        profiles = ", ".join(p.name for p in board.deployment.profiles.profiles)
         print(
             f"telephony-agent: answering SIP on {sip_host}:{server.sip_port} "
             f"({settings.sip.transports}; dial sip:agent@{shown}:{server.sip_port}), "
             f"health on http://{host}:{http.port}/health, "
             f"browser calls on http://{page_host}:{http.port}/{guarded}, "
-            f"provider {runtime.resolved.name}",
+            f"provider {runtime.resolved.name}, profiles: {profiles}",
             file=sys.stderr,
             flush=True,
         )
-        await _wait_for_stop()
+        await _serve_until_stopped(args, board, runtime)
         print("telephony-agent: stopping, hanging up active calls", file=sys.stderr, flush=True)
     finally:
         if http is not None:
             await http.close()
-        await server.shutdown()
+        if server is not None:
+            await server.shutdown()
+        if board is not None:
+            await board.close()
         await runtime.close()
     return 0
 
 
-async def _wait_for_stop() -> None:
+async def _serve_until_stopped(
+    args: argparse.Namespace, board: Switchboard, runtime: ProviderRuntime
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        loop.add_signal_handler(signal.SIGHUP, lambda: _reload(args, board, runtime))
     await stop.wait()
+
+
+def _reload(args: argparse.Namespace, board: Switchboard, runtime: ProviderRuntime) -> None:
+    """Re-read the settings file; on any error keep what runs and say why in one line."""
+    try:
+        settings = settings_from_args(args)
+        deployment = runtime.deployment(settings)
+    except ConfigError as exc:
+        log.error("reload_refused", error=str(exc))
+        return
+    board.reload(deployment)

@@ -68,7 +68,7 @@ def _ga_session(config: SessionConfig, dialect: Dialect) -> dict[str, Any]:
         "turn_detection": _turn_detection(config.vad),
     }
     if config.transcription_model:
-        audio_in["transcription"] = {"model": config.transcription_model}
+        audio_in["transcription"] = _transcription(config)
     audio_out: dict[str, Any] = {"format": {"type": "audio/pcm", "rate": config.output_rate}}
     if config.voice:
         audio_out["voice"] = config.voice
@@ -89,7 +89,7 @@ def _beta_session(config: SessionConfig) -> dict[str, Any]:
     if config.voice:
         session["voice"] = config.voice
     if config.transcription_model:
-        session["input_audio_transcription"] = {"model": config.transcription_model}
+        session["input_audio_transcription"] = _transcription(config)
     _add_tools(session, config)
     return session
 
@@ -134,3 +134,11 @@ def deep_merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
             deep_merge(current, value)
         else:
             target[key] = copy.deepcopy(value)
+
+
+def _transcription(config: SessionConfig) -> dict[str, Any]:
+    """Input transcription settings: the model, and the language hint when one is set."""
+    result: dict[str, Any] = {"model": config.transcription_model}
+    if config.transcription_language:
+        result["language"] = config.transcription_language
+    return result

@@ -46,5 +46,7 @@ class SessionConfig:
     output_rate: int = 24000
     vad: VadConfig | None = field(default_factory=VadConfig)
     transcription_model: str | None = None
+    #: Language hint for input transcription (e.g. "ru"); sent only with a model.
+    transcription_language: str | None = None
     tools: list[ToolSpec] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -10,8 +10,9 @@ Routes and what they answer:
 * ``GET /health`` — JSON counters for load balancers (open, no token).
 * ``GET /`` and ``GET /static/{name}`` — the demo page and its script and style, from
   package data (open: the page holds no secret; it asks for the token if one is needed).
-* ``POST /webrtc/offer`` — JSON ``{"sdp", "type": "offer"}`` → 200 JSON
+* ``POST /webrtc/offer`` — JSON ``{"sdp", "type": "offer", "profile"?}`` → 200 JSON
   ``{"sdp", "type": "answer", "call_id"}``; ``DELETE /webrtc/calls/{call_id}`` hangs up.
+  The profile may also be named as ``?profile=NAME`` (on WHIP too); none: the default.
 * WHIP (RFC 9725): ``POST /whip`` (``application/sdp``) → 201 with the SDP answer and
   ``Location: /whip/{id}``; ``DELETE /whip/{id}`` → 200, then 404; ``OPTIONS /whip`` →
   204 with ``Accept-Post``; ``PATCH`` → 405, because trickle ICE and ICE restarts are
@@ -24,55 +25,38 @@ are often command-line tools), logged with a reason, and never a traceback:
   (``WebRtcOfferError``: not SDP, no audio m-line, no Opus). One status for all of
   them on purpose: the exception carries no machine-readable kind, and the message
   already says what is wrong; a 422 would only make clients branch on a guess.
-* 401 — token missing or wrong (``WWW-Authenticate: Bearer``); 404 — unknown call;
+* 401 — token missing or wrong (``WWW-Authenticate: Bearer``); 404 — unknown call or
+  profile;
   405 — PATCH; 413 — body over :data:`MAX_BODY_BYTES`; 415 — wrong content type;
 * 503 with ``Retry-After`` — every call slot is busy (browser calls count together with
   the SIP calls against ``sip.max_calls``), the speech model cannot be reached, ICE
   candidates could not be gathered, or the server is stopping.
 
-A Realtime session connects while the leg gathers its ICE candidates, and the answer is
-only returned once both are ready, so — as with 200 OK on SIP — the caller's first
-word is never lost to a websocket handshake.
+Starting and ending browser calls is `browser_calls.py`'s job (the browser front door
+of the switchboard); this module is routing, the token, body limits and rendering.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import json
-import os
-import secrets
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib.resources import files
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
 
 import structlog
 from aiohttp import web
 
-from telephony_agent.audio.clock import MediaClock
-from telephony_agent.audio.playout import Frame
-from telephony_agent.call.bridge import Call, CallProfile
-from telephony_agent.call.record import CallRecord, TranscriptLine
-from telephony_agent.call.tools import default_registry
 from telephony_agent.config import Settings
-from telephony_agent.errors import ConfigError
-from telephony_agent.logs import register_secret
-from telephony_agent.media.leg import LegEvent, MediaLeg
-from telephony_agent.media.webrtc import IceServer, WebRtcLeg, WebRtcOfferError
-from telephony_agent.realtime.client import RealtimeSession
-
-if TYPE_CHECKING:
-    from telephony_agent.server.sip_server import AgentSipServer
+from telephony_agent.media.webrtc import IceServer, WebRtcLeg
+from telephony_agent.server.browser_calls import HANGUP_WAIT_S, BrowserCalls, LegFactory
+from telephony_agent.server.http_errors import HttpRejection
+from telephony_agent.server.http_settings import ice_servers_from_settings, resolve_http_token
+from telephony_agent.server.sip_server import AgentSipServer
+from telephony_agent.switchboard import Switchboard
 
 __all__ = [
+    "HANGUP_WAIT_S",
     "MAX_BODY_BYTES",
-    "BrowserCall",
-    "BrowserCalls",
-    "BrowserLeg",
     "HttpRejection",
     "HttpServer",
     "LegFactory",
@@ -86,10 +70,6 @@ log = structlog.get_logger(__name__)
 
 #: A browser's offer is 3-8 KiB; anything far larger is a mistake or an attack.
 MAX_BODY_BYTES = 64 * 1024
-#: How long a DELETE (or shutdown) waits for the call to wind down before answering.
-HANGUP_WAIT_S = 5.0
-#: Error messages from lower layers are cut to this length before reaching a client.
-_MAX_MESSAGE_CHARS = 300
 
 _STATIC_TYPES = {"app.js": "text/javascript", "style.css": "text/css"}
 _PAGE_HEADERS = {
@@ -106,446 +86,36 @@ _NO_TRICKLE = (
     "sending the offer, and send a new offer to restart"
 )
 
-CallKind = Literal["webrtc", "whip"]
 
-
-# ---------------------------------------------------------------------- the leg we drive
-
-
-class BrowserLeg(Protocol):
-    """What signalling needs of a WebRTC leg; ``WebRtcLeg`` is the real one.
-
-    A protocol rather than the class itself so the HTTP layer can be exercised with a
-    leg that has no peer connection behind it.
-    """
-
-    @property
-    def sample_rate(self) -> int: ...
-
-    @property
-    def codec(self) -> str: ...
-
-    @property
-    def answer_sdp(self) -> str: ...
-
-    def events(self) -> AsyncIterator[LegEvent]: ...
-
-    def send_frame(self, frame: Frame) -> None: ...
-
-    async def hangup(self, reason: str) -> None: ...
-
-    def send_event(self, payload: Mapping[str, object]) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-class LegFactory(Protocol):
-    """Answers an offer with a ready leg (``WebRtcLeg.answer`` in production)."""
-
-    def __call__(
-        self,
-        offer_sdp: str,
-        *,
-        clock: MediaClock,
-        ice_servers: Sequence[IceServer],
-        allow_loopback: bool,
-        ice_timeout_s: float,
-    ) -> Awaitable[BrowserLeg]: ...
-
-
-class _PageMedia(MediaLeg):
-    """The browser leg as the Call sees it, plus the page's live feed.
-
-    Why a wrapper: the Call hangs the leg up itself when it ends, and a closed leg can
-    no longer tell the page why; intercepting ``hangup`` sends ``ended`` first. The
-    per-tick ``send_frame`` is also the cheapest place to notice a new turn latency
-    (one length comparison per 20 ms, no timer of its own).
-    """
-
-    def __init__(self, leg: BrowserLeg) -> None:
-        self.leg = leg
-        self.sample_rate = leg.sample_rate
-        self.codec = leg.codec
-        #: Set once the Call exists; its latencies are forwarded as they appear.
-        self.record: CallRecord | None = None
-        self._latencies_sent = 0
-        self._end_announced = False
-
-    def events(self) -> AsyncIterator[LegEvent]:
-        return self.leg.events()
-
-    def send_frame(self, frame: Frame) -> None:
-        self.leg.send_frame(frame)
-        record = self.record
-        if record is not None and len(record.latencies) > self._latencies_sent:
-            self.forward_latencies()
-
-    async def hangup(self, reason: str) -> None:
-        self.announce_end(reason)
-        await self.leg.hangup(reason)
-
-    async def close(self) -> None:
-        await self.leg.close()
-
-    def on_transcript(self, line: TranscriptLine) -> None:
-        """The Call's transcript callback: each line goes to the page as it happens."""
-        self.leg.send_event(
-            {"type": "transcript", "speaker": line.speaker, "text": line.text, "t": line.t}
-        )
-        self.forward_latencies()
-
-    def forward_latencies(self) -> None:
-        record = self.record
-        if record is None:
-            return
-        for latency in record.latencies[self._latencies_sent :]:
-            self.leg.send_event(
-                {
-                    "type": "latency",
-                    "to_first_delta_ms": round(latency.to_first_delta_ms, 1),
-                    "to_first_frame_ms": round(latency.to_first_frame_ms, 1),
-                }
-            )
-        self._latencies_sent = len(record.latencies)
-
-    def announce_end(self, reason: str) -> None:
-        """Tell the page once why the call ended (dropped if its channel is gone)."""
-        if self._end_announced:
-            return
-        self._end_announced = True
-        self.forward_latencies()
-        self.leg.send_event({"type": "ended", "reason": reason})
-
-
-# ---------------------------------------------------------------------- browser calls
-
-
-class HttpRejection(Exception):
-    """A request refused with a 4xx/5xx: status, a log reason, and the client's message."""
-
-    def __init__(
-        self,
-        status: int,
-        reason: str,
-        message: str,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.headers = dict(headers or {})
-
-
-@dataclass
-class BrowserCall:
-    """One call that came in over HTTP signalling (the demo page or a WHIP client)."""
-
-    call_id: str
-    kind: CallKind
-    media: _PageMedia
-    call: Call
-    started_at: float = field(default_factory=time.monotonic)
-    task: asyncio.Task[None] | None = None
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def answer_sdp(self) -> str:
-        return self.media.leg.answer_sdp
-
-
-class BrowserCalls:
-    """Starts, tracks and ends the calls signalled over HTTP.
-
-    Calls are kept by an unguessable id (the only handle a DELETE has) until they end.
-    They share the SIP server's media clock, Realtime endpoint and task set, so
-    ``AgentSipServer.shutdown`` also waits for them.
-    """
-
-    def __init__(
-        self,
-        sip_server: AgentSipServer,
-        *,
-        leg_factory: LegFactory,
-        ice_servers: Sequence[IceServer],
-    ) -> None:
-        self._sip = sip_server
-        self._leg_factory = leg_factory
-        self._ice_servers = tuple(ice_servers)
-        self._calls: dict[str, BrowserCall] = {}
-        #: Offers being answered: they hold a call slot before they are registered.
-        self._setting_up = 0
-        # One budget: SIP INVITEs see the browser calls too.
-        sip_server.other_calls = lambda: len(self._calls) + self._setting_up
-        self._accepting = True
-        self.answered = 0
-        self.completed = 0
-        self.rejected = 0
-
-    def __len__(self) -> int:
-        return len(self._calls)
-
-    @property
-    def ice_servers(self) -> tuple[IceServer, ...]:
-        return self._ice_servers
-
-    def get(self, call_id: str) -> BrowserCall | None:
-        return self._calls.get(call_id)
-
-    def _retry_after(self) -> dict[str, str]:
-        return {"Retry-After": str(self._sip.settings.sip.retry_after_s)}
-
-    async def start(self, offer_sdp: str, kind: CallKind) -> BrowserCall:
-        """Answer an offer and start its call; raises :class:`HttpRejection` when refused."""
-        if not self._accepting:
-            raise HttpRejection(
-                503, "shutting_down", "the server is shutting down", self._retry_after()
-            )
-        max_calls = self._sip.settings.sip.max_calls
-        in_use = len(self._calls) + self._setting_up + self._sip.active_calls
-        if in_use >= max_calls:
-            raise HttpRejection(
-                503,
-                "over_capacity",
-                f"all {max_calls} call slots are in use; try again later",
-                self._retry_after(),
-            )
-        self._setting_up += 1
-        try:
-            leg, session = await self._answer(offer_sdp)
-        finally:
-            self._setting_up -= 1
-        settings = self._sip.settings
-        call_id = secrets.token_urlsafe(12)
-        media = _PageMedia(leg)
-        call = Call(
-            leg=media,
-            session=session,
-            clock=self._sip.clock,
-            tools=default_registry(),
-            profile=CallProfile(
-                greeting=settings.agent.greeting, max_duration_s=settings.agent.max_duration_s
-            ),
-            call_id=call_id,
-            provider=self._sip.provider_name,
-            on_transcript=media.on_transcript,
-        )
-        media.record = call.record
-        browser_call = BrowserCall(call_id, kind, media, call)
-        self._calls[call_id] = browser_call
-        self.answered += 1
-        browser_call.task = self._sip.spawn(self._run(browser_call))
-        log.info("browser_call_answered", call_id=call_id, kind=kind, active=len(self._calls))
-        return browser_call
-
-    async def _answer(self, offer_sdp: str) -> tuple[BrowserLeg, RealtimeSession]:
-        """The leg and a connected session, set up side by side; all or nothing."""
-        settings = self._sip.settings
-        session = self._sip.new_session()
-        connecting = asyncio.ensure_future(session.connect())
-        try:
-            leg = await self._leg_factory(
-                offer_sdp,
-                clock=self._sip.clock,
-                ice_servers=self._ice_servers,
-                allow_loopback=settings.webrtc.allow_loopback,
-                ice_timeout_s=settings.webrtc.ice_timeout_s,
-            )
-        except WebRtcOfferError as exc:
-            await _abandon(connecting, session)
-            raise HttpRejection(400, "bad_offer", _clip(str(exc) or "unusable offer")) from None
-        except TimeoutError:
-            await _abandon(connecting, session)
-            raise HttpRejection(
-                503,
-                "ice_gathering_timeout",
-                "ICE candidates could not be gathered in time (is the STUN/TURN server reachable?)",
-                self._retry_after(),
-            ) from None
-        except BaseException:
-            await _abandon(connecting, session)
-            raise
-        try:
-            await asyncio.wait_for(connecting, settings.sip.answer_timeout_s)
-        except Exception as exc:
-            log.warning("realtime_unavailable", why=type(exc).__name__)
-            with contextlib.suppress(Exception):
-                await session.close()
-            with contextlib.suppress(Exception):
-                await leg.close()
-            raise HttpRejection(
-                503,
-                "realtime_unavailable",
-                "the speech model is not reachable; try again later",
-                self._retry_after(),
-            ) from None
-        except BaseException:
-            await _abandon(connecting, session)
-            with contextlib.suppress(Exception):
-                await leg.close()
-            raise
-        return leg, session
-
-    async def _run(self, browser_call: BrowserCall) -> None:
-        """The call's whole life after the answer: run, tell the page, clean up."""
-        reason = "internal_error"
-        try:
-            record = await browser_call.call.run()
-            reason = record.end_reason
-        except Exception:  # Call.run never raises; this keeps the registry right if it did
-            log.exception("browser_call_failed", call_id=browser_call.call_id)
-        finally:
-            browser_call.media.announce_end(reason)
-            with contextlib.suppress(Exception):
-                await browser_call.media.close()
-            if self._calls.get(browser_call.call_id) is browser_call:
-                del self._calls[browser_call.call_id]
-            self.completed += 1
-            browser_call.finished.set()
-            log.info(
-                "browser_call_finished",
-                call_id=browser_call.call_id,
-                kind=browser_call.kind,
-                reason=reason,
-                duration_s=round(time.monotonic() - browser_call.started_at, 2),
-            )
-
-    async def hang_up(self, call_id: str, kind: CallKind) -> bool:
-        """End a call at the caller's request (like a BYE); False when there is no such call.
-
-        The id is forgotten at once, so a repeated DELETE is a 404 even while the call
-        is still winding down; the answer waits (bounded) until it has.
-        """
-        browser_call = self._calls.get(call_id)
-        if browser_call is None or browser_call.kind != kind:
-            return False
-        del self._calls[call_id]
-        log.info("browser_call_hangup_requested", call_id=call_id, kind=kind)
-        with contextlib.suppress(Exception):
-            await browser_call.media.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(browser_call.finished.wait(), HANGUP_WAIT_S)
-        return True
-
-    async def close(self) -> None:
-        """Refuse new offers, hang up every call (telling each page why), and wait."""
-        self._accepting = False
-        calls = list(self._calls.values())
-        if not calls:
-            return
-        await asyncio.gather(*(c.media.hangup("shutdown") for c in calls), return_exceptions=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.gather(*(c.finished.wait() for c in calls)), HANGUP_WAIT_S
-            )
-
-
-async def _abandon(connecting: asyncio.Future[None], session: RealtimeSession) -> None:
-    """Give up a session that was connecting for an offer that failed."""
-    if not connecting.done():
-        connecting.cancel()
-    with contextlib.suppress(BaseException):
-        await connecting
-    with contextlib.suppress(Exception):
-        await session.close()
-
-
-def _clip(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 1] + "…"
-
-
-# ---------------------------------------------------------------------- settings
-
-
-def resolve_http_token(settings: Settings, environ: Mapping[str, str] | None = None) -> str | None:
-    """The bearer token signalling requires, or None when none is configured.
-
-    ``http.token_env`` (a variable name) wins over ``http.token_file``. A token that is
-    configured but missing or empty is an error, not "no token": starting open when the
-    operator asked for protection would be the worst failure. The value is registered
-    with the log redactor so it can never be printed.
-    """
-    env = os.environ if environ is None else environ
-    http = settings.http
-    if http.token_env:
-        value = env.get(http.token_env, "").strip()
-        if not value:
-            raise ConfigError(
-                f"http.token_env = {http.token_env!r}: that environment variable is not set "
-                "or empty (it must hold the bearer token)"
-            )
-    elif http.token_file:
-        try:
-            value = Path(http.token_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise ConfigError(
-                f"http.token_file = {http.token_file!r}: cannot read it ({why})"
-            ) from None
-        if not value:
-            raise ConfigError(f"http.token_file = {http.token_file!r}: the file is empty")
-    else:
-        return None
-    register_secret(value)
-    return value
-
-
-def ice_servers_from_settings(
-    settings: Settings, environ: Mapping[str, str] | None = None
-) -> tuple[IceServer, ...]:
-    """STUN and TURN servers for the leg from ``[webrtc]``; the TURN credential from env.
-
-    STUN URLs need no credential and form one server; TURN URLs share the configured
-    username and credential. A TURN URL without both is refused at startup, because
-    aiortc would otherwise fail on every call instead.
-    """
-    env = os.environ if environ is None else environ
-    webrtc = settings.webrtc
-    urls = [part.strip() for part in webrtc.ice_servers.split(",") if part.strip()]
-    stun = tuple(u for u in urls if u.lower().startswith(("stun:", "stuns:")))
-    turn = tuple(u for u in urls if u.lower().startswith(("turn:", "turns:")))
-    unknown = [u for u in urls if u not in stun and u not in turn]
-    if unknown:
-        raise ConfigError(
-            f"webrtc.ice_servers = {webrtc.ice_servers!r}: {unknown[0]!r} is not a "
-            "stun:, stuns:, turn: or turns: URL"
-        )
-    servers: list[IceServer] = []
-    if stun:
-        servers.append(IceServer(urls=stun))
-    if turn:
-        credential_env = webrtc.turn_credential_env
-        credential = env.get(credential_env, "").strip() if credential_env else ""
-        if not webrtc.turn_username or not credential:
-            raise ConfigError(
-                "webrtc.ice_servers lists a TURN server: set webrtc.turn_username and "
-                "webrtc.turn_credential_env (an environment variable holding the credential)"
-            )
-        register_secret(credential)
-        servers.append(IceServer(urls=turn, username=webrtc.turn_username, credential=credential))
-    return tuple(servers)
-
-
-def health_snapshot(sip: AgentSipServer, calls: BrowserCalls | None = None) -> dict[str, object]:
+def health_snapshot(
+    board: Switchboard, sip: AgentSipServer | None = None, calls: BrowserCalls | None = None
+) -> dict[str, object]:
     """Liveness and load as JSON-ready values; keys only ever get added, never renamed."""
-    stats = sip.stats
-    lateness = sip.clock.lateness_stats()
+    lateness = board.clock.lateness_stats()
     snapshot: dict[str, object] = {
-        "status": "ok",
-        "active_calls": sip.active_calls,
-        "max_calls": sip.settings.sip.max_calls,
-        "invites": stats.invites,
-        "answered": stats.answered,
-        "completed": stats.completed,
-        "call_seconds": round(stats.call_seconds, 3),
-        "rejected_busy": stats.rejected_busy,
-        "sip_malformed_dropped": sip.endpoint.stats.malformed_dropped,
-        "sip_bad_requests": sip.endpoint.stats.bad_requests_answered,
+        "status": "draining" if board.draining else "ok",
+        "active_calls": board.active_calls,
+        "max_calls": board.max_calls,
+        "profiles": [p.name for p in board.deployment.profiles.profiles],
+        "calls_admitted": board.stats.admitted,
+        "calls_refused_over_capacity": board.stats.refused_over_capacity,
         "media_clock_lateness_p50_ms": round(lateness.p50_ms, 3),
         "media_clock_lateness_p99_ms": round(lateness.p99_ms, 3),
-        "media_clock_skipped_ticks": sip.clock.skipped_ticks,
+        "media_clock_skipped_ticks": board.clock.skipped_ticks,
     }
+    if sip is not None:
+        stats = sip.stats
+        snapshot.update(
+            {
+                "invites": stats.invites,
+                "answered": stats.answered,
+                "completed": stats.completed,
+                "call_seconds": round(stats.call_seconds, 3),
+                "rejected_busy": stats.rejected_busy,
+                "sip_malformed_dropped": sip.endpoint.stats.malformed_dropped,
+                "sip_bad_requests": sip.endpoint.stats.bad_requests_answered,
+            }
+        )
     if calls is not None:
         snapshot["webrtc_calls"] = len(calls)
         snapshot["webrtc_answered"] = calls.answered
@@ -557,7 +127,8 @@ def health_snapshot(sip: AgentSipServer, calls: BrowserCalls | None = None) -> d
 # ---------------------------------------------------------------------- the application
 
 CALLS_KEY = web.AppKey("browser_calls", BrowserCalls)
-SIP_KEY: web.AppKey[AgentSipServer] = web.AppKey("sip_server")
+BOARD_KEY = web.AppKey("switchboard", Switchboard)
+SIP_KEY: web.AppKey[AgentSipServer | None] = web.AppKey("sip_server")
 _TOKEN_KEY = web.AppKey("token", str)
 _STATIC_KEY: web.AppKey[dict[str, bytes]] = web.AppKey("static")
 
@@ -663,7 +234,8 @@ async def _read_body(request: web.Request) -> bytes:
 
 
 async def _health(request: web.Request) -> web.Response:
-    return web.json_response(health_snapshot(request.app[SIP_KEY], request.app[CALLS_KEY]))
+    app = request.app
+    return web.json_response(health_snapshot(app[BOARD_KEY], app[SIP_KEY], app[CALLS_KEY]))
 
 
 async def _webrtc_config(request: web.Request) -> web.Response:
@@ -718,7 +290,10 @@ async def _webrtc_offer(request: web.Request) -> web.Response:
         raise HttpRejection(400, "missing_sdp", '"sdp" is missing or empty')
     if data.get("type", "offer") != "offer":
         raise HttpRejection(400, "not_an_offer", '"type" must be "offer"')
-    call = await request.app[CALLS_KEY].start(sdp, "webrtc")
+    profile = data.get("profile") or request.query.get("profile")
+    if profile is not None and not isinstance(profile, str):
+        raise HttpRejection(400, "bad_profile", '"profile" must be a string')
+    call = await request.app[CALLS_KEY].start(sdp, "webrtc", profile=profile)
     return web.json_response({"sdp": call.answer_sdp, "type": "answer", "call_id": call.call_id})
 
 
@@ -738,7 +313,7 @@ async def _whip_offer(request: web.Request) -> web.Response:
         raise HttpRejection(400, "bad_sdp", "the offer is not UTF-8 text") from None
     if not sdp.strip():
         raise HttpRejection(400, "missing_sdp", "the body must be an SDP offer")
-    call = await request.app[CALLS_KEY].start(sdp, "whip")
+    call = await request.app[CALLS_KEY].start(sdp, "whip", profile=request.query.get("profile"))
     return web.Response(
         status=201,
         text=call.answer_sdp,
@@ -791,16 +366,21 @@ def _load_static() -> dict[str, bytes]:
 
 
 def build_http_app(
-    sip_server: AgentSipServer,
+    switchboard: Switchboard,
     *,
+    sip: AgentSipServer | None = None,
     token: str | None,
     leg_factory: LegFactory = WebRtcLeg.answer,
     ice_servers: Sequence[IceServer] = (),
 ) -> web.Application:
-    """The whole HTTP application for one SIP server; `token` guards signalling routes."""
+    """The whole HTTP application for one switchboard; `token` guards signalling routes.
+
+    `sip` is the SIP front door beside it, whose counters `/health` also shows.
+    """
     app = web.Application(middlewares=[_guard], client_max_size=MAX_BODY_BYTES)
-    app[SIP_KEY] = sip_server
-    app[CALLS_KEY] = BrowserCalls(sip_server, leg_factory=leg_factory, ice_servers=ice_servers)
+    app[BOARD_KEY] = switchboard
+    app[SIP_KEY] = sip
+    app[CALLS_KEY] = BrowserCalls(switchboard, leg_factory=leg_factory, ice_servers=ice_servers)
     app[_STATIC_KEY] = _load_static()
     if token:
         app[_TOKEN_KEY] = token
@@ -829,21 +409,24 @@ class HttpServer:
 
     def __init__(
         self,
-        sip_server: AgentSipServer,
-        settings: Settings,
+        switchboard: Switchboard,
         *,
+        sip: AgentSipServer | None = None,
         token: str | None = None,
         leg_factory: LegFactory = WebRtcLeg.answer,
         environ: Mapping[str, str] | None = None,
     ) -> None:
+        settings: Settings = switchboard.deployment.settings
         self.app = build_http_app(
-            sip_server,
+            switchboard,
+            sip=sip,
             token=token,
             leg_factory=leg_factory,
             ice_servers=ice_servers_from_settings(settings, environ),
         )
         self.calls = self.app[CALLS_KEY]
-        self._sip = sip_server
+        self._board = switchboard
+        self._sip = sip
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -857,7 +440,7 @@ class HttpServer:
         self.port = int(runner.addresses[0][1])
 
     def snapshot(self) -> dict[str, object]:
-        return health_snapshot(self._sip, self.calls)
+        return health_snapshot(self._board, self._sip, self.calls)
 
     async def close(self) -> None:
         """Hang up browser calls, then stop listening (idempotent)."""

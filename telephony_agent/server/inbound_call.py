@@ -12,21 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import structlog
 
-from telephony_agent.call.bridge import Call, CallProfile
+from telephony_agent.call.bridge import Call
 from telephony_agent.call.record import CallRecord, TranscriptLine
-from telephony_agent.call.tools import default_registry
+from telephony_agent.config import Settings
 from telephony_agent.logs import bind_call
 from telephony_agent.media.rtp import PortsExhausted, RtpLeg
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.realtime.errors import RealtimeError
 from telephony_agent.server.sip_leg import SipCallLeg
 from telephony_agent.sip.dialog import Dialog, DialogError, make_response, new_tag
+from telephony_agent.sip.endpoint import SipEndpoint
 from telephony_agent.sip.message import Headers, NameAddr, SipRequest
 from telephony_agent.sip.sdp import (
     Negotiated,
@@ -39,11 +40,9 @@ from telephony_agent.sip.sdp import (
     with_direction,
 )
 from telephony_agent.sip.transaction import Peer, ServerTransaction
+from telephony_agent.switchboard import Admission
 
-if TYPE_CHECKING:
-    from telephony_agent.server.sip_server import AgentSipServer
-
-__all__ = ["InboundCall"]
+__all__ = ["CallSummary", "InboundCall", "SipHost"]
 
 log = structlog.get_logger(__name__)
 
@@ -64,19 +63,48 @@ class CallSummary:
     record: CallRecord | None
 
 
+class SipStatsSink(Protocol):
+    answered: int
+
+
+class SipHost(Protocol):
+    """What a call needs from the SIP server that owns it (`AgentSipServer`).
+
+    A protocol, so this module never imports the server that imports it.
+    """
+
+    endpoint: SipEndpoint
+    settings: Settings
+    media_address: str
+    codecs: tuple[str, ...]
+
+    @property
+    def stats(self) -> SipStatsSink: ...
+
+    async def open_rtp(self) -> RtpLeg: ...
+
+    def peer_for(self, dialog: Dialog) -> Peer: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
+
+    def reject_method(self, request: SipRequest, transaction: ServerTransaction) -> None: ...
+
+
 class InboundCall:
     """The UAS side of one call: negotiation, answer, media, in-dialog requests, BYE."""
 
     def __init__(
         self,
-        server: AgentSipServer,
+        server: SipHost,
         invite: SipRequest,
         transaction: ServerTransaction,
         source: Peer,
+        admission: Admission,
         *,
         on_transcript: Callable[[TranscriptLine], None] | None = None,
     ) -> None:
         self.server = server
+        self.admission = admission
         self.invite = invite
         self.transaction = transaction
         self.source = source
@@ -176,22 +204,13 @@ class InboundCall:
             session = await self._offer_in_200(rtp, settings.sip.answer_timeout_s)
         if session is None or self.negotiated is None or self.leg is None:
             return
-        tools = default_registry()
-        profile = CallProfile(
-            greeting=settings.agent.greeting, max_duration_s=settings.agent.max_duration_s
+        self.record = await self.admission.run(
+            self.leg, session, on_transcript=self._on_transcript, on_call=self._set_call
         )
-        self.call = Call(
-            leg=self.leg,
-            session=session,
-            clock=self.server.clock,
-            tools=tools,
-            profile=profile,
-            call_id=self.short_id,
-            provider=self.server.provider_name,
-            on_transcript=self._on_transcript,
-        )
-        self.record = await self.call.run()
         self.end_reason = self.end_reason or self.record.end_reason
+
+    def _set_call(self, call: Call) -> None:
+        self.call = call
 
     async def _answer_offer(self, rtp: RtpLeg, timeout_s: float) -> RealtimeSession | None:
         """The usual case: the INVITE carries the offer, our 200 the answer."""
@@ -281,7 +300,7 @@ class InboundCall:
 
     async def _connect_realtime(self, timeout_s: float) -> RealtimeSession | None:
         """Connect while ringing; a CANCEL or a failure ends the attempt cleanly."""
-        session = self.server.new_session()
+        session = self.admission.new_session()
         connect = asyncio.ensure_future(session.connect())
         cancelled = asyncio.ensure_future(self.cancelled.wait())
         try:
@@ -483,6 +502,7 @@ class InboundCall:
             with contextlib.suppress(Exception):
                 await self.rtp.hangup("closed")
         self.ended = True
+        self.admission.release(self.end_reason or "ended")
         self.log.info("call_finished", reason=self.end_reason, answered=self.answered)
 
 

@@ -1,11 +1,13 @@
 """The SIP answering service: routes every request to the right call or answers it itself.
 
 What lands here has already passed the transaction layer, so retransmissions
-are gone. This class decides, per request: a new INVITE becomes an
-`InboundCall` (or 486/503 when full); an in-dialog request goes to its call (or
-481 when there is none); CANCEL finds its INVITE; OPTIONS is answered for
-health checks; anything else gets 405 or 501 so the peer learns at once
-instead of retransmitting into the void.
+are gone. This class is the SIP front door of the switchboard. It decides, per request:
+a new INVITE is offered to the switchboard and becomes an `InboundCall` (or
+486/503 when the switchboard refuses it); an in-dialog request goes to its call
+(or 481 when there is none); CANCEL finds its INVITE; OPTIONS is answered for
+health checks; anything else gets 405 or 501 so the peer learns at once instead
+of retransmitting into the void. Capacity, profiles and the Realtime session are
+the switchboard's business, not this module's.
 """
 
 from __future__ import annotations
@@ -15,22 +17,20 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import structlog
 
 from telephony_agent.audio.clock import MediaClock
 from telephony_agent.call.record import TranscriptLine
-from telephony_agent.call.tools import default_registry
-from telephony_agent.commands.runtime import session_config
-from telephony_agent.config import Settings, codec_preference, parse_host_port
+from telephony_agent.config import codec_preference, parse_host_port
 from telephony_agent.media.rtp import PortAllocator, RtpLeg
-from telephony_agent.realtime.client import RealtimeSession
-from telephony_agent.realtime.providers import Endpoint
 from telephony_agent.server.inbound_call import ALLOW, CallSummary, InboundCall
 from telephony_agent.sip.dialog import Dialog, make_response, peer_for_uri
 from telephony_agent.sip.endpoint import SipEndpoint
 from telephony_agent.sip.message import NameAddr, SipRequest, SipUri
 from telephony_agent.sip.transaction import Peer, ServerTransaction, Timers
+from telephony_agent.switchboard import CallRequest, Refusal, Switchboard
 
 __all__ = ["AgentSipServer", "ServerStats"]
 
@@ -59,17 +59,15 @@ class AgentSipServer:
 
     def __init__(
         self,
-        settings: Settings,
-        endpoint: Endpoint,
-        provider_name: str,
+        switchboard: Switchboard,
         *,
-        clock: MediaClock | None = None,
         on_transcript: Callable[[str, TranscriptLine], None] | None = None,
     ) -> None:
+        self.switchboard = switchboard
+        #: Listening and media settings are read once, at start: a reload changes
+        #: profiles, tools and capacity, never the sockets.
+        settings = switchboard.deployment.settings
         self.settings = settings
-        self.realtime_endpoint = endpoint
-        self.provider_name = provider_name
-        self.clock = clock or MediaClock()
         self.codecs = codec_preference(settings)
         self.stats = ServerStats()
         self.endpoint = SipEndpoint(
@@ -87,9 +85,10 @@ class AgentSipServer:
         self._on_transcript = on_transcript
         self._accepting = True
         self.finished: list[CallSummary] = []
-        #: Calls this server does not own but that share `max_calls` (browser calls).
-        self.other_calls: Callable[[], int] = lambda: 0
-        self._tools = default_registry()
+
+    @property
+    def clock(self) -> MediaClock:
+        return self.switchboard.clock
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -124,6 +123,7 @@ class AgentSipServer:
     async def shutdown(self, timeout_s: float = 10.0) -> None:
         """Stop taking calls, hang up the ones in progress, and close the sockets."""
         self._accepting = False
+        self.switchboard.drain()
         for call in list(self._calls.values()):
             if call.leg is not None:
                 call.leg.end("shutdown")
@@ -136,7 +136,6 @@ class AgentSipServer:
         for task in self._tasks:
             task.cancel()
         await self.endpoint.close()
-        self.clock.stop()
 
     @property
     def active_calls(self) -> int:
@@ -156,17 +155,6 @@ class AgentSipServer:
             bind_host=self.bind_host,
             clock=self.clock,
             inactivity_timeout_s=self.settings.rtp.inactivity_timeout_s,
-        )
-
-    def new_session(self) -> RealtimeSession:
-        settings = self.settings
-        config = session_config(settings, self.provider_name, tools=self._tools.specs())
-        return RealtimeSession(
-            self.realtime_endpoint,
-            config,
-            chunk_ms=settings.realtime.chunk_ms,
-            ready_timeout_s=settings.realtime.ready_timeout_s,
-            max_reconnects=settings.realtime.max_reconnects,
         )
 
     def peer_for(self, dialog: Dialog) -> Peer:
@@ -249,13 +237,29 @@ class AgentSipServer:
         except ValueError:
             self.endpoint.respond(txn, make_response(request, 416))
             return
-        in_use = self.active_calls + self.other_calls()
-        if not self._accepting or in_use >= self.settings.sip.max_calls:
+        if not self._accepting:
+            self._reject_busy(request, txn)
+            return
+        admission = self.switchboard.admit(
+            CallRequest(
+                kind="sip",
+                external_id=request.call_id,
+                caller=_user_part(request.headers.get("From")),
+                dialled=_dialled(request),
+                remote=f"{source.host}:{source.port}",
+            )
+        )
+        if isinstance(admission, Refusal):
             self._reject_busy(request, txn)
             return
         self.endpoint.respond(txn, make_response(request, 100))
         call = InboundCall(
-            self, request, txn, source, on_transcript=self._transcript_callback(request.call_id)
+            self,
+            request,
+            txn,
+            source,
+            admission,
+            on_transcript=self._transcript_callback(request.call_id),
         )
         self._calls[call.key] = call
         self._by_invite[txn] = call
@@ -264,12 +268,12 @@ class AgentSipServer:
     def _reject_busy(self, request: SipRequest, txn: ServerTransaction) -> None:
         self.stats.rejected_busy += 1
         sip = self.settings.sip
-        if sip.over_capacity == "unavailable" or not self._accepting:
+        if sip.over_capacity == "unavailable" or not self._accepting or self.switchboard.draining:
             response = make_response(request, 503)
             response.headers.add("Retry-After", str(sip.retry_after_s))
         else:
             response = make_response(request, 486)
-        log.info("call_rejected_busy", status=response.status, active=self.active_calls)
+        log.info("call_rejected_busy", status=response.status, active=self.switchboard.active_calls)
         self.endpoint.respond(txn, response)
 
     async def _run_call(self, call: InboundCall, txn: ServerTransaction) -> None:
@@ -307,6 +311,31 @@ class AgentSipServer:
         if callback is None:
             return None
         return lambda line: callback(call_id, line)
+
+
+def _user_part(value: str | None) -> str:
+    """The user part of a From/To header's URI ("" when there is none or it is bad)."""
+    if not value:
+        return ""
+    try:
+        return _plain_user(SipUri.parse(NameAddr.parse(value).uri).user or "")
+    except ValueError:
+        return ""
+
+
+def _dialled(request: SipRequest) -> str:
+    """The number a caller dialled: the Request-URI's user part, else the To header's."""
+    try:
+        user = SipUri.parse(request.uri).user
+    except ValueError:
+        user = None
+    return _plain_user(user) if user else _user_part(request.headers.get("To"))
+
+
+def _plain_user(user: str) -> str:
+    """A user part as profiles match it: telephone-subscriber parameters (";npdi",
+    ";rn=...") dropped, escaped characters (%2B for "+") as what they stand for."""
+    return unquote(user.split(";", 1)[0])
 
 
 def _tag(value: str | None) -> str | None:

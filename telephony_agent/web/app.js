@@ -72,6 +72,14 @@
     };
   }
 
+  // The page URL may name the agent profile to talk to: /?profile=booking
+  function offerBody(sdp) {
+    const body = { sdp, type: 'offer' };
+    const profile = new URLSearchParams(window.location.search).get('profile');
+    if (profile) body.profile = profile;
+    return body;
+  }
+
   function authHeaders() {
     const token = ui.token.value.trim();
     return token ? { Authorization: `Bearer ${token}` } : {};
@@ -259,7 +267,7 @@
       response = await fetch('webrtc/offer', {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', ...authHeaders() },
-        body: JSON.stringify({ sdp: pc.localDescription.sdp, type: 'offer' }),
+        body: JSON.stringify(offerBody(pc.localDescription.sdp)),
       });
     } catch (error) {
       finish(call, `Could not reach the server: ${error.message}.`, true);

@@ -52,6 +52,7 @@ class CallResult:
     record: CallRecord
     leg: FileLeg
     backend: RunningBackend
+    session: RealtimeSession
 
 
 @asynccontextmanager
@@ -73,6 +74,8 @@ async def run_file_call(
     silence_duration_ms: int = 400,
     dialect: Dialect = Dialect.GA,
     profile: CallProfile | None = None,
+    dtmf_at: dict[int, str] | None = None,
+    session_class: type[RealtimeSession] = RealtimeSession,
 ) -> CallResult:
     """One whole call: FileLeg ⇄ Call ⇄ RealtimeSession ⇄ local backend over loopback."""
     async with local_backend(options) as backend:
@@ -84,10 +87,10 @@ async def run_file_call(
             vad=VadConfig(silence_duration_ms=silence_duration_ms, prefix_padding_ms=200),
             tools=tools.specs(),
         )
-        session = RealtimeSession(endpoint, config)
+        session = session_class(endpoint, config)
         await session.connect()
         clock = MediaClock(interval_ms=tick_ms)
-        leg = FileLeg(caller, leg_rate, clock, tail_s=tail_s)
+        leg = FileLeg(caller, leg_rate, clock, tail_s=tail_s, dtmf_at=dtmf_at)
         call = Call(
             leg=leg,
             session=session,
@@ -100,4 +103,4 @@ async def run_file_call(
             record = await call.run()
         finally:
             clock.stop()
-        return CallResult(record, leg, backend)
+        return CallResult(record, leg, backend, session)

@@ -159,8 +159,8 @@ async def running_http(
     leg_factory = factory or FakeLegFactory()
     async with _running_server(**sections) as sip:
         http = HttpServer(
-            sip,
-            sip.settings,
+            sip.switchboard,
+            sip=sip,
             token=token,
             leg_factory=leg_factory,
             environ=environ or {},

@@ -20,7 +20,7 @@ from aiortc.mediastreams import AudioStreamTrack
 from telephony_agent.media.webrtc import WebRtcLeg, WebRtcOfferError
 from telephony_agent.realtime.errors import RealtimeConnectError
 from telephony_agent.server.http_app import HANGUP_WAIT_S, MAX_BODY_BYTES
-from telephony_agent.server.sip_server import AgentSipServer
+from telephony_agent.switchboard import Admission, CallRequest
 from tests.http.support import (
     FAKE_ANSWER,
     OFFER,
@@ -284,13 +284,13 @@ async def test_unreachable_speech_model_is_a_503_and_the_leg_is_closed(
 
     sessions: list[DeadSession] = []
 
-    def dead_session() -> DeadSession:
+    def dead_session(self: Admission) -> DeadSession:
         sessions.append(DeadSession())
         return sessions[-1]
 
     factory = FakeLegFactory()
     async with running_http(factory=factory, sip={"retry_after_s": 9}) as rig:
-        monkeypatch.setattr(rig.sip, "new_session", dead_session)
+        monkeypatch.setattr(Admission, "new_session", dead_session)
         async with rig.client.post("/webrtc/offer", json={"sdp": OFFER}) as response:
             assert response.status == 503
             assert response.headers["Retry-After"] == "9"
@@ -300,9 +300,7 @@ async def test_unreachable_speech_model_is_a_503_and_the_leg_is_closed(
         assert (await rig.health())["webrtc_calls"] == 0
 
 
-async def test_over_capacity_is_a_503_counting_sip_and_browser_calls(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_over_capacity_is_a_503_counting_sip_and_browser_calls() -> None:
     async with running_http(sip={"max_calls": 2, "retry_after_s": 5}) as rig:
         assert (await _offer(rig))[0] == 200
         assert (await _offer(rig))[0] == 200
@@ -315,10 +313,12 @@ async def test_over_capacity_is_a_503_counting_sip_and_browser_calls(
         for leg in rig.fake.legs:
             await leg.close()
         await wait_until(lambda: len(rig.http.calls) == 0)
-        # One SIP call in progress leaves one slot.
-        monkeypatch.setattr(AgentSipServer, "active_calls", property(lambda self: 1))
+        # One SIP call being set up holds one slot of the same budget.
+        held = rig.sip.switchboard.admit(CallRequest(kind="sip", external_id="held"))
+        assert isinstance(held, Admission)
         assert (await _offer(rig))[0] == 200
         assert (await _offer(rig))[0] == 503
+        held.release("test")
 
 
 async def test_bearer_token_guards_signalling_and_never_leaks(

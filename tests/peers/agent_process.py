@@ -109,6 +109,7 @@ class AgentServer:
     http_port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    config_path: Path
 
     def health(self) -> dict[str, Any]:
         url = f"http://127.0.0.1:{self.http_port}/health"
@@ -165,11 +166,15 @@ class AgentServer:
         return int(self.process.returncode)
 
 
-def start_agent(workdir: Path, overrides: Sections) -> AgentServer:
-    """Write a settings file into `workdir`, start serve on free ports, wait until it is ready."""
+def start_agent(workdir: Path, overrides: Sections, extra_toml: str = "") -> AgentServer:
+    """Write a settings file into `workdir`, start serve on free ports, wait until it is ready.
+
+    `extra_toml` is appended to the file as written (arrays of tables such as
+    `[[profiles]]`, which the section overrides cannot express).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "agent.toml"
-    config.write_text(to_toml(merged_settings(overrides)), encoding="utf-8")
+    config.write_text(to_toml(merged_settings(overrides)) + extra_toml, encoding="utf-8")
     log_path = workdir / "agent.stderr"
     command = [
         sys.executable,
@@ -204,7 +209,7 @@ def start_agent(workdir: Path, overrides: Sections) -> AgentServer:
                     process.kill()
                     process.wait()
                     raise RuntimeError(f"cannot read the ports from the ready line: {line}")
-                return AgentServer(int(match[1]), int(match[2]), process, log_path)
+                return AgentServer(int(match[1]), int(match[2]), process, log_path, config)
         if process.poll() is not None or time.monotonic() > deadline:
             if process.poll() is None:
                 process.kill()

@@ -41,8 +41,8 @@ def start_agent_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     """
     servers: list[AgentServer] = []
 
-    def start(**sections: dict[str, Any]) -> AgentServer:
-        server = start_agent(tmp_path / f"agent{len(servers)}", sections)
+    def start(extra_toml: str = "", **sections: dict[str, Any]) -> AgentServer:
+        server = start_agent(tmp_path / f"agent{len(servers)}", sections, extra_toml)
         servers.append(server)
         return server
 

@@ -11,6 +11,7 @@ import pytest
 from telephony_agent.commands.runtime import open_provider
 from telephony_agent.config import load_settings
 from telephony_agent.server.sip_server import AgentSipServer
+from telephony_agent.switchboard import Switchboard
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[AgentSipServer]]
 
@@ -27,12 +28,14 @@ async def _running_server(**sections: dict[str, Any]) -> AsyncIterator[AgentSipS
         overrides.setdefault(name, {}).update(values)
     settings = load_settings(None, environ={}, overrides=overrides)
     runtime = await open_provider(settings, environ={})
-    server = AgentSipServer(settings, runtime.endpoint, runtime.resolved.name)
+    board = Switchboard(runtime.deployment(settings, environ={}))
+    server = AgentSipServer(board)
     try:
         await server.start()
         yield server
     finally:
         await server.shutdown(timeout_s=5.0)
+        await board.close()
         await runtime.close()
 
 

@@ -1,0 +1,369 @@
+"""The switchboard: the one owner of every live call, whatever leg it came in on.
+
+Why one owner: capacity, draining, profile choice, the Realtime session for that
+profile, the tools bound to the call, and what listeners (transcripts, records,
+metrics) hear about it are the same for a SIP call and a browser call. The front
+doors (`server/sip_server.py`, `server/browser_calls.py`) only translate their
+signalling into a `CallRequest`, set up their leg, and hand both back here.
+
+The life of a call here:
+
+1. `admit(request)` decides at once, without I/O: a `Refusal` (over capacity,
+   draining, unknown profile) or an `Admission` that holds one call slot and
+   knows the profile and the deployment the call was admitted under.
+2. The front door sets up its leg and connects `admission.new_session()` while
+   the caller hears ringing (or ICE gathers).
+3. `admission.run(leg, session)` runs the `Call` to its end and returns its
+   record; or `admission.release(reason)` gives the slot back when setup failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import structlog
+
+from telephony_agent.agent import CallFacts, Profile, render_greeting, render_instructions
+from telephony_agent.audio.clock import MediaClock
+from telephony_agent.call.bridge import Call, CallProfile
+from telephony_agent.call.record import CallRecord, TranscriptLine
+from telephony_agent.call.tools import ToolRegistry, ToolResult, builtin_tools
+from telephony_agent.media.leg import MediaLeg
+from telephony_agent.realtime.client import RealtimeSession
+from telephony_agent.switchboard.deployment import Deployment
+from telephony_agent.switchboard.request import CallRequest, Refusal
+from telephony_agent.switchboard.session import session_config
+from telephony_agent.tools import BUILTIN_TOOL_NAMES, CallInfo
+
+__all__ = ["Admission", "CallListener", "LiveCall", "Switchboard", "SwitchboardStats"]
+
+log = structlog.get_logger(__name__)
+
+
+class CallListener(Protocol):
+    """Hears about every call; must return at once (nothing may block the call)."""
+
+    def call_started(self, call: LiveCall) -> None: ...
+
+    def transcript(self, call: LiveCall, line: TranscriptLine) -> None: ...
+
+    def tool_called(self, call: LiveCall, result: ToolResult) -> None: ...
+
+    def call_ended(self, call: LiveCall, record: CallRecord) -> None: ...
+
+
+@dataclass
+class SwitchboardStats:
+    admitted: int = 0
+    refused_over_capacity: int = 0
+    refused_draining: int = 0
+    refused_unknown_profile: int = 0
+    #: Admissions given back before the call ran (setup failed, cancelled).
+    abandoned: int = 0
+    started: int = 0
+    completed: int = 0
+    #: Sum of finished calls' durations, for CPU-per-call-second figures.
+    call_seconds: float = 0.0
+
+
+@dataclass
+class LiveCall:
+    """A running call as listeners and operators see it."""
+
+    id: str
+    request: CallRequest
+    profile: Profile
+    provider: str
+    call: Call
+    started_at: float = field(default_factory=time.time)
+
+
+class Admission:
+    """One admitted call: holds its slot until `run` ends or `release` is called."""
+
+    def __init__(
+        self,
+        board: Switchboard,
+        request: CallRequest,
+        profile: Profile,
+        deployment: Deployment,
+    ) -> None:
+        self._board = board
+        self.request = request
+        self.profile = profile
+        self.deployment = deployment
+        #: Our own id for the call (the front door's id is `request.external_id`).
+        self.id = uuid.uuid4().hex
+        self.facts = CallFacts(
+            caller=request.caller,
+            dialled=request.dialled,
+            call_id=request.external_id,
+            now=datetime.now().astimezone(),
+        )
+        self.provider, self.endpoint = deployment.endpoint_for(profile)
+        self.tools = self._tool_registry()
+        self._released = False
+        self.live: LiveCall | None = None
+
+    def _tool_registry(self) -> ToolRegistry:
+        wanted = self.profile.effective_tools
+        base = ToolRegistry()
+        for tool in builtin_tools():
+            if tool.spec.name in wanted:
+                base.register(tool)
+        business = [name for name in wanted if name not in BUILTIN_TOOL_NAMES]
+        if not business:
+            return base
+        info = CallInfo(
+            call_id=self.request.external_id,
+            profile=self.profile.name,
+            caller=self.request.caller,
+            dialled=self.request.dialled,
+            variables=dict(self.profile.variables),
+        )
+        return self.deployment.tools.registry_for(business, info, base)
+
+    def new_session(self) -> RealtimeSession:
+        """A Realtime session for this call's profile (not yet connected)."""
+        settings = self.deployment.settings
+        profile = self.profile
+        config = session_config(
+            settings,
+            self.provider,
+            instructions=render_instructions(profile, self.facts),
+            voice=profile.voice,
+            language=profile.language,
+            tools=self.tools.specs(),
+        )
+        return RealtimeSession(
+            self.endpoint,
+            config,
+            chunk_ms=settings.realtime.chunk_ms,
+            ready_timeout_s=settings.realtime.ready_timeout_s,
+            max_reconnects=settings.realtime.max_reconnects,
+        )
+
+    async def run(
+        self,
+        leg: MediaLeg,
+        session: RealtimeSession,
+        *,
+        on_transcript: Callable[[TranscriptLine], None] | None = None,
+        on_call: Callable[[Call], None] | None = None,
+    ) -> CallRecord:
+        """Run the call to its end (never raises); the slot is released after."""
+        profile = self.profile
+        call = Call(
+            leg=leg,
+            session=session,
+            clock=self._board.clock,
+            tools=self.tools,
+            profile=CallProfile(
+                greeting=render_greeting(profile, self.facts),
+                greeting_audio=self.deployment.greeting_audio.get(profile.name),
+                max_duration_s=profile.max_duration_s,
+                dtmf_inter_digit_s=profile.dtmf_inter_digit_s,
+                dtmf_max_digits=profile.dtmf_max_digits,
+                dtmf_terminator=profile.dtmf_terminator,
+                dtmf_message=profile.dtmf_message,
+            ),
+            call_id=self.request.external_id[:128],
+            provider=self.provider,
+            on_transcript=lambda line: self._board.on_transcript(self, line, on_transcript),
+            on_tool_result=lambda result: self._board.on_tool_result(self, result),
+        )
+        if on_call is not None:
+            on_call(call)
+        live = LiveCall(self.id, self.request, profile, self.provider, call)
+        self.live = live
+        self._board.call_started(self, live)
+        record = await call.run()
+        self._board.call_ended(self, live, record)
+        return record
+
+    def release(self, reason: str) -> None:
+        """Give the slot back (idempotent); a call that never ran counts as abandoned."""
+        if self._released:
+            return
+        self._released = True
+        self._board.release(self, reason)
+
+
+class Switchboard:
+    """Admits, runs and ends every call of the process against one capacity."""
+
+    def __init__(self, deployment: Deployment, *, clock: MediaClock | None = None) -> None:
+        self.deployment = deployment
+        self.clock = clock or MediaClock()
+        self.stats = SwitchboardStats()
+        self._admitted: dict[str, Admission] = {}
+        self._live: dict[str, LiveCall] = {}
+        self._listeners: list[CallListener] = []
+        self._draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # ------------------------------------------------------------------ configuration
+
+    @property
+    def max_calls(self) -> int:
+        return self.deployment.settings.sip.max_calls
+
+    def reload(self, deployment: Deployment) -> None:
+        """New calls use `deployment`; live calls keep the one they were admitted under."""
+        self.deployment = deployment
+        log.info(
+            "deployment_reloaded",
+            profiles=[p.name for p in deployment.profiles.profiles],
+            tools=sorted(deployment.tools.names()),
+            max_calls=self.max_calls,
+        )
+
+    def add_listener(self, listener: CallListener) -> None:
+        self._listeners.append(listener)
+
+    # ------------------------------------------------------------------ admission
+
+    @property
+    def active_calls(self) -> int:
+        """Calls holding a slot: being set up or running."""
+        return len(self._admitted)
+
+    @property
+    def live_calls(self) -> list[LiveCall]:
+        return list(self._live.values())
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def admit(self, request: CallRequest) -> Admission | Refusal:
+        """Take the call or say why not; decided at once, without I/O."""
+        deployment = self.deployment
+        if self._draining:
+            self.stats.refused_draining += 1
+            return Refusal("draining", "the server is shutting down")
+        if len(self._admitted) >= self.max_calls:
+            self.stats.refused_over_capacity += 1
+            log.info("call_refused", reason="over_capacity", active=len(self._admitted))
+            return Refusal(
+                "over_capacity", f"all {self.max_calls} call slots are in use; try again later"
+            )
+        if request.profile is not None:
+            profile = deployment.profiles.by_name(request.profile)
+            if profile is None:
+                self.stats.refused_unknown_profile += 1
+                return Refusal("unknown_profile", f"no profile named {request.profile!r}")
+        else:
+            profile = deployment.profiles.route(request.dialled)
+        admission = Admission(self, request, profile, deployment)
+        self._admitted[admission.id] = admission
+        self._idle.clear()
+        self.stats.admitted += 1
+        log.info(
+            "call_admitted",
+            kind=request.kind,
+            external_id=request.external_id[:128],
+            profile=profile.name,
+            provider=admission.provider,
+            active=len(self._admitted),
+        )
+        return admission
+
+    def release(self, admission: Admission, reason: str) -> None:
+        if self._admitted.pop(admission.id, None) is None:
+            return
+        if admission.live is None:
+            self.stats.abandoned += 1
+            log.info("call_abandoned", reason=reason, external_id=admission.request.external_id)
+        if not self._admitted:
+            self._idle.set()
+
+    # ------------------------------------------------------------------ call events
+
+    def call_started(self, admission: Admission, live: LiveCall) -> None:
+        self._live[admission.id] = live
+        self.stats.started += 1
+        for listener in self._listeners:
+            with _listener_guard("call_started"):
+                listener.call_started(live)
+
+    def on_transcript(
+        self,
+        admission: Admission,
+        line: TranscriptLine,
+        front_door: Callable[[TranscriptLine], None] | None,
+    ) -> None:
+        if front_door is not None:
+            with _listener_guard("transcript"):
+                front_door(line)
+        live = admission.live
+        if live is None:
+            return
+        for listener in self._listeners:
+            with _listener_guard("transcript"):
+                listener.transcript(live, line)
+
+    def on_tool_result(self, admission: Admission, result: ToolResult) -> None:
+        live = admission.live
+        if live is None:
+            return
+        for listener in self._listeners:
+            with _listener_guard("tool_called"):
+                listener.tool_called(live, result)
+
+    def call_ended(self, admission: Admission, live: LiveCall, record: CallRecord) -> None:
+        self._live.pop(admission.id, None)
+        self.stats.completed += 1
+        self.stats.call_seconds += record.duration_s
+        for listener in self._listeners:
+            with _listener_guard("call_ended"):
+                listener.call_ended(live, record)
+        admission.release(record.end_reason)
+
+    # ------------------------------------------------------------------ ending
+
+    def drain(self) -> None:
+        """Refuse new calls from now on; calls in progress go on."""
+        if not self._draining:
+            self._draining = True
+            log.info("switchboard_draining", active=len(self._admitted))
+
+    def hang_up_all(self, reason: str = "shutdown") -> None:
+        """End every running call from our side (BYE / closed peer connection)."""
+        for live in list(self._live.values()):
+            live.call.hang_up(reason)
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no call holds a slot; False on timeout."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Stop the business tools' connections (after every call has ended)."""
+        with contextlib.suppress(Exception):
+            await self.deployment.tools.aclose()
+
+
+class _listener_guard(contextlib.AbstractContextManager[None]):
+    """A listener that raises is logged, never allowed to end or stall the call."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
+        if exc is not None and isinstance(exc, Exception):
+            log.warning("call_listener_failed", hook=self.what, error=type(exc).__name__)
+            return True
+        return False

@@ -1,0 +1,48 @@
+"""The Realtime session a call asks for, built from settings and the call's profile.
+
+Why here and not in the CLI: every front door (SIP, browser, and the `ask` command)
+needs the same session configuration, and a lower layer must never reach up into
+`commands/` for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from telephony_agent.config import Settings, effective_voice
+from telephony_agent.realtime.session_config import SessionConfig, ToolSpec, VadConfig
+
+__all__ = ["session_config"]
+
+
+def session_config(
+    settings: Settings,
+    provider_name: str,
+    *,
+    instructions: str | None = None,
+    voice: str | None = None,
+    language: str | None = None,
+    manual_turns: bool = False,
+    tools: Sequence[ToolSpec] = (),
+) -> SessionConfig:
+    """The session configuration for one call; profile values override `[agent]`."""
+    vad = settings.vad
+    vad_config = None
+    if vad.enabled and not manual_turns:
+        vad_config = VadConfig(
+            threshold=vad.threshold,
+            prefix_padding_ms=vad.prefix_padding_ms,
+            silence_duration_ms=vad.silence_duration_ms,
+            create_response=True,
+            interrupt_response=vad.interrupt_response,
+            idle_timeout_ms=vad.idle_timeout_ms,
+        )
+    return SessionConfig(
+        instructions=settings.agent.instructions if instructions is None else instructions,
+        voice=voice or effective_voice(settings, provider_name),
+        output_rate=settings.agent.output_rate,
+        vad=vad_config,
+        transcription_model=settings.agent.transcription_model,
+        transcription_language=language,
+        tools=list(tools),
+    )
