@@ -8,12 +8,14 @@ via `BackendOptions` fault knobs.
 
 from telephony_agent.realtime.backend.behaviours import ScriptError
 from telephony_agent.realtime.backend.options import BackendOptions
+from telephony_agent.realtime.backend.phrases import PhraseError
 from telephony_agent.realtime.backend.server import RunningBackend, serve_forever, start_backend
 from telephony_agent.realtime.backend.stats import BackendStats, TruncateRecord
 
 __all__ = [
     "BackendOptions",
     "BackendStats",
+    "PhraseError",
     "RunningBackend",
     "ScriptError",
     "TruncateRecord",

@@ -1,4 +1,5 @@
-"""What the backend "says": echo the caller, play a tone, or follow a JSON script.
+"""What the backend "says": echo the caller, play a tone, follow a JSON script, or run
+the booking line (`booking_behaviour.py`).
 
 A behaviour turns one turn's input into the content of one response (audio at the
 output rate, the assistant transcript, function calls). It knows nothing about events
@@ -16,11 +17,41 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import soxr
 from numpy.typing import NDArray
+
+from telephony_agent.realtime.backend.booking_behaviour import BookingBehaviour
+from telephony_agent.realtime.backend.phrases import booking_phrases
+from telephony_agent.realtime.backend.turn import (
+    Behaviour,
+    FunctionCallSpec,
+    ResponseContent,
+    ToolOutput,
+    TurnInput,
+)
+
+__all__ = [
+    "Behaviour",
+    "BookingBehaviour",
+    "EchoBehaviour",
+    "FunctionCallSpec",
+    "ResponseContent",
+    "ScriptBehaviour",
+    "ScriptError",
+    "ScriptTurn",
+    "ToneBehaviour",
+    "ToolOutput",
+    "TurnInput",
+    "load_script",
+    "make_behaviour",
+    "parse_script",
+    "resample",
+    "seconds",
+    "tone",
+]
 
 TONE_LEVEL = 0.3
 """Peak amplitude of synthetic tones (about -13 dBFS RMS): loud, never clipping."""
@@ -35,37 +66,10 @@ class ScriptError(ValueError):
 
 
 @dataclass(frozen=True)
-class FunctionCallSpec:
-    name: str
-    arguments: str
-    """JSON text, sent verbatim (split into deltas) as the call's arguments."""
-
-
-@dataclass(frozen=True)
 class ScriptTurn:
     say: str
     tone_ms: int
     function_calls: tuple[FunctionCallSpec, ...]
-
-
-@dataclass(frozen=True)
-class TurnInput:
-    user_audio: NDArray[np.int16] | None
-    """The committed caller audio this response answers, if any (at `input_rate`)."""
-    input_rate: int
-    output_rate: int
-
-
-@dataclass(frozen=True)
-class ResponseContent:
-    audio: NDArray[np.int16]
-    """PCM16 at the output rate; empty for a response without speech."""
-    text: str
-    function_calls: tuple[FunctionCallSpec, ...] = ()
-
-
-class Behaviour(Protocol):
-    def respond(self, turn: TurnInput) -> ResponseContent: ...
 
 
 def tone(hz: float, ms: int, rate: int) -> NDArray[np.int16]:
@@ -184,6 +188,8 @@ def make_behaviour(name: str, tone_hz: float, script: tuple[ScriptTurn, ...] | N
         return EchoBehaviour(tone_hz)
     if name == "tone":
         return ToneBehaviour(tone_hz)
+    if name == "booking":
+        return BookingBehaviour(booking_phrases())
     if script is None:
         raise ScriptError("behaviour 'script' needs a loaded script")
     return ScriptBehaviour(script, tone_hz)

@@ -1,8 +1,9 @@
-"""Validation of client-made conversation items and of truncate requests.
+"""Validation of client-made conversation items, and truncate, delete and retrieve.
 
-Pure functions over the conversation: they return what to record or raise `Rejected`
-with the error the real service gives. Strictness is the point: a client that passes
-here (above all the truncate checks) will not be surprised by a real provider.
+Functions over the conversation: they return what to record (or the event to send) or
+raise `Rejected` with the error the real service gives. Strictness is the point: a
+client that passes here (above all the truncate checks) will not be surprised by a real
+provider.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import structlog
 from numpy.typing import NDArray
 
 from telephony_agent.realtime.backend import errors
 from telephony_agent.realtime.backend.conversation import Conversation, ItemRecord
 from telephony_agent.realtime.backend.errors import Rejected
+from telephony_agent.realtime.backend.stats import BackendStats, TruncateRecord
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -168,3 +173,47 @@ def trim_transcript(record: ItemRecord, fraction: float) -> None:
         text = part.get("transcript")
         if isinstance(text, str):
             part["transcript"] = text[: int(len(text) * min(1.0, fraction))]
+
+
+def truncate_item(
+    message: dict[str, Any], conversation: Conversation, stats: BackendStats
+) -> dict[str, Any]:
+    """Apply a valid `conversation.item.truncate`; returns the `truncated` event."""
+    try:
+        record, end = check_truncate(message, conversation)
+    except Rejected:
+        stats.rejected_truncates += 1
+        log.warning("truncate_rejected", item_id=message.get("item_id"))
+        raise
+    sent_ms = record.sent_ms
+    record.truncated_ms = end
+    trim_transcript(record, end / sent_ms if sent_ms else 0.0)
+    stats.truncates_accepted += 1
+    stats.truncations.append(TruncateRecord(record.id, end, sent_ms))
+    return {
+        "type": "conversation.item.truncated",
+        "item_id": record.id,
+        "content_index": 0,
+        "audio_end_ms": end,
+    }
+
+
+def delete_item(
+    message: dict[str, Any], conversation: Conversation, stats: BackendStats
+) -> dict[str, Any]:
+    """Apply a `conversation.item.delete`; returns the `deleted` event."""
+    item_id = message.get("item_id")
+    if not isinstance(item_id, str):
+        raise Rejected(errors.missing("item_id"))
+    if not conversation.delete(item_id):
+        raise Rejected(errors.delete_unknown_item(item_id))
+    stats.items_deleted += 1
+    return {"type": "conversation.item.deleted", "item_id": item_id}
+
+
+def retrieve_item(message: dict[str, Any], conversation: Conversation) -> dict[str, Any]:
+    item_id = message.get("item_id")
+    record = conversation.get(item_id) if isinstance(item_id, str) else None
+    if record is None:
+        raise Rejected(errors.retrieve_unknown_item(item_id))
+    return {"type": "conversation.item.retrieved", "item": record.wire}

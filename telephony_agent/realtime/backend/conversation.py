@@ -50,7 +50,9 @@ class ItemRecord:
 class Conversation:
     def __init__(self) -> None:
         self._items: dict[str, ItemRecord] = {}
-        self._call_ids: set[str] = set()
+        self._call_names: dict[str, str | None] = {}
+        """call_id → function name of every function call item seen (kept after a
+        delete, like the call ids themselves: an output may still refer to it)."""
 
     def __contains__(self, item_id: object) -> bool:
         return item_id in self._items
@@ -67,7 +69,8 @@ class Conversation:
         previous = self.last_id
         self._items[record.id] = record
         if record.type == "function_call" and record.call_id:
-            self._call_ids.add(record.call_id)
+            name = record.wire.get("name")
+            self._call_names[record.call_id] = name if isinstance(name, str) else None
         return previous
 
     def get(self, item_id: str) -> ItemRecord | None:
@@ -77,4 +80,8 @@ class Conversation:
         return self._items.pop(item_id, None) is not None
 
     def has_call(self, call_id: str) -> bool:
-        return call_id in self._call_ids
+        return call_id in self._call_names
+
+    def call_name(self, call_id: str) -> str | None:
+        """The function name of the call `call_id` answers (None if unknown)."""
+        return self._call_names.get(call_id)

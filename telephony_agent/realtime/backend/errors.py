@@ -188,9 +188,11 @@ def item_not_supported(detail: str, param: str) -> ClientFault:
     return ClientFault("invalid_value", f"Error adding item: {detail}", param)
 
 
-def session_expired(minutes: str) -> ClientFault:
+def session_expired(after_s: float) -> ClientFault:
+    minutes = after_s / 60
+    text = f"{minutes:g}" if minutes >= 1 else f"{minutes:.2g}"
     return ClientFault(
-        "session_expired", f"Your session hit the maximum duration of {minutes} minutes."
+        "session_expired", f"Your session hit the maximum duration of {text} minutes."
     )
 
 

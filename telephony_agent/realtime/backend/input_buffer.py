@@ -13,6 +13,22 @@ from numpy.typing import NDArray
 _EMPTY = np.zeros(0, dtype=np.int16)
 
 
+class Pcm16Joiner:
+    """Appends may split a PCM16 sample across two messages: the odd byte waits for the
+    next one instead of shifting every later sample by a byte."""
+
+    def __init__(self) -> None:
+        self._odd_byte = b""
+
+    def join(self, raw: bytes) -> NDArray[np.int16]:
+        raw = self._odd_byte + raw
+        if len(raw) % 2:
+            self._odd_byte, raw = raw[-1:], raw[:-1]
+        else:
+            self._odd_byte = b""
+        return np.frombuffer(raw, dtype="<i2").astype(np.int16, copy=False)
+
+
 class InputBuffer:
     def __init__(self) -> None:
         self._chunks: list[NDArray[np.int16]] = []

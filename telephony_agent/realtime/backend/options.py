@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-Behaviour = Literal["echo", "tone", "script"]
+Behaviour = Literal["echo", "tone", "script", "booking"]
+BEHAVIOURS: tuple[Behaviour, ...] = ("echo", "tone", "script", "booking")
 DialectName = Literal["ga", "beta", "yandex"]
 TranscriptTiming = Literal["before", "after", "never"]
 
@@ -26,7 +27,9 @@ class BackendOptions:
 
     behaviour: Behaviour = "echo"
     """echo: answer with the caller's committed speech; tone: ~1 s of `tone_hz`;
-    script: the turns of `script_path` (JSON), including function calls."""
+    script: the turns of `script_path` (JSON), including function calls; booking: the
+    restaurant booking line in recorded speech, with `check_availability`,
+    `make_booking` and `end_call` tool calls (`booking_behaviour.py`)."""
     script_path: Path | None = None
     dialect: DialectName = "ga"
     """Event names on the wire: OpenAI GA, beta (`response.audio.delta`, …) or Yandex
@@ -86,8 +89,10 @@ class BackendOptions:
     def __post_init__(self) -> None:
         # Fail at construction with the name of the bad knob: a typo in a CLI flag or a
         # test must not turn into a server that silently behaves differently.
-        if self.behaviour not in ("echo", "tone", "script"):
-            raise ValueError(f"behaviour must be echo, tone or script, not {self.behaviour!r}")
+        if self.behaviour not in BEHAVIOURS:
+            raise ValueError(
+                f"behaviour must be echo, tone, script or booking, not {self.behaviour!r}"
+            )
         if self.behaviour == "script" and self.script_path is None:
             raise ValueError("behaviour 'script' needs script_path")
         if self.dialect not in ("ga", "beta", "yandex"):

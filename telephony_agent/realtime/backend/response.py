@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from telephony_agent.realtime.backend.behaviours import FunctionCallSpec, ResponseContent
 from telephony_agent.realtime.backend.conversation import ItemRecord
 from telephony_agent.realtime.backend.ids import IdSource
 from telephony_agent.realtime.backend.outbox import CloseConnection, Step
+from telephony_agent.realtime.backend.turn import FunctionCallSpec, ResponseContent
 from telephony_agent.realtime.backend.wire_dialect import WireDialect
 
 ResponseStatus = Literal["completed", "cancelled", "failed"]

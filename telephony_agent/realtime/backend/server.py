@@ -28,6 +28,7 @@ from websockets.server import ServerProtocol
 from telephony_agent.realtime.backend.behaviours import ScriptTurn, load_script
 from telephony_agent.realtime.backend.options import BackendOptions
 from telephony_agent.realtime.backend.outbox import CloseConnection
+from telephony_agent.realtime.backend.phrases import booking_phrases
 from telephony_agent.realtime.backend.session import BackendSession, SharedFaults
 from telephony_agent.realtime.backend.stats import BackendStats
 from telephony_agent.realtime.wslog import websocket_logger
@@ -216,6 +217,8 @@ async def start_backend(
     script = load_script(options.script_path) if options.script_path is not None else None
     if options.behaviour == "script" and script is None:
         raise ValueError("behaviour 'script' needs script_path")
+    if options.behaviour == "booking":
+        booking_phrases()  # missing speech assets fail here, not on every connection
     stats = BackendStats()
     handler = _Handler(options, stats, script)
     server = await serve(

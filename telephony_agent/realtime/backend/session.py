@@ -27,23 +27,20 @@ import structlog
 from numpy.typing import NDArray
 
 from telephony_agent.realtime.backend import errors
-from telephony_agent.realtime.backend.behaviours import (
-    ScriptTurn,
-    TurnInput,
-    make_behaviour,
-    seconds,
-)
+from telephony_agent.realtime.backend.behaviours import ScriptTurn, make_behaviour, seconds
 from telephony_agent.realtime.backend.client_items import (
-    check_truncate,
+    delete_item,
     parse_item,
-    trim_transcript,
+    retrieve_item,
+    truncate_item,
 )
 from telephony_agent.realtime.backend.conversation import Conversation, ItemRecord
 from telephony_agent.realtime.backend.errors import ClientFault, Rejected
 from telephony_agent.realtime.backend.ids import IdSource
-from telephony_agent.realtime.backend.input_buffer import InputBuffer
+from telephony_agent.realtime.backend.input_buffer import InputBuffer, Pcm16Joiner
 from telephony_agent.realtime.backend.options import BackendOptions
 from telephony_agent.realtime.backend.outbox import CloseConnection, Frame, Step
+from telephony_agent.realtime.backend.phrases import caller_phrase_spotter
 from telephony_agent.realtime.backend.response import Pacing, ResponseRun, ResponseStatus
 from telephony_agent.realtime.backend.session_config import (
     ConfigError,
@@ -51,7 +48,13 @@ from telephony_agent.realtime.backend.session_config import (
     apply_update,
     is_beta_shape,
 )
-from telephony_agent.realtime.backend.stats import BackendStats, TruncateRecord
+from telephony_agent.realtime.backend.stats import BackendStats
+from telephony_agent.realtime.backend.turn_inputs import (
+    TurnInputs,
+    caller_audio_item,
+    caller_transcript,
+    transcription_completed,
+)
 from telephony_agent.realtime.backend.vad import WINDOW_MS, EnergyVad
 from telephony_agent.realtime.backend.wire_dialect import wire_dialect
 
@@ -109,12 +112,14 @@ class BackendSession:
         self._stream: deque[Step] = deque()
         self._anchor: float | None = None
         self._expire_at: float | None = None
-        self._odd_byte = b""
+        self._pcm = Pcm16Joiner()
         self._speech_item: str | None = None
         self._speech_start = 0
         self._active: ResponseRun | None = None
         self._pending_auto = False
-        self._last_user_audio: NDArray[np.int16] | None = None
+        spotter = caller_phrase_spotter() if options.behaviour == "booking" else None
+        self.inputs = TurnInputs(spotter)
+        """What the next response answers (caller audio and its phrase, text, tool output)."""
         self._pending_transcripts: list[dict[str, Any]] = []
         self._idle_anchor: int | None = 0
         self._responses_started = 0
@@ -186,10 +191,7 @@ class BackendSession:
         self._expire_at = None
         self._stream.clear()
         self._active = None
-        seconds_total = self.options.session_expire_after_s or 0.0
-        minutes = seconds_total / 60
-        text = f"{minutes:g}" if minutes >= 1 else f"{minutes:.2g}"
-        self._server_error(errors.session_expired(text))
+        self._server_error(errors.session_expired(self.options.session_expire_after_s or 0.0))
         self._immediate.append(CloseConnection(1001, "session_expired"))
 
     # -- input ----------------------------------------------------------------------
@@ -278,13 +280,7 @@ class BackendSession:
             raise Rejected(errors.bad_base64()) from exc
         if not raw:
             raise Rejected(errors.empty_audio())
-        raw = self._odd_byte + raw
-        if len(raw) % 2:
-            self._odd_byte, raw = raw[-1:], raw[:-1]
-        else:
-            self._odd_byte = b""
-        pcm = np.frombuffer(raw, dtype="<i2").astype(np.int16, copy=False)
-        self.feed_audio(pcm)
+        self.feed_audio(self._pcm.join(raw))
 
     def feed_audio(self, pcm: NDArray[np.int16]) -> None:
         """Append caller audio (already decoded) and run turn detection over it."""
@@ -375,7 +371,7 @@ class BackendSession:
         )
         self._idle_anchor = None
         self._commit(item_id, self.buffer.take_all())
-        self._last_user_audio = None  # silence: answer with a prompt, not an echo
+        self.inputs.forget_audio()  # silence: answer with a prompt, not an echo
         self._auto_response()
 
     def _on_commit(self, message: dict[str, Any]) -> None:
@@ -394,19 +390,12 @@ class BackendSession:
     def _commit(self, item_id: str, audio: NDArray[np.int16]) -> None:
         """Turn buffered audio into a user item: committed, item added, transcript."""
         rate = self.config.input_rate
-        wire: dict[str, Any] = {
-            "id": item_id,
-            "object": "realtime.item",
-            "type": "message",
-            "status": "completed",
-            "role": "user",
-            "content": [{"type": "input_audio", "transcript": None}],
-        }
+        wire = caller_audio_item(item_id)
         previous = self.conversation.add(
             ItemRecord(item_id, "message", "user", "input_audio", rate, wire=wire)
         )
         self.stats.commits += 1
-        self._last_user_audio = audio
+        phrase = self.inputs.caller_audio(audio, rate)
         self._push(
             {
                 "type": "input_audio_buffer.committed",
@@ -416,15 +405,9 @@ class BackendSession:
         )
         self._push({"type": "conversation.item.added", "previous_item_id": previous, "item": wire})
         secs = seconds(audio, rate)
-        transcript = f"[caller speech {secs:.2f} s]"
+        transcript = caller_transcript(phrase, secs)
         done_event = {"type": "conversation.item.done", "previous_item_id": previous, "item": wire}
-        transcript_event = {
-            "type": "conversation.item.input_audio_transcription.completed",
-            "item_id": item_id,
-            "content_index": 0,
-            "transcript": transcript,
-            "usage": {"type": "duration", "seconds": round(secs, 3)},
-        }
+        transcript_event = transcription_completed(item_id, transcript, secs)
         if self.options.transcript_timing == "before":
             wire["content"][0]["transcript"] = transcript
             self._push(transcript_event)
@@ -441,11 +424,14 @@ class BackendSession:
             raise Rejected(errors.active_response(self._active.id))
         params = message.get("response")
         audio_out = self.config.audio_out
+        instructions = None
         if isinstance(params, dict):
             modalities = params.get("output_modalities", params.get("modalities"))
             if isinstance(modalities, list) and modalities:
                 audio_out = "audio" in modalities
-        self._start_response(audio_out)
+            if isinstance(params.get("instructions"), str):
+                instructions = params["instructions"]
+        self._start_response(audio_out, instructions)
 
     def _auto_response(self) -> None:
         if self._active is None:
@@ -453,17 +439,14 @@ class BackendSession:
         else:
             self._pending_auto = True
 
-    def _start_response(self, audio_out: bool) -> None:
+    def _start_response(self, audio_out: bool, instructions: str | None = None) -> None:
         number = self._responses_started
         self._responses_started += 1
         rate = self.config.effective_output_rate
         failing = self.options.inject_errors and number == 1
-        content = None
-        if not failing:
-            turn = TurnInput(self._last_user_audio, self.config.input_rate, rate)
-            content = self.behaviour.respond(turn)
-        user_secs = seconds(self._last_user_audio, self.config.input_rate)
-        self._last_user_audio = None
+        turn = self.inputs.take(self.config.input_rate, rate, instructions)
+        content = None if failing else self.behaviour.respond(turn)
+        user_secs = seconds(turn.user_audio, self.config.input_rate)
         close = None
         if self.options.close_mid_response_code is not None and (
             self.shared.mid_response_close_pending
@@ -556,7 +539,9 @@ class BackendSession:
         created = parse_item(message.get("item"), self.conversation, lambda: self.ids.new("item"))
         record = created.record
         if created.audio is not None:
-            self._last_user_audio = created.audio
+            self.inputs.caller_audio(created.audio, self.config.input_rate)
+        call_name = self.conversation.call_name(record.call_id) if record.call_id else None
+        self.inputs.client_item(record, call_name)
         if record.type == "function_call_output":
             self.stats.function_outputs += 1
         previous = self.conversation.add(record)
@@ -565,41 +550,13 @@ class BackendSession:
             self._push({"type": kind, "previous_item_id": previous, "item": record.wire})
 
     def _on_truncate(self, message: dict[str, Any]) -> None:
-        try:
-            record, end = check_truncate(message, self.conversation)
-        except Rejected:
-            self.stats.rejected_truncates += 1
-            log.warning("truncate_rejected", item_id=message.get("item_id"))
-            raise
-        sent_ms = record.sent_ms
-        record.truncated_ms = end
-        trim_transcript(record, end / sent_ms if sent_ms else 0.0)
-        self.stats.truncates_accepted += 1
-        self.stats.truncations.append(TruncateRecord(record.id, end, sent_ms))
-        self._push(
-            {
-                "type": "conversation.item.truncated",
-                "item_id": record.id,
-                "content_index": 0,
-                "audio_end_ms": end,
-            }
-        )
+        self._push(truncate_item(message, self.conversation, self.stats))
 
     def _on_delete(self, message: dict[str, Any]) -> None:
-        item_id = message.get("item_id")
-        if not isinstance(item_id, str):
-            raise Rejected(errors.missing("item_id"))
-        if not self.conversation.delete(item_id):
-            raise Rejected(errors.delete_unknown_item(item_id))
-        self.stats.items_deleted += 1
-        self._push({"type": "conversation.item.deleted", "item_id": item_id})
+        self._push(delete_item(message, self.conversation, self.stats))
 
     def _on_retrieve(self, message: dict[str, Any]) -> None:
-        item_id = message.get("item_id")
-        record = self.conversation.get(item_id) if isinstance(item_id, str) else None
-        if record is None:
-            raise Rejected(errors.retrieve_unknown_item(item_id))
-        self._push({"type": "conversation.item.retrieved", "item": record.wire})
+        self._push(retrieve_item(message, self.conversation))
 
     # -- output -------------------------------------------------------------------------
 
@@ -618,13 +575,7 @@ class BackendSession:
         return self._serialise(event)
 
     def _serialise(self, event: dict[str, Any]) -> str | None:
-        renamed = self.dialect.rename(event, keep_dropped=self.options.unknown_events)
-        if renamed is None:
-            return None
-        out = {"type": renamed.pop("type"), "event_id": self.ids.new("event"), **renamed}
-        if self.options.unknown_events:
-            out["x_unannounced"] = {"note": "a field no client knows", "values": [1, 2]}
-        return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+        return self.dialect.serialise(event, self.ids, unknown_events=self.options.unknown_events)
 
     def _client_error(self, fault: ClientFault, client_event_id: str | None) -> None:
         self.stats.client_errors += 1

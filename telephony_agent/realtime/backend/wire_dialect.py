@@ -8,10 +8,12 @@ client how to *parse*, and a shared table would let one bug hide in both.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from telephony_agent.realtime.backend.ids import IdSource
 from telephony_agent.realtime.backend.options import DialectName
 
 DROP = ""
@@ -75,6 +77,20 @@ class WireDialect:
             if old in event:
                 event[new] = event.pop(old)
         return event
+
+    def serialise(
+        self, event: dict[str, Any], ids: IdSource, *, unknown_events: bool
+    ) -> str | None:
+        """The JSON frame of a GA event in this dialect with a fresh `event_id`, or None
+        if the dialect does not send it. `unknown_events` (a fault) keeps dropped events
+        and adds a field no client knows to every event."""
+        renamed = self.rename(event, keep_dropped=unknown_events)
+        if renamed is None:
+            return None
+        out = {"type": renamed.pop("type"), "event_id": ids.new("event"), **renamed}
+        if unknown_events:
+            out["x_unannounced"] = {"note": "a field no client knows", "values": [1, 2]}
+        return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
 
     def content_type(self, ga_type: str) -> str:
         """Content part type inside items (`output_audio` is `audio` in beta)."""
