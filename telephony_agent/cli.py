@@ -95,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     backend = sub.add_parser("local-backend", help="serve the built-in Realtime backend")
     backend.add_argument("--host", default="127.0.0.1")
     backend.add_argument("--port", type=int, default=8765)
-    backend.add_argument("--behaviour", choices=["echo", "tone", "script"], default="echo")
+    backend.add_argument(
+        "--behaviour", choices=["echo", "tone", "script", "booking"], default="echo"
+    )
     backend.add_argument("--script", type=Path, help="scripted turns (JSON) for --behaviour script")
     backend.add_argument("--dialect", choices=["ga", "beta", "yandex"], default="ga")
     backend.add_argument(

@@ -230,20 +230,88 @@ async def test_local_backend_rejects_a_bad_fault_knob_in_one_line() -> None:
     assert_one_clear_line(stderr, "1006 is not a close code a server may send")
 
 
-async def test_demo_places_a_real_sip_call_and_reports_it(tmp_path: Path) -> None:
+async def test_demo_runs_the_booking_line_with_words_tools_and_a_keypad_entry(
+    tmp_path: Path,
+) -> None:
     out = tmp_path / "heard.wav"
     code, stdout, stderr = await run_cli("demo", "--record", str(out))
     assert code == 0, stderr
     assert "Traceback" not in stderr
     lines = stdout.splitlines()
-    assert any(line.strip().startswith("[") and "caller:" in line for line in lines), stdout
-    assert any("agent: Echo of" in line for line in lines), stdout
-    assert any(line.startswith("answered: codec PCMU") for line in lines), stdout
-    assert sum(line.startswith("turn ") for line in lines) == 2, stdout
+
+    def said(speaker: str, text: str) -> bool:
+        return any(f"{speaker}: " in line and text in line for line in lines)
+
+    assert said("agent", "booking line. How can I help you?"), stdout
+    assert said("caller", "I would like to book a table for two tomorrow at seven."), stdout
+    assert said("tool", 'check_availability({"party_size":2'), stdout
+    assert said("agent", "We have a table for two people tomorrow at seven"), stdout
+    assert said("caller", "Yes, please."), stdout
+    assert [d for d in "4512#" if said("caller", f"[DTMF {d}]")] == list("4512#"), stdout
+    assert said("tool", '"phone_last4":"4512"'), stdout
+    assert said("agent", "Your booking is confirmed. Your reference is"), stdout
+    assert any(
+        line.startswith("answered: codec PCMU") and "ended by agent" in line for line in lines
+    )
+    assert any(line.startswith("turn latency = end of the caller's speech") for line in lines)
+    assert sum(line.startswith("  turn ") for line in lines) == 2, stdout
+    assert any(line.startswith("keypad entry: 4512#") for line in lines), stdout
     assert any(line.startswith("bridge uplink") and "p99" in line for line in lines), stdout
     heard, rate = read_wav(out)
     assert rate == 8000
-    assert heard.size > 10 * rate
+    assert heard.size > 25 * rate
+
+
+async def test_every_shipped_example_passes_config_check_without_keys() -> None:
+    examples = sorted((Path(__file__).parents[1] / "deploy").glob("*.example.toml"))
+    assert len(examples) >= 2
+    for example in examples:
+        code, stdout, stderr = await run_cli("config", "check", str(example), env={})
+        assert code == 0, f"{example.name}: {stderr}"
+        assert "Traceback" not in stderr
+        assert stdout.rstrip().endswith(": OK"), stdout
+
+
+async def test_config_check_route_says_which_profile_answers(tmp_path: Path) -> None:
+    settings = tmp_path / "lines.toml"
+    settings.write_text(
+        '[[profiles]]\nname = "booking"\nnumbers = ["booking", "+7 (495) 123-45-67"]\n'
+        '[[profiles]]\nname = "support"\nmatch = "^9\\\\d{3}$"\n'
+    )
+    code, stdout, stderr = await run_cli(
+        "config",
+        "check",
+        str(settings),
+        "--route",
+        "+74951234567",
+        "--route",
+        "9001",
+        "--route",
+        "other",
+    )
+    assert code == 0, stderr
+    assert "# route: +74951234567 -> profile 'booking'" in stdout
+    assert "# route: 9001 -> profile 'support' (match" in stdout
+    assert "# route: other -> profile 'default'" in stdout
+
+
+async def test_a_bad_profile_or_tool_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    cases = {
+        '[[profiles]]\nname = "x"\ntools = ["book"]\n': "profiles[x].tools",
+        '[[profiles]]\nname = "x"\ninstructions = "Hi {nobody}"\n': "{nobody}",
+        '[[tools]]\nname = "t"\ndescription = "d"\npython = "no.such.module:f"\n': (
+            "tools[t].python"
+        ),
+        '[[tools]]\nname = "t"\ndescription = "d"\nwebhook = "ftp://x"\n': "tools[t].webhook",
+    }
+    for text, key in cases.items():
+        settings = tmp_path / "bad.toml"
+        settings.write_text(text)
+        code, stdout, stderr = await run_cli("config", "check", str(settings))
+        assert code == 2, (text, stdout, stderr)
+        assert key in stderr, (text, stderr)
+        assert len(stderr.strip().splitlines()) == 1, stderr
+        assert "Traceback" not in stderr
 
 
 async def test_call_rejects_a_uri_that_is_not_sip(tmp_path: Path) -> None:

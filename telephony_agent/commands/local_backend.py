@@ -8,7 +8,12 @@ import sys
 
 from telephony_agent.errors import UsageError
 from telephony_agent.logs import configure_logging
-from telephony_agent.realtime.backend import BackendOptions, serve_forever
+from telephony_agent.realtime.backend import (
+    BackendOptions,
+    PhraseError,
+    ScriptError,
+    serve_forever,
+)
 
 
 async def run_local_backend(args: argparse.Namespace) -> int:
@@ -46,6 +51,8 @@ async def run_local_backend(args: argparse.Namespace) -> int:
     )
     try:
         await serve_forever(options, args.host, args.port)
+    except (ScriptError, PhraseError) as exc:
+        raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     return 0

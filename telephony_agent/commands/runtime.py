@@ -23,7 +23,13 @@ from telephony_agent.config import (
 )
 from telephony_agent.errors import ConfigError
 from telephony_agent.logs import configure_logging
-from telephony_agent.realtime.backend import BackendOptions, RunningBackend, start_backend
+from telephony_agent.realtime.backend import (
+    BackendOptions,
+    PhraseError,
+    RunningBackend,
+    ScriptError,
+    start_backend,
+)
 from telephony_agent.realtime.providers import PRESETS, Endpoint
 from telephony_agent.switchboard import Deployment
 
@@ -95,15 +101,18 @@ async def open_provider(
         raise ConfigError("local.script is required when local.behaviour = 'script'")
     if script is not None and not script.is_file():
         raise ConfigError(f"local.script = {str(script)!r}: no such file")
-    backend = await start_backend(
-        BackendOptions(
-            behaviour=settings.local.behaviour,
-            script_path=script,
-            session_start_delay_s=settings.local.session_start_delay_s,
-        ),
-        host=settings.local.host,
-        port=settings.local.port,
-    )
+    try:
+        backend = await start_backend(
+            BackendOptions(
+                behaviour=settings.local.behaviour,
+                script_path=script,
+                session_start_delay_s=settings.local.session_start_delay_s,
+            ),
+            host=settings.local.host,
+            port=settings.local.port,
+        )
+    except (ScriptError, PhraseError) as exc:
+        raise ConfigError(f"local.behaviour = {settings.local.behaviour!r}: {exc}") from None
     if resolved.name != "local":
         return ProviderRuntime(remote_endpoint(settings, resolved), resolved, backend)
     return ProviderRuntime(local_endpoint(settings, backend.port), resolved, backend)
