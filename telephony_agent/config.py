@@ -555,11 +555,16 @@ def remote_endpoint(settings: Settings, resolved: ResolvedProvider) -> Endpoint:
     )
 
 
-def local_endpoint(settings: Settings, port: int) -> Endpoint:
+def local_endpoint(settings: Settings, port: int, model: str | None = None) -> Endpoint:
     """The endpoint of an in-process or separately started local backend."""
     dialect = Dialect(settings.provider.dialect) if settings.provider.dialect else None
     return build_endpoint(
-        PRESETS["local"], api_key=None, host=settings.local.host, port=port, dialect=dialect
+        PRESETS["local"],
+        api_key=None,
+        model=model,
+        host=settings.local.host,
+        port=port,
+        dialect=dialect,
     )
 
 

@@ -126,8 +126,9 @@ class KeyChecker:
                 channels = wav.getnchannels()
                 width = wav.getsampwidth()
                 frames = wav.getnframes()
-        except (wave.Error, EOFError) as exc:
-            self.fail(key, value, f"{path} is not a readable WAV file ({exc}); {expected}")
+        except (wave.Error, EOFError, RuntimeError, ValueError) as exc:
+            detail = str(exc) or "truncated or malformed"
+            self.fail(key, value, f"{path} is not a readable WAV file ({detail}); {expected}")
         except OSError as exc:
             self.fail(key, value, f"cannot read {path} ({exc.strerror}); {expected}")
         if channels not in (1, 2):

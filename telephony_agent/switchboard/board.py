@@ -209,6 +209,9 @@ class Switchboard:
         self._draining = False
         self._idle = asyncio.Event()
         self._idle.set()
+        #: Deployments replaced by a reload whose tools still serve live calls.
+        self._retired: list[Deployment] = []
+        self._closing: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ configuration
 
@@ -218,7 +221,9 @@ class Switchboard:
 
     def reload(self, deployment: Deployment) -> None:
         """New calls use `deployment`; live calls keep the one they were admitted under."""
+        self._retired.append(self.deployment)
         self.deployment = deployment
+        self._close_unused_deployments()
         log.info(
             "deployment_reloaded",
             profiles=[p.name for p in deployment.profiles.profiles],
@@ -285,6 +290,19 @@ class Switchboard:
             log.info("call_abandoned", reason=reason, external_id=admission.request.external_id)
         if not self._admitted:
             self._idle.set()
+        if self._retired:
+            self._close_unused_deployments()
+
+    def _close_unused_deployments(self) -> None:
+        """Close the tools (webhook connections) of replaced deployments no call uses."""
+        in_use = {id(a.deployment) for a in self._admitted.values()}
+        for old in [d for d in self._retired if id(d) not in in_use]:
+            self._retired.remove(old)
+            if old.tools is self.deployment.tools:
+                continue
+            task = asyncio.ensure_future(old.tools.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     # ------------------------------------------------------------------ call events
 
@@ -352,8 +370,13 @@ class Switchboard:
 
     async def close(self) -> None:
         """Stop the business tools' connections (after every call has ended)."""
-        with contextlib.suppress(Exception):
-            await self.deployment.tools.aclose()
+        for deployment in (*self._retired, self.deployment):
+            with contextlib.suppress(Exception):
+                await deployment.tools.aclose()
+        self._retired.clear()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        self.clock.stop()
 
 
 class _listener_guard(contextlib.AbstractContextManager[None]):

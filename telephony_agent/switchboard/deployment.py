@@ -112,7 +112,7 @@ def _profile_endpoint(
             raise ConfigError(
                 f"profiles[{profile.name}].provider = 'local': the local backend is not running"
             )
-        return "local", local_endpoint(settings, local_port)
+        return "local", local_endpoint(settings, local_port, profile.model)
     return resolved.name, remote_endpoint(replace(settings, provider=provider), resolved)
 
 

@@ -168,6 +168,10 @@ class WebhookTool:
                 raise ToolError(f"{name} answered HTTP {status}{note}")
             raw, complete = await _read_capped(response, self._byte_cap())
             charset = response.charset or "utf-8"
+            if response.content_type == "text/html" or _HTML_START.match(raw):
+                # A login page, a proxy's error page or a parked domain: not an answer the
+                # model should read out, and often a sign the URL is wrong.
+                raise ToolError(f"{name} answered with an HTML page, not data")
         return self._answer(raw, complete, charset)
 
     def _byte_cap(self) -> int:
@@ -182,7 +186,7 @@ class WebhookTool:
             text = raw.decode(charset, errors="replace")
         except LookupError:  # an unknown charset name in Content-Type
             text = raw.decode("utf-8", errors="replace")
-        if complete and not _HTML_START.match(raw):
+        if complete:
             with contextlib.suppress(ValueError):  # not JSON: the text goes as it is
                 text = json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
         limit = self.definition.max_output_chars

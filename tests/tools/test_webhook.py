@@ -186,12 +186,14 @@ async def test_redirects_are_not_followed(client: WebhookClient) -> None:
     assert [s.path for s in server.seen] == ["/hook"]
 
 
-async def test_html_on_a_2xx_is_returned_as_text_but_on_an_error_status_is_an_error(
-    client: WebhookClient,
-) -> None:
-    page = b"<!DOCTYPE html><html><body>Booked</body></html>"
+async def test_an_html_page_is_an_error_whatever_its_status(client: WebhookClient) -> None:
+    page = b"<!DOCTYPE html><html><body>Please log in</body></html>"
     async with running(HookServer(Reply(body=page, content_type="text/html"))) as server:
-        assert await tool(client, server.url)({}, CALL) == page.decode()
+        with pytest.raises(ToolError, match=r"^book_room answered with an HTML page, not data$"):
+            await tool(client, server.url)({}, CALL)
+    async with running(HookServer(Reply(body=page, content_type="text/plain"))) as server:
+        with pytest.raises(ToolError, match="HTML page"):
+            await tool(client, server.url)({}, CALL)
     error_page = Reply(status=502, body=b"<html>Bad gateway</html>", content_type="text/html")
     async with running(HookServer(error_page)) as server:
         with pytest.raises(ToolError, match=r"^book_room answered HTTP 502$"):
