@@ -7,6 +7,7 @@ Request-URI, and reload is a signal to a running server with a call on the line.
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -55,8 +56,8 @@ def test_sighup_reloads_profiles_for_new_calls_and_refuses_a_bad_file(
     config = agent.config_path
     original = config.read_text(encoding="utf-8")
 
-    # A call is on the line while the file changes and the server is told to reload.
-    live_result: list[object] = []
+    # A call is on the line while the file changes twice and the server is told to reload.
+    live_result: list[subprocess.CompletedProcess[str]] = []
     live = threading.Thread(
         target=lambda: live_result.append(
             run_sipp(
@@ -66,21 +67,6 @@ def test_sighup_reloads_profiles_for_new_calls_and_refuses_a_bad_file(
     )
     live.start()
     agent.wait_health(lambda h: h["active_calls"] == 1)
-    config.write_text(
-        original.replace('name = "booking"', 'name = "bookings-v2"'), encoding="utf-8"
-    )
-    agent.process.send_signal(signal.SIGHUP)
-    _wait_for_event(agent, "deployment_reloaded")
-    live.join(60)
-    (result,) = live_result
-    assert getattr(result, "returncode", None) == 0, sipp_failure(result, tmp_path / "live")  # type: ignore[arg-type]
-
-    assert_sipp_ok(agent, "dial_number.xml", tmp_path / "new", speech_ulaw, extra=("-s", "booking"))
-    settled(agent, 2)
-    # The live call kept its profile; the new call got the reloaded one.
-    assert _admitted_profiles(agent) == ["booking", "bookings-v2"]
-    (ended,) = [r for r in agent.log_events("call_finished") if r["reason"] == "caller_hangup"][:1]
-    assert ended["answered"] is True
 
     # A file that does not validate is refused with one line; the running profiles stay.
     config.write_text(original + "\n[[profiles]]\nname = 'broken'\nnumbrs = ['x']\n")
@@ -88,11 +74,22 @@ def test_sighup_reloads_profiles_for_new_calls_and_refuses_a_bad_file(
     refused = _wait_for_event(agent, "reload_refused")
     assert "profiles[broken].numbrs" in str(refused["error"]), refused
     assert "numbers" in str(refused["error"])  # the did-you-mean hint
-    assert_sipp_ok(
-        agent, "dial_number.xml", tmp_path / "after", speech_ulaw, extra=("-s", "booking")
-    )
-    settled(agent, 3)
-    assert _admitted_profiles(agent)[-1] == "bookings-v2"
+
+    # A good file is taken for new calls.
+    config.write_text(original.replace('name = "booking"', 'name = "bookings-v2"'))
+    agent.process.send_signal(signal.SIGHUP)
+    _wait_for_event(agent, "deployment_reloaded")
+    assert agent.health()["active_calls"] == 1, "the live call did not survive the reloads"
+
+    live.join(60)
+    (result,) = live_result
+    assert result.returncode == 0, sipp_failure(result, tmp_path / "live")
+    assert_sipp_ok(agent, "dial_number.xml", tmp_path / "new", speech_ulaw, extra=("-s", "booking"))
+    settled(agent, 2)
+    # The live call kept its profile and ended normally; the new call got the reloaded one.
+    assert _admitted_profiles(agent) == ["booking", "bookings-v2"]
+    finished = agent.log_events("call_finished")
+    assert [r["reason"] for r in finished] == ["caller_hangup", "caller_hangup"], finished
     assert agent.process.poll() is None
 
 
