@@ -22,17 +22,27 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import structlog
+from numpy.typing import NDArray
 
 from telephony_agent.audio.clock import MediaClock
 from telephony_agent.audio.playout import Frame
 from telephony_agent.audio.resample import InboundResampler
+from telephony_agent.call.keypad import KeypadEntry
+from telephony_agent.call.lines import AgentLines, CallerLines, Line
 from telephony_agent.call.playback import Playback
+from telephony_agent.call.profile import (
+    GREETING_AUDIO_ITEM,
+    CallObserver,
+    CallProfile,
+    FrameRecorder,
+)
 from telephony_agent.call.record import BargeIn, CallRecord, TranscriptLine, TurnLatency
-from telephony_agent.call.tools import ToolRegistry, ToolResult
+from telephony_agent.call.summary import bridge_fields, tool_line
+from telephony_agent.call.tools import ToolRegistry
 from telephony_agent.logs import bind_call
 from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded, MediaLeg
 from telephony_agent.realtime.client import RealtimeSession
@@ -54,38 +64,25 @@ from telephony_agent.realtime.events import (
     SpeechStopped,
 )
 
+__all__ = [
+    "GREETING_AUDIO_ITEM",
+    "MODEL_INPUT_RATE",
+    "Call",
+    "CallObserver",
+    "CallProfile",
+    "FrameRecorder",
+]
+
 log = structlog.get_logger(__name__)
 
 MODEL_INPUT_RATE = 24000
+FRAME_MS = 20
+#: Caller frames waiting for a tick beyond this are dropped from the recording only.
+_CALLER_BACKLOG = 3
+
+
 #: How many recent response/item ids are remembered as stale (bounded memory).
 _STALE_MEMORY = 64
-
-
-#: The item id under which a greeting recording is played (never sent to the model).
-GREETING_AUDIO_ITEM = "local-greeting-audio"
-
-
-@dataclass(frozen=True)
-class CallProfile:
-    """Per-call behaviour that is not the model's own configuration."""
-
-    greeting: str | None = None
-    #: A recording played before the model speaks: PCM16 bytes at the model's output rate.
-    greeting_audio: bytes | None = None
-    max_duration_s: float | None = None
-    fallback_instructions: str = (
-        "Say in one short sentence that you had a brief technical problem and ask the caller "
-        "to repeat what they said."
-    )
-    max_consecutive_failures: int = 3
-    #: Keypad entry: digits are collected until the terminator, `dtmf_max_digits`, or
-    #: this many seconds without a digit, then given to the model as one user message.
-    dtmf_inter_digit_s: float = 3.0
-    dtmf_max_digits: int = 20
-    dtmf_terminator: str = "#"
-    #: `{digits}` becomes the digits separated by spaces ("4 5 1 2 #").
-    dtmf_message: str = "The caller typed: {digits}"
-    hangup_drain_timeout_s: float = 15.0
 
 
 TranscriptCallback = Callable[[TranscriptLine], None]
@@ -105,7 +102,8 @@ class Call:
         call_id: str | None = None,
         provider: str = "",
         on_transcript: TranscriptCallback | None = None,
-        on_tool_result: Callable[[ToolResult], None] | None = None,
+        observer: CallObserver | None = None,
+        recorder: FrameRecorder | None = None,
     ) -> None:
         self.leg = leg
         self.session = session
@@ -114,7 +112,12 @@ class Call:
         self.profile = profile or CallProfile()
         self.call_id = call_id or uuid.uuid4().hex[:12]
         self._on_transcript = on_transcript
-        self._on_tool_result = on_tool_result
+        self._observer = observer
+        #: Gets one (caller, agent) frame pair per tick when the call is recorded.
+        self._recorder = recorder
+        self._caller_frames: deque[NDArray[np.int16]] = deque()
+        self._agent_lines = AgentLines()
+        self._caller_lines = CallerLines()
         self._t0 = time.monotonic()
         self.record = CallRecord(
             call_id=self.call_id, leg_codec=leg.codec, provider=provider, started_at=time.time()
@@ -133,18 +136,20 @@ class Call:
         self._truncated: deque[str] = deque(maxlen=_STALE_MEMORY)
         self._pending_calls: dict[str, list[FunctionCall]] = {}
         self._consecutive_failures = 0
-        self._agent_text: dict[str, list[str]] = {}
         # Latency of the current turn.
         self._turn_stopped_at: float | None = None
         self._turn_first_delta_at: float | None = None
         self._turn_item: str | None = None
+        self._turn_stopped_ms = 0
         # Ending.
         self._hangup_reason: str | None = None
         self._drained = asyncio.Event()
         self._ended = asyncio.Event()
         self._end_reason = ""
         self._tasks: set[asyncio.Task[None]] = set()
-        self._dtmf_buffer = ""
+        self._keypad = KeypadEntry(
+            self.profile.dtmf_terminator, self.profile.dtmf_max_digits, self.profile.dtmf_message
+        )
         self._frames_sent = 0
         self._dtmf_task: asyncio.Task[None] | None = None
         self._downlink_probe: tuple[str, float] | None = None
@@ -174,10 +179,13 @@ class Call:
                 async with asyncio.timeout(timeout):
                     await self._ended.wait()
             except TimeoutError:
-                self._end("max_duration")
+                self._end("max_duration", "timeout")
                 await self._drain_then(self.profile.hangup_drain_timeout_s)
         finally:
             subscription.cancel()
+            now_ms = self._now_ms()
+            self._emit(self._agent_lines.flush(now_ms))
+            self._emit(self._caller_lines.flush(now_ms))
             for task in (uplink, downlink, *self._tasks):
                 task.cancel()
             for task in (uplink, downlink, *self._tasks):
@@ -199,7 +207,7 @@ class Call:
             truncates=self.record.truncates,
             stale_deltas_dropped=self.record.stale_deltas_dropped,
             **self.record.latency_summary(),
-            **_bridge_fields(self.record),
+            **bridge_fields(self.record),
         )
         return self.record
 
@@ -221,11 +229,14 @@ class Call:
 
     def hang_up(self, reason: str) -> None:
         """End the call now from our side (shutdown, an operator); the leg is hung up."""
-        self._end(reason)
+        self._end(reason, "system")
 
-    def _end(self, reason: str) -> None:
+    def _end(self, reason: str, by: str) -> None:
+        """End the call; `by` says who ended it (caller, agent, timeout, provider,
+        transfer, system), kept in the record next to the reason."""
         if not self._ended.is_set():
             self._end_reason = reason
+            self.record.ended_by = by
             self._ended.set()
 
     async def _drain_then(self, timeout_s: float) -> None:
@@ -242,6 +253,8 @@ class Call:
         try:
             async for event in self.leg.events():
                 if isinstance(event, AudioIn):
+                    if self._recorder is not None:
+                        self._caller_frames.append(event.pcm)
                     pcm = self._inbound.process(event.pcm)
                     if pcm.size:
                         self.session.append_audio(
@@ -255,29 +268,29 @@ class Call:
                     # timeout, shutdown, an unacknowledged answer) keeps its own name,
                     # and the leg is then hung up from our side.
                     normal = event.reason in ("caller_hangup", "file_finished", "closed")
-                    self._end("caller_hangup" if normal else event.reason)
+                    if normal:
+                        self._end("caller_hangup", "caller")
+                    else:
+                        self._end(event.reason, "system")
                     return
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("uplink_failed")
-            self._end("media_error")
+            self._end("media_error", "system")
             return
-        self._end("caller_hangup")
+        self._end("caller_hangup", "caller")
 
     def _on_dtmf(self, event: DtmfIn) -> None:
         """Collect keypad digits; the terminator or the digit limit sends them at once."""
-        profile = self.profile
         self.record.dtmf += event.digit
         self._transcript("caller", f"[DTMF {event.digit}]")
-        self._dtmf_buffer += event.digit
+        if self._observer is not None:
+            self._observer.dtmf(self.record.dtmf)
         if self._dtmf_task is not None:
             self._dtmf_task.cancel()
             self._dtmf_task = None
-        complete = (profile.dtmf_terminator and event.digit == profile.dtmf_terminator) or (
-            len(self._dtmf_buffer) >= profile.dtmf_max_digits
-        )
-        if complete:
+        if self._keypad.press(event.digit):
             self._flush_dtmf()
         else:
             self._dtmf_task = self._spawn(self._flush_dtmf_later())
@@ -290,15 +303,13 @@ class Call:
     def _flush_dtmf(self) -> None:
         """The entry as one user message, then exactly one response.create.
 
-        Providers without a DTMF event (Yandex has none) hear the digits this way. If
-        the agent is mid-response, the create waits for its `response.done`: a second
-        create on an active response is an error on most providers.
+        If the agent is mid-response, the create waits for its `response.done`: a
+        second create on an active response is an error on most providers.
         """
-        digits, self._dtmf_buffer = self._dtmf_buffer, ""
-        if not digits:
+        text = self._keypad.take()
+        if text is None:
             return
-        text = self.profile.dtmf_message.replace("{digits}", " ".join(digits))
-        log.info("dtmf_entry", digits=len(digits))
+        log.info("dtmf_entry")
         self.session.add_message("user", text)
         if self._response_active:
             self._create_after_response = True
@@ -315,14 +326,16 @@ class Call:
                 log.exception("event_handling_failed", event=type(event).__name__)
             if isinstance(event, SessionClosed):
                 break
-        self._end(self._end_reason or "realtime_closed")
+        self._end(self._end_reason or "realtime_closed", "provider")
 
     def _route(self, event: ServerEvent) -> None:
         if isinstance(event, AudioDelta):
             self._on_audio_delta(event)
         elif isinstance(event, SpeechStarted):
-            self._on_speech_started()
+            self._on_speech_started(event)
         elif isinstance(event, SpeechStopped):
+            self._turn_stopped_ms = self._now_ms()
+            self._emit(self._caller_lines.speech_stopped(event.item_id, self._turn_stopped_ms))
             if self._turn_stopped_at is None:
                 self._turn_stopped_at = time.monotonic()
         elif isinstance(event, ResponseCreated):
@@ -331,16 +344,23 @@ class Call:
         elif isinstance(event, AudioDone):
             if not self._is_stale(event.response_id, event.item_id):
                 self.playback.end_item()
+                playing = self.playback.buffer.is_playing
+                self._emit(self._agent_lines.audio_done(event.item_id, playing=playing))
         elif isinstance(event, AssistantTranscriptDelta):
             if not self._is_stale(event.response_id, event.item_id):
-                self._agent_text.setdefault(event.item_id, []).append(event.delta)
+                self._agent_lines.text_delta(event.item_id, event.delta)
         elif isinstance(event, AssistantTranscriptDone):
-            self._agent_text.pop(event.item_id, None)
-            if event.text and event.item_id not in self._stale_items:
-                self._transcript("agent", event.text)
+            has_audio = self.playback.received_ms(event.item_id) > 0
+            self._emit(
+                self._agent_lines.text_done(
+                    event.item_id, event.text, has_audio=has_audio, now_ms=self._now_ms()
+                )
+            )
         elif isinstance(event, InputTranscript):
             if event.final and event.transcript:
-                self._transcript("caller", event.transcript)
+                self._emit(
+                    self._caller_lines.transcript(event.item_id, event.transcript, self._now_ms())
+                )
         elif isinstance(event, FunctionCall):
             self._pending_calls.setdefault(event.response_id, []).append(event)
         elif isinstance(event, ResponseDone):
@@ -356,7 +376,7 @@ class Call:
             self._transcript("system", "[realtime session reconnected]")
         elif isinstance(event, SessionClosed):
             log.warning("realtime_session_closed", reason=event.reason)
-            self._end(f"realtime_closed: {event.reason}")
+            self._end(f"realtime_closed: {event.reason}", "provider")
 
     def _is_stale(self, response_id: str | None, item_id: str | None) -> bool:
         return (response_id is not None and response_id in self._stale_responses) or (
@@ -383,9 +403,11 @@ class Call:
             self._turn_item = event.item_id
         self.playback.push_delta(event.item_id, event.audio)
 
-    def _on_speech_started(self) -> None:
+    def _on_speech_started(self, event: SpeechStarted) -> None:
         # A caller who talks over the greeting recording is answered, not greeted again.
         self._greet_after_audio = False
+        now_ms = self._now_ms()
+        self._caller_lines.speech_started(event.item_id, now_ms)
         self._turn_stopped_at = None
         self._turn_first_delta_at = None
         self._turn_item = None
@@ -407,9 +429,13 @@ class Call:
         for item_id in dict.fromkeys(candidates):
             self._stale_items.append(item_id)
             truncated = self._truncate_if_needed(item_id) or truncated
-        self.record.barge_ins.append(
-            BargeIn(self._frames_sent, heard, interruption.played_ms, truncated)
-        )
+            played = self.playback.played_ms(item_id)
+            received = self.playback.received_ms(item_id)
+            self._emit(self._agent_lines.cut(item_id, played, received, now_ms))
+        barge_in = BargeIn(self._frames_sent, heard, interruption.played_ms, truncated, now_ms)
+        self.record.barge_ins.append(barge_in)
+        if self._observer is not None:
+            self._observer.barge_in(barge_in)
         log.info(
             "barge_in",
             item_id=heard,
@@ -455,7 +481,7 @@ class Call:
             self.record.errors += 1
             log.warning("response_failed", response_id=rid, error=event.error)
             if self._consecutive_failures >= self.profile.max_consecutive_failures:
-                self._request_end("provider_failed")
+                self._request_end("provider_failed", "provider")
             else:
                 self.session.create_response(instructions=self.profile.fallback_instructions)
             return
@@ -482,9 +508,9 @@ class Call:
         for call, result in zip(calls, results, strict=True):
             self.session.send_function_output(call.call_id, result.output)
             self.record.tool_results.append(result)
-            self._transcript("tool", _tool_line(result))
-            if self._on_tool_result is not None:
-                self._on_tool_result(result)
+            self._transcript("tool", tool_line(result))
+            if self._observer is not None:
+                self._observer.tool_result(result)
         if self._hangup_reason is None and not self._ended.is_set():
             self.session.create_response()
 
@@ -493,6 +519,18 @@ class Call:
     def _on_tick(self, _tick: int) -> None:
         frame: Frame = self.playback.pop_frame()
         self.leg.send_frame(frame)
+        lines = self._agent_lines.frame(
+            frame.item_id if frame.speech else None, self._frames_sent * FRAME_MS
+        )
+        if lines:
+            self._emit(lines)
+        recorder = self._recorder
+        if recorder is not None:
+            frames = self._caller_frames
+            caller = frames.popleft() if frames else None
+            while len(frames) > _CALLER_BACKLOG:  # the caller's clock runs fast: stay aligned
+                frames.popleft()
+            recorder.add(caller, frame.pcm if frame.speech else None)
         self._frames_sent += 1
         if frame.speech and frame.item_id is not None:
             self._heard_item = frame.item_id
@@ -515,8 +553,11 @@ class Call:
             latency = TurnLatency(
                 to_first_delta_ms=(self._turn_first_delta_at - self._turn_stopped_at) * 1000,
                 to_first_frame_ms=(now - self._turn_stopped_at) * 1000,
+                at_ms=self._turn_stopped_ms,
             )
             self.record.latencies.append(latency)
+            if self._observer is not None:
+                self._observer.turn(latency)
             log.info(
                 "turn_latency",
                 to_first_delta_ms=round(latency.to_first_delta_ms, 1),
@@ -534,9 +575,9 @@ class Call:
 
     def request_hangup(self, reason: str) -> None:
         """Tools: end the call after the agent's last words have been played."""
-        self._request_end(reason)
+        self._request_end(reason, "agent")
 
-    def _request_end(self, reason: str) -> None:
+    def _request_end(self, reason: str, by: str) -> None:
         if self._hangup_reason is not None:
             return
         self._hangup_reason = reason
@@ -545,7 +586,7 @@ class Call:
         async def finish() -> None:
             await asyncio.sleep(0)
             await self._drain_then(self.profile.hangup_drain_timeout_s)
-            self._end(reason)
+            self._end(reason, by)
 
         self._spawn(finish())
 
@@ -554,7 +595,7 @@ class Call:
         log.info("transfer", target=target, ok=ok)
         if ok:
             self._transcript("system", f"[transferred to {target}]")
-            self._request_end("transferred")
+            self._request_end("transferred", "transfer")
         return ok
 
     def send_dtmf(self, digits: str) -> bool:
@@ -562,10 +603,32 @@ class Call:
 
     # ------------------------------------------------------------------ helpers
 
+    def _now_ms(self) -> int:
+        """The call clock of records: milliseconds of media since the call started.
+
+        The media clock, not the wall clock, so that lines, turns, barge-ins and the
+        recording (one frame per tick) all share one time line.
+        """
+        return self._frames_sent * FRAME_MS
+
     def _transcript(self, speaker: str, text: str) -> None:
-        line = TranscriptLine(round(time.monotonic() - self._t0, 2), speaker, text)
+        now_ms = self._now_ms()
+        self._write_line(TranscriptLine(round(now_ms / 1000, 2), speaker, text, now_ms, now_ms))
+
+    def _emit(self, lines: list[Line]) -> None:
+        if not lines:
+            return
+        t = round(self._now_ms() / 1000, 2)
+        for line in lines:
+            self._write_line(
+                TranscriptLine(
+                    t, line.speaker, line.text, line.start_ms, line.end_ms, line.truncated
+                )
+            )
+
+    def _write_line(self, line: TranscriptLine) -> None:
         self.record.transcript.append(line)
-        log.info("transcript", speaker=speaker, text=text)
+        log.info("transcript", speaker=line.speaker, text=line.text, truncated=line.truncated)
         if self._on_transcript is not None:
             self._on_transcript(line)
 
@@ -574,24 +637,3 @@ class Call:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-
-def _tool_line(result: ToolResult) -> str:
-    """A transcript line for a tool call: what was asked, and what came back."""
-    output = result.output if len(result.output) <= 200 else result.output[:199] + "…"
-    status = "" if result.ok else " (failed)"
-    return f"{result.name}({result.arguments.strip() or '{}'}){status} -> {output}"
-
-
-def _bridge_fields(record: CallRecord) -> dict[str, float]:
-    """Bridge latency for the call_ended line: what this process adds, both ways."""
-    fields: dict[str, float] = {}
-    for name, samples in (
-        ("uplink", record.uplink_latency),
-        ("downlink", record.downlink_latency),
-    ):
-        summary = samples.summary()
-        if summary.count:
-            fields[f"{name}_p50_ms"] = round(summary.p50_ms, 3)
-            fields[f"{name}_p99_ms"] = round(summary.p99_ms, 3)
-    return fields

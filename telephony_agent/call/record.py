@@ -11,11 +11,20 @@ from telephony_agent.metrics import LatencySamples
 
 @dataclass(frozen=True)
 class TranscriptLine:
-    """One utterance; `t` is seconds since the call started."""
+    """One utterance; `t` is seconds since the call started when the line was written.
+
+    `start_ms`/`end_ms` place it on the call clock (milliseconds since the call started):
+    for the agent, the first and last frame the caller heard; for the caller, the turn
+    as the provider's VAD saw it. `truncated` marks an agent line cut by a barge-in:
+    its text is then what the caller heard, not what the model wrote.
+    """
 
     t: float
     speaker: str  # "caller" | "agent" | "tool" | "system"
     text: str
+    start_ms: int = 0
+    end_ms: int = 0
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,8 @@ class TurnLatency:
 
     to_first_delta_ms: float
     to_first_frame_ms: float
+    #: When the caller's speech ended, on the call clock (ms since the call started).
+    at_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,8 @@ class BargeIn:
     item_id: str | None
     played_ms: int
     truncated: bool
+    #: When it happened, on the call clock.
+    at_ms: int = 0
 
 
 @dataclass
@@ -45,6 +58,8 @@ class CallRecord:
     started_at: float
     ended_at: float | None = None
     end_reason: str = ""
+    #: Who ended it: caller, agent, timeout, provider, transfer or system.
+    ended_by: str = ""
     transcript: list[TranscriptLine] = field(default_factory=list)
     latencies: list[TurnLatency] = field(default_factory=list)
     barge_ins: list[BargeIn] = field(default_factory=list)

@@ -153,3 +153,9 @@ async def test_a_barge_in_during_a_tool_calling_response_runs_no_tool(tmp_path: 
     assert result.record.cancels >= 1
     assert result.leg.dtmf_sent == []
     assert result.record.tool_results == []
+    # The record says what the caller heard of the interrupted answer, marked as cut.
+    cut = [line for line in result.record.transcript if line.truncated]
+    assert len(cut) == 1, result.record.transcript
+    assert cut[0].speaker == "agent" and cut[0].text.endswith("…")
+    assert "Let me press that for you.".startswith(cut[0].text.rstrip("…"))
+    assert cut[0].start_ms < cut[0].end_ms <= result.record.barge_ins[0].at_ms + 40

@@ -1,0 +1,64 @@
+"""What a Call is given besides its leg and session: behaviour, an observer, a recorder.
+
+Why apart from the bridge: the switchboard builds these per call from the profile and
+the records keeper, and the bridge only consumes them; keeping the plain values and
+the two small protocols here keeps `bridge.py` about the real-time work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from telephony_agent.call.record import BargeIn, TurnLatency
+from telephony_agent.call.tools import ToolResult
+
+__all__ = ["GREETING_AUDIO_ITEM", "CallObserver", "CallProfile", "FrameRecorder"]
+
+
+class CallObserver(Protocol):
+    """Hears what a call leaves behind as it happens (the records writer); must not block."""
+
+    def tool_result(self, result: ToolResult) -> None: ...
+
+    def turn(self, latency: TurnLatency) -> None: ...
+
+    def barge_in(self, barge_in: BargeIn) -> None: ...
+
+    def dtmf(self, digits: str) -> None: ...
+
+
+class FrameRecorder(Protocol):
+    """Takes one caller frame (or None) and one agent frame (or None) per media tick."""
+
+    def add(self, caller: NDArray[np.int16] | None, agent: NDArray[np.int16] | None) -> None: ...
+
+
+#: The item id under which a greeting recording is played (never sent to the model).
+GREETING_AUDIO_ITEM = "local-greeting-audio"
+
+
+@dataclass(frozen=True)
+class CallProfile:
+    """Per-call behaviour that is not the model's own configuration."""
+
+    greeting: str | None = None
+    #: A recording played before the model speaks: PCM16 bytes at the model's output rate.
+    greeting_audio: bytes | None = None
+    max_duration_s: float | None = None
+    fallback_instructions: str = (
+        "Say in one short sentence that you had a brief technical problem and ask the caller "
+        "to repeat what they said."
+    )
+    max_consecutive_failures: int = 3
+    #: Keypad entry: digits are collected until the terminator, `dtmf_max_digits`, or
+    #: this many seconds without a digit, then given to the model as one user message.
+    dtmf_inter_digit_s: float = 3.0
+    dtmf_max_digits: int = 20
+    dtmf_terminator: str = "#"
+    #: `{digits}` becomes the digits separated by spaces ("4 5 1 2 #").
+    dtmf_message: str = "The caller typed: {digits}"
+    hangup_drain_timeout_s: float = 15.0
