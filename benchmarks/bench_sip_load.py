@@ -72,7 +72,12 @@ def health(port: int) -> dict[str, float]:
 
 
 def one_round(
-    calls: int, workdir: Path, *, latency: bool = False, source: Path | None = None
+    calls: int,
+    workdir: Path,
+    *,
+    latency: bool = False,
+    source: Path | None = None,
+    records: bool = False,
 ) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("API_KEY")}
     if source is not None:
@@ -99,6 +104,12 @@ def one_round(
         '[http]\nlisten = "127.0.0.1:0"\n'
         f'[log]\nlevel = "{"info" if latency else "warning"}"\nformat = "json"\n'
     )
+    if source is None:  # a baseline tree may not know [records]
+        on = "true" if records else "false"
+        data = workdir / "data"
+        config.write_text(
+            config.read_text() + f'[records]\nenabled = {on}\nrecord = {on}\ndata_dir = "{data}"\n'
+        )
     server = subprocess.Popen(
         [sys.executable, "-m", "telephony_agent", "serve", "--config", str(config)],
         stdout=subprocess.DEVNULL,
@@ -211,6 +222,12 @@ def main() -> None:
         help="log each call's end (costs CPU) to report the bridge latency across calls",
     )
     parser.add_argument(
+        "--records",
+        choices=["off", "on", "compare"],
+        default="off",
+        help="call records and stereo recordings: off, on, or both alternately (same run)",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         help="another source tree of the agent, measured alternately in the same run",
@@ -229,22 +246,33 @@ def main() -> None:
         )
         results: list[dict[str, float]] = []
         baseline: list[dict[str, float]] = []
+        kept: list[dict[str, float]] = []
         for _ in range(args.rounds):
             if args.baseline is not None:
                 baseline.append(
                     one_round(args.calls, workdir, latency=args.latency, source=args.baseline)
                 )
-            results.append(one_round(args.calls, workdir, latency=args.latency))
+            if args.records == "compare":
+                kept.append(one_round(args.calls, workdir, latency=args.latency, records=True))
+            on = args.records == "on"
+            results.append(one_round(args.calls, workdir, latency=args.latency, records=on))
     if baseline:
         _report(args, baseline, f"baseline ({args.baseline})")
         print()
-    median = _report(args, results, "this tree")
-    if baseline:
-        base = statistics.median(r["server_ms"] for r in baseline)
-        print(
-            f"agent CPU per call-second, this tree / baseline: {median['server_ms']:.2f} / "
-            f"{base:.2f} ms = {median['server_ms'] / base:.3f}"
-        )
+    if kept:
+        _report(args, kept, "this tree, records and recordings on")
+        print()
+    label = "this tree" + {"on": ", records on", "compare": ", records off"}.get(args.records, "")
+    median = _report(args, results, label)
+    for name, other in (("baseline", baseline), ("records on", kept)):
+        if other:
+            base = statistics.median(r["server_ms"] for r in other)
+            jitter = statistics.median(r["lateness_p99"] for r in other)
+            print(
+                f"agent CPU per call-second, {label} / {name}: {median['server_ms']:.2f} / "
+                f"{base:.2f} ms = {median['server_ms'] / base:.3f}; clock lateness p99 "
+                f"{median['lateness_p99']:.2f} / {jitter:.2f} ms"
+            )
 
 
 def _report(

@@ -1,4 +1,4 @@
-"""`telephony-agent` command line: serve, call, demo, ask, local-backend, config check.
+"""`telephony-agent` command line: serve, call, demo, ask, local-backend, calls, config check.
 
 Every user mistake ends with one line on stderr and exit code 2; a provider or
 network failure ends with one line and exit code 1; never a traceback.
@@ -136,6 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="reject clients whose key differs from this environment variable",
     )
 
+    calls = sub.add_parser("calls", help="call records: list and show kept calls")
+    calls_sub = calls.add_subparsers(dest="calls_command", metavar="ACTION", parser_class=_Parser)
+    calls_sub.required = True
+    listing = calls_sub.add_parser("list", help="the newest calls, one line each")
+    listing.add_argument("--limit", type=int, default=20, help="how many calls (default 20)")
+    listing.add_argument("--since", help="only calls offered since this ISO date or time")
+    listing.add_argument("--profile", help="only calls of this profile")
+    listing.add_argument("--json", action="store_true", help="print a JSON array of records")
+    listing.add_argument("--config", type=Path, help="TOML settings file (where records are)")
+    show = calls_sub.add_parser("show", help="one call: the record and its dialogue")
+    show.add_argument("call_id", help="our call id (or a unique prefix), or the SIP Call-ID")
+    show.add_argument("--json", action="store_true", help="print the record as one JSON object")
+    show.add_argument("--config", type=Path, help="TOML settings file (where records are)")
+
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(
         dest="config_command", metavar="ACTION", parser_class=_Parser
@@ -166,9 +180,14 @@ def _common_options(p: argparse.ArgumentParser, default_log_level: str | None = 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point."""
+    from telephony_agent.records import RecordsUnavailable
+
     try:
         args = build_parser().parse_args(argv)
         return _dispatch(args)
+    except RecordsUnavailable as exc:
+        print(f"telephony-agent: error: {_safe(str(exc))}", file=sys.stderr)
+        return EXIT_FAILURE
     except UsageError as exc:
         print(f"telephony-agent: error: {_safe(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
@@ -197,6 +216,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from telephony_agent.commands.local_backend import run_local_backend
 
         return _run_async(run_local_backend(args))
+    if args.command == "calls":
+        from telephony_agent.commands.calls import run_calls
+
+        return run_calls(args)
     if args.command == "config":
         from telephony_agent.commands.config_check import run_config_check
 

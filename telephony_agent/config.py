@@ -165,6 +165,27 @@ class WebRtcSettings:
 
 
 @dataclass(frozen=True)
+class RecordsSettings:
+    """Call records and recordings (see docs/records.md)."""
+
+    #: Keep a record of every call (a profile may say `keep_records = false`).
+    enabled: bool = True
+    #: Where `serve` keeps its data; created at start. Relative to the working directory.
+    data_dir: str = "telephony-agent-data"
+    #: `sqlite:///PATH` (relative to data_dir) or `postgresql://USER@HOST/DB`
+    #: (the password in `PGPASSWORD` or ~/.pgpass, never here). None: data_dir/calls.db.
+    database: str | None = None
+    #: Record every call as a stereo WAV (a profile may say `record = true/false`).
+    record: bool = False
+    #: Where recordings go; None: data_dir/recordings.
+    recordings_dir: str | None = None
+    #: Delete records and recordings older than this many days, at start and daily.
+    retention_days: int | None = None
+    #: Events waiting for the database before new ones are dropped (and counted).
+    queue_size: int = 20000
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """Log level and renderer; `auto` is console on a terminal and JSON otherwise."""
 
@@ -185,6 +206,7 @@ class Settings:
     rtp: RtpSettings = field(default_factory=RtpSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     webrtc: WebRtcSettings = field(default_factory=WebRtcSettings)
+    records: RecordsSettings = field(default_factory=RecordsSettings)
     log: LogSettings = field(default_factory=LogSettings)
     #: `[[profiles]]`, in file order (first match wins); validated with the rest.
     profiles: tuple[Profile, ...] = ()
@@ -225,6 +247,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "rtp.port_max": (1025, 65535),
     "rtp.inactivity_timeout_s": (1.0, 3600.0),
     "webrtc.ice_timeout_s": (0.5, 60.0),
+    "records.retention_days": (1, 36500),
+    "records.queue_size": (100, 1_000_000),
 }
 
 KNOWN_CODECS = ("opus", "G722", "PCMA", "PCMU")
@@ -455,6 +479,27 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError(
             f"rtp.port_min = {rtp.port_min}, rtp.port_max = {rtp.port_max}: expected a range "
             "of at least 4 ports (one even/odd pair per call)"
+        )
+    _check_database_url(settings.records.database)
+
+
+def _check_database_url(url: str | None) -> None:
+    """A records URL names its scheme, and never carries a password (logs, `config check`
+    and process listings would show it): PGPASSWORD or ~/.pgpass hold that."""
+    if url is None:
+        return
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("sqlite", "postgresql", "postgres"):
+        shown = url if "@" not in url else "…@" + url.rsplit("@", 1)[1]
+        raise ConfigError(
+            f"records.database = {shown!r}: expected sqlite:///PATH or postgresql://USER@HOST/DB"
+        )
+    userinfo = rest.split("/", 1)[0].rpartition("@")[0]
+    if ":" in userinfo:
+        user = userinfo.split(":", 1)[0]
+        raise ConfigError(
+            f"records.database: the URL holds a password for {user!r}; remove it and set "
+            "PGPASSWORD (or use ~/.pgpass): secrets are never read from the settings file"
         )
 
 

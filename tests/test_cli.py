@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sys
@@ -20,7 +21,9 @@ FAKE_KEY = "sk-FAKE-CLI-KEY-0123456789abcdef"
 CLI_TIMEOUT_S = 60.0
 
 
-async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+async def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[int, str, str]:
     environment = {k: v for k, v in os.environ.items() if not k.endswith("API_KEY")}
     environment.update(env or {})
     process = await asyncio.create_subprocess_exec(
@@ -31,6 +34,7 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=environment,
+        cwd=cwd,
     )
     async with asyncio.timeout(CLI_TIMEOUT_S):
         out, err = await process.communicate()
@@ -234,7 +238,7 @@ async def test_demo_runs_the_booking_line_with_words_tools_and_a_keypad_entry(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "heard.wav"
-    code, stdout, stderr = await run_cli("demo", "--record", str(out))
+    code, stdout, stderr = await run_cli("demo", "--record", str(out), cwd=tmp_path)
     assert code == 0, stderr
     assert "Traceback" not in stderr
     lines = stdout.splitlines()
@@ -260,6 +264,26 @@ async def test_demo_runs_the_booking_line_with_words_tools_and_a_keypad_entry(
     heard, rate = read_wav(out)
     assert rate == 8000
     assert heard.size > 25 * rate
+
+    # The demo call was kept: `calls list` shows it and `calls show` tells the dialogue.
+    code, listing, stderr = await run_cli("calls", "list", cwd=tmp_path)
+    assert code == 0, stderr
+    (line,) = listing.splitlines()
+    assert "caller -> booking" in line and "profile booking" in line, line
+    call_id = line.split()[2]
+    code, shown, stderr = await run_cli("calls", "show", call_id, cwd=tmp_path)
+    assert code == 0, stderr
+    assert "I would like to book a table for two tomorrow at seven." in shown, shown
+    assert "tool: check_availability(" in shown and "tool: make_booking(" in shown, shown
+    assert "ended: booking_complete by agent" in shown, shown
+    code, as_json, _ = await run_cli("calls", "show", call_id, "--json", cwd=tmp_path)
+    record = json.loads(as_json)
+    assert record["dtmf"] == "4512#" and len(record["turns"]) == 2
+    assert {t["name"] for t in record["tools"]} == {
+        "check_availability",
+        "make_booking",
+        "end_call",
+    }
 
 
 async def test_every_shipped_example_passes_config_check_without_keys() -> None:

@@ -52,6 +52,8 @@ KNOWN_KEYS: tuple[str, ...] = (
     "dtmf_max_digits",
     "dtmf_terminator",
     "dtmf_message",
+    "record",
+    "keep_records",
 )
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -222,6 +224,10 @@ def _parse_table(
         tools=_tools(check, table.get("tools"), known_tools),
         variables=MappingProxyType(variables),
         timezone=check.timezone("timezone", table["timezone"]) if has("timezone") else None,
+        record=check.flag("record", table["record"]) if has("record") else None,
+        keep_records=(
+            check.flag("keep_records", table["keep_records"]) if has("keep_records") else None
+        ),
         dtmf_inter_digit_s=check.number(
             "dtmf_inter_digit_s",
             table.get("dtmf_inter_digit_s", defaults.dtmf_inter_digit_s),

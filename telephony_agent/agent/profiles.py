@@ -61,7 +61,8 @@ class ProfileDefaults:
 class Profile:
     """One agent: what it is told, how it sounds, which numbers reach it.
 
-    `provider` and `model` None mean the deployment's provider and model. `tools` None
+    `provider` and `model` None mean the deployment's provider and model; `record` and
+    `keep_records` None mean the `[records]` section decides. `tools` None
     means the key was absent (the profile gets `BUILTIN_CALL_TOOLS`); an empty tuple
     means the profile asked for no tools at all. `timezone` None means the system's
     local time. `greeting_audio` is an absolute path to a checked PCM16 WAV.
@@ -86,6 +87,10 @@ class Profile:
     dtmf_max_digits: int = 20
     dtmf_terminator: str = "#"
     dtmf_message: str = DEFAULT_DTMF_MESSAGE
+    #: Record this profile's calls (stereo WAV); None: as `[records] record` says.
+    record: bool | None = None
+    #: Keep call records of this profile; None: as `[records] enabled` says.
+    keep_records: bool | None = None
 
     @classmethod
     def from_defaults(cls, defaults: ProfileDefaults) -> Profile:

@@ -29,6 +29,8 @@ from telephony_agent.media.audiofile import decode_audio_file
 from telephony_agent.metrics import LatencySamples
 from telephony_agent.server.sip_server import AgentSipServer
 from telephony_agent.switchboard import Switchboard
+from telephony_agent.switchboard.keeper import records_paths
+from telephony_agent.switchboard.keeping import Keeping
 
 CALLER_RATE = 48000
 #: The caller's side of the conversation: what it says, after how long a pause.
@@ -85,6 +87,8 @@ async def _demo(settings: Settings, codec: str, record: Path) -> int:
         print(f"  [{line.t:5.2f} s] {line.speaker:>6}: {line.text}", flush=True)
 
     board = Switchboard(runtime.deployment(settings))
+    keeping = await Keeping.open(settings)
+    keeping.attach(board)
     server = AgentSipServer(board, on_transcript=show)
     try:
         await server.start()
@@ -112,6 +116,7 @@ async def _demo(settings: Settings, codec: str, record: Path) -> int:
     finally:
         await server.shutdown()
         await board.close()
+        await keeping.close()
         await runtime.close()
     print(result.summary())
     if not result.answered:
@@ -122,6 +127,9 @@ async def _demo(settings: Settings, codec: str, record: Path) -> int:
         print(line)
     heard_s = result.recording.size / result.recording_rate
     print(f"wrote {record} ({heard_s:.1f} s heard by the caller)")
+    if keeping.writer is not None:
+        where = records_paths(settings.records).data_dir
+        print(f"the call's record is in {where}/: telephony-agent calls list, calls show ID")
     return 0
 
 

@@ -30,10 +30,12 @@ from telephony_agent.commands.runtime import (
 )
 from telephony_agent.config import parse_host_port
 from telephony_agent.errors import ConfigError
+from telephony_agent.server.calls_api import CallsReader
 from telephony_agent.server.http_app import HttpServer
 from telephony_agent.server.http_settings import resolve_http_token
 from telephony_agent.server.sip_server import AgentSipServer
 from telephony_agent.switchboard import Switchboard
+from telephony_agent.switchboard.keeping import Keeping
 
 log = structlog.get_logger(__name__)
 
@@ -46,11 +48,22 @@ async def run_serve(args: argparse.Namespace) -> int:
     http: HttpServer | None = None
     server: AgentSipServer | None = None
     board: Switchboard | None = None
+    keeping: Keeping | None = None
     try:
         board = Switchboard(runtime.deployment(settings))
+        keeping = await Keeping.open(settings)
+        keeping.attach(board)
         server = AgentSipServer(board)
         # Built first: it checks [webrtc] (ICE servers, TURN credential) before anything listens.
-        http = HttpServer(board, sip=server, token=token)
+        records = keeping.open_reader()
+        calls_reader = CallsReader(records) if records is not None else None
+        http = HttpServer(
+            board,
+            sip=server,
+            token=token,
+            calls_reader=calls_reader,
+            health_extra=keeping.health,
+        )
         await server.start()
         host, port = parse_host_port("http.listen", settings.http.listen)
         await http.start(host, port)
@@ -78,6 +91,8 @@ async def run_serve(args: argparse.Namespace) -> int:
             await server.shutdown()
         if board is not None:
             await board.close()
+        if keeping is not None:
+            await keeping.close()
         await runtime.close()
     return 0
 

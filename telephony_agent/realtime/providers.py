@@ -53,6 +53,9 @@ class ProviderPreset:
     default_voice: str
     key_env: tuple[str, ...]
     needs_folder: bool = False
+    #: Input transcription asked for by default, so the caller's side of records has
+    #: words; None where the provider transcribes without being asked or cannot.
+    default_transcription_model: str | None = None
 
 
 PRESETS: dict[str, ProviderPreset] = {
@@ -89,6 +92,7 @@ PRESETS: dict[str, ProviderPreset] = {
         dialect=Dialect.GA,
         default_model="gpt-realtime",
         default_voice="marin",
+        default_transcription_model="gpt-4o-mini-transcribe",
         key_env=("OPENAI_API_KEY",),
     ),
     "custom": ProviderPreset(

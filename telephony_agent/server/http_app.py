@@ -8,6 +8,8 @@ token and one body limit cover them all.
 Routes and what they answer:
 
 * ``GET /health`` — JSON counters for load balancers (open, no token).
+* ``GET /calls``, ``/calls/{id}``, ``/calls/{id}/recording`` — call records (see
+  `calls_api.py`; behind the token, loopback only without one).
 * ``GET /`` and ``GET /static/{name}`` — the demo page and its script and style, from
   package data (open: the page holds no secret; it asks for the token if one is needed).
 * ``POST /webrtc/offer`` — JSON ``{"sdp", "type": "offer", "profile"?}`` → 200 JSON
@@ -49,6 +51,7 @@ from aiohttp import web
 from telephony_agent.config import Settings
 from telephony_agent.media.webrtc import IceServer, WebRtcLeg
 from telephony_agent.server.browser_calls import HANGUP_WAIT_S, BrowserCalls, LegFactory
+from telephony_agent.server.calls_api import CALLS_READER_KEY, CallsReader, calls_routes
 from telephony_agent.server.http_errors import HttpRejection
 from telephony_agent.server.http_settings import ice_servers_from_settings, resolve_http_token
 from telephony_agent.server.sip_server import AgentSipServer
@@ -88,7 +91,10 @@ _NO_TRICKLE = (
 
 
 def health_snapshot(
-    board: Switchboard, sip: AgentSipServer | None = None, calls: BrowserCalls | None = None
+    board: Switchboard,
+    sip: AgentSipServer | None = None,
+    calls: BrowserCalls | None = None,
+    extra: Callable[[], Mapping[str, object]] | None = None,
 ) -> dict[str, object]:
     """Liveness and load as JSON-ready values; keys only ever get added, never renamed."""
     lateness = board.clock.lateness_stats()
@@ -121,6 +127,8 @@ def health_snapshot(
         snapshot["webrtc_answered"] = calls.answered
         snapshot["webrtc_completed"] = calls.completed
         snapshot["http_rejected"] = calls.rejected
+    if extra is not None:
+        snapshot.update(extra())
     return snapshot
 
 
@@ -128,6 +136,7 @@ def health_snapshot(
 
 CALLS_KEY = web.AppKey("browser_calls", BrowserCalls)
 BOARD_KEY = web.AppKey("switchboard", Switchboard)
+HEALTH_EXTRA_KEY: web.AppKey[Callable[[], Mapping[str, object]] | None] = web.AppKey("health_extra")
 SIP_KEY: web.AppKey[AgentSipServer | None] = web.AppKey("sip_server")
 _TOKEN_KEY = web.AppKey("token", str)
 _STATIC_KEY: web.AppKey[dict[str, bytes]] = web.AppKey("static")
@@ -141,7 +150,9 @@ def _is_whip(request: web.Request) -> bool:
 
 
 def _is_signalling(request: web.Request) -> bool:
-    return _is_whip(request) or request.path.startswith("/webrtc/")
+    """Routes behind the bearer token: call signalling and the call records."""
+    path = request.path
+    return _is_whip(request) or path.startswith("/webrtc/") or path.split("/")[1:2] == ["calls"]
 
 
 def _problem(request: web.Request, rejection: HttpRejection) -> web.Response:
@@ -235,7 +246,8 @@ async def _read_body(request: web.Request) -> bytes:
 
 async def _health(request: web.Request) -> web.Response:
     app = request.app
-    return web.json_response(health_snapshot(app[BOARD_KEY], app[SIP_KEY], app[CALLS_KEY]))
+    snapshot = health_snapshot(app[BOARD_KEY], app[SIP_KEY], app[CALLS_KEY], app[HEALTH_EXTRA_KEY])
+    return web.json_response(snapshot)
 
 
 async def _webrtc_config(request: web.Request) -> web.Response:
@@ -372,6 +384,8 @@ def build_http_app(
     token: str | None,
     leg_factory: LegFactory = WebRtcLeg.answer,
     ice_servers: Sequence[IceServer] = (),
+    calls_reader: CallsReader | None = None,
+    health_extra: Callable[[], Mapping[str, object]] | None = None,
 ) -> web.Application:
     """The whole HTTP application for one switchboard; `token` guards signalling routes.
 
@@ -381,6 +395,8 @@ def build_http_app(
     app[BOARD_KEY] = switchboard
     app[SIP_KEY] = sip
     app[CALLS_KEY] = BrowserCalls(switchboard, leg_factory=leg_factory, ice_servers=ice_servers)
+    app[CALLS_READER_KEY] = calls_reader
+    app[HEALTH_EXTRA_KEY] = health_extra
     app[_STATIC_KEY] = _load_static()
     if token:
         app[_TOKEN_KEY] = token
@@ -399,6 +415,7 @@ def build_http_app(
             web.delete("/whip/{call_id}", _whip_delete),
             web.options("/whip/{call_id}", _whip_options),
             web.patch("/whip/{call_id}", _whip_patch),
+            *calls_routes(has_token=bool(token)),
         ]
     )
     return app
@@ -415,14 +432,20 @@ class HttpServer:
         token: str | None = None,
         leg_factory: LegFactory = WebRtcLeg.answer,
         environ: Mapping[str, str] | None = None,
+        calls_reader: CallsReader | None = None,
+        health_extra: Callable[[], Mapping[str, object]] | None = None,
     ) -> None:
         settings: Settings = switchboard.deployment.settings
+        self._health_extra = health_extra
+        self._calls_reader = calls_reader
         self.app = build_http_app(
             switchboard,
             sip=sip,
             token=token,
             leg_factory=leg_factory,
             ice_servers=ice_servers_from_settings(settings, environ),
+            calls_reader=calls_reader,
+            health_extra=health_extra,
         )
         self.calls = self.app[CALLS_KEY]
         self._board = switchboard
@@ -440,7 +463,7 @@ class HttpServer:
         self.port = int(runner.addresses[0][1])
 
     def snapshot(self) -> dict[str, object]:
-        return health_snapshot(self._board, self._sip, self.calls)
+        return health_snapshot(self._board, self._sip, self.calls, self._health_extra)
 
     async def close(self) -> None:
         """Hang up browser calls, then stop listening (idempotent)."""
@@ -448,3 +471,6 @@ class HttpServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        reader, self._calls_reader = self._calls_reader, None
+        if reader is not None:
+            reader.close()

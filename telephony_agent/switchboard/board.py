@@ -26,14 +26,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
 from telephony_agent.agent import CallFacts, Profile, render_greeting, render_instructions
 from telephony_agent.audio.clock import MediaClock
-from telephony_agent.call.bridge import Call, CallProfile
-from telephony_agent.call.record import CallRecord, TranscriptLine
+from telephony_agent.call.bridge import Call
+from telephony_agent.call.profile import CallProfile, FrameRecorder
+from telephony_agent.call.record import BargeIn, CallRecord, TranscriptLine, TurnLatency
 from telephony_agent.call.tools import ToolRegistry, ToolResult, builtin_tools
 from telephony_agent.media.leg import MediaLeg
 from telephony_agent.realtime.client import RealtimeSession
@@ -47,16 +48,69 @@ __all__ = ["Admission", "CallListener", "LiveCall", "Switchboard", "SwitchboardS
 log = structlog.get_logger(__name__)
 
 
-class CallListener(Protocol):
-    """Hears about every call; must return at once (nothing may block the call)."""
+class CallListener:
+    """Hears about every call as it happens (records, metrics, a live page).
 
-    def call_started(self, call: LiveCall) -> None: ...
+    Every hook must return at once: nothing may block a call. The defaults do nothing,
+    so a listener overrides only what it needs. A hook that raises is logged and
+    ignored.
+    """
+
+    def call_offered(self, admission: Admission) -> None:
+        """Admitted: the front door is setting up the leg and the session."""
+
+    def call_refused(self, request: CallRequest, refusal: Refusal) -> None:
+        """Not admitted (over capacity, draining, unknown profile)."""
+
+    def call_abandoned(self, admission: Admission, reason: str) -> None:
+        """Admitted but never ran (cancelled, the model unreachable, a bad offer)."""
+
+    def call_started(self, call: LiveCall) -> None:
+        """Answered: the Call runs."""
 
     def transcript(self, call: LiveCall, line: TranscriptLine) -> None: ...
 
     def tool_called(self, call: LiveCall, result: ToolResult) -> None: ...
 
+    def turn(self, call: LiveCall, latency: TurnLatency) -> None: ...
+
+    def barge_in(self, call: LiveCall, barge_in: BargeIn) -> None: ...
+
+    def dtmf(self, call: LiveCall, digits: str) -> None: ...
+
     def call_ended(self, call: LiveCall, record: CallRecord) -> None: ...
+
+
+#: Makes the recorder of a call, or None when the call is not recorded.
+RecorderFactory = Callable[["Admission", int], "FrameRecorder | None"]
+
+
+class _Observer:
+    """The Call's observer for one admission: fans events out to the listeners."""
+
+    def __init__(self, board: Switchboard, admission: Admission) -> None:
+        self._board = board
+        self._admission = admission
+
+    def _each(self, hook: str, *args: object) -> None:
+        live = self._admission.live
+        if live is None:
+            return
+        for listener in self._board.listeners:
+            with _listener_guard(hook):
+                getattr(listener, hook)(live, *args)
+
+    def tool_result(self, result: ToolResult) -> None:
+        self._each("tool_called", result)
+
+    def turn(self, latency: TurnLatency) -> None:
+        self._each("turn", latency)
+
+    def barge_in(self, barge_in: BargeIn) -> None:
+        self._each("barge_in", barge_in)
+
+    def dtmf(self, digits: str) -> None:
+        self._each("dtmf", digits)
 
 
 @dataclass
@@ -108,6 +162,8 @@ class Admission:
             now=datetime.now().astimezone(),
         )
         self.provider, self.endpoint = deployment.endpoint_for(profile)
+        #: The model asked for, as the endpoint names it (for records).
+        self.model = parse_qs(urlsplit(self.endpoint.url).query).get("model", [None])[0]
         self.tools = self._tool_registry()
         self._released = False
         self.live: LiveCall | None = None
@@ -177,7 +233,8 @@ class Admission:
             call_id=self.request.external_id[:128],
             provider=self.provider,
             on_transcript=lambda line: self._board.on_transcript(self, line, on_transcript),
-            on_tool_result=lambda result: self._board.on_tool_result(self, result),
+            observer=_Observer(self._board, self),
+            recorder=self._board.recorder_for(self, leg.sample_rate),
         )
         if on_call is not None:
             on_call(call)
@@ -211,6 +268,8 @@ class Switchboard:
         self._idle.set()
         #: Deployments replaced by a reload whose tools still serve live calls.
         self._retired: list[Deployment] = []
+        #: Set by whoever keeps recordings (see `records/`); None: no call is recorded.
+        self.recorder_factory: RecorderFactory | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ configuration
@@ -234,6 +293,20 @@ class Switchboard:
     def add_listener(self, listener: CallListener) -> None:
         self._listeners.append(listener)
 
+    @property
+    def listeners(self) -> tuple[CallListener, ...]:
+        return tuple(self._listeners)
+
+    def recorder_for(self, admission: Admission, rate: int) -> FrameRecorder | None:
+        factory = self.recorder_factory
+        if factory is None:
+            return None
+        try:
+            return factory(admission, rate)
+        except Exception as exc:  # a recording must never stop a call
+            log.warning("recording_not_started", error=type(exc).__name__)
+            return None
+
     # ------------------------------------------------------------------ admission
 
     @property
@@ -254,18 +327,24 @@ class Switchboard:
         deployment = self.deployment
         if self._draining:
             self.stats.refused_draining += 1
-            return Refusal("draining", "the server is shutting down")
+            return self._refuse(request, Refusal("draining", "the server is shutting down"))
         if len(self._admitted) >= self.max_calls:
             self.stats.refused_over_capacity += 1
             log.info("call_refused", reason="over_capacity", active=len(self._admitted))
-            return Refusal(
-                "over_capacity", f"all {self.max_calls} call slots are in use; try again later"
+            return self._refuse(
+                request,
+                Refusal(
+                    "over_capacity",
+                    f"all {self.max_calls} call slots are in use; try again later",
+                ),
             )
         if request.profile is not None:
             profile = deployment.profiles.by_name(request.profile)
             if profile is None:
                 self.stats.refused_unknown_profile += 1
-                return Refusal("unknown_profile", f"no profile named {request.profile!r}")
+                return self._refuse(
+                    request, Refusal("unknown_profile", f"no profile named {request.profile!r}")
+                )
         else:
             profile = deployment.profiles.route(request.dialled)
         admission = Admission(self, request, profile, deployment)
@@ -280,7 +359,16 @@ class Switchboard:
             provider=admission.provider,
             active=len(self._admitted),
         )
+        for listener in self._listeners:
+            with _listener_guard("call_offered"):
+                listener.call_offered(admission)
         return admission
+
+    def _refuse(self, request: CallRequest, refusal: Refusal) -> Refusal:
+        for listener in self._listeners:
+            with _listener_guard("call_refused"):
+                listener.call_refused(request, refusal)
+        return refusal
 
     def release(self, admission: Admission, reason: str) -> None:
         if self._admitted.pop(admission.id, None) is None:
@@ -288,6 +376,9 @@ class Switchboard:
         if admission.live is None:
             self.stats.abandoned += 1
             log.info("call_abandoned", reason=reason, external_id=admission.request.external_id)
+            for listener in self._listeners:
+                with _listener_guard("call_abandoned"):
+                    listener.call_abandoned(admission, reason)
         if not self._admitted:
             self._idle.set()
         if self._retired:
@@ -328,14 +419,6 @@ class Switchboard:
         for listener in self._listeners:
             with _listener_guard("transcript"):
                 listener.transcript(live, line)
-
-    def on_tool_result(self, admission: Admission, result: ToolResult) -> None:
-        live = admission.live
-        if live is None:
-            return
-        for listener in self._listeners:
-            with _listener_guard("tool_called"):
-                listener.tool_called(live, result)
 
     def call_ended(self, admission: Admission, live: LiveCall, record: CallRecord) -> None:
         self._live.pop(admission.id, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from telephony_agent.config import Settings, effective_voice
+from telephony_agent.realtime.providers import PRESETS
 from telephony_agent.realtime.session_config import SessionConfig, ToolSpec, VadConfig
 
 __all__ = ["session_config"]
@@ -42,7 +43,17 @@ def session_config(
         voice=voice or effective_voice(settings, provider_name),
         output_rate=settings.agent.output_rate,
         vad=vad_config,
-        transcription_model=settings.agent.transcription_model,
+        transcription_model=_transcription_model(settings, provider_name),
         transcription_language=language,
         tools=list(tools),
     )
+
+
+def _transcription_model(settings: Settings, provider_name: str) -> str | None:
+    """`[agent] transcription_model`; else the provider's default, so callers' words are
+    kept where the provider can transcribe; `"none"` turns it off."""
+    configured = settings.agent.transcription_model
+    if configured is not None:
+        return None if configured.lower() == "none" else configured
+    preset = PRESETS.get(provider_name)
+    return preset.default_transcription_model if preset is not None else None

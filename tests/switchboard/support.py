@@ -16,7 +16,8 @@ from telephony_agent.caller.outbound_call import CallOptions, CallResult, place_
 from telephony_agent.commands.runtime import ProviderRuntime, open_provider
 from telephony_agent.config import load_settings
 from telephony_agent.server.sip_server import AgentSipServer
-from telephony_agent.switchboard import LiveCall, Switchboard
+from telephony_agent.switchboard import CallListener, LiveCall, Switchboard
+from telephony_agent.switchboard.keeping import Keeping
 
 BASE: dict[str, dict[str, Any]] = {
     "provider": {"name": "local"},
@@ -27,7 +28,7 @@ BASE: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class Heard:
+class Heard(CallListener):
     """What a listener heard of each call, by our call id."""
 
     started: list[LiveCall] = field(default_factory=list)
@@ -54,6 +55,12 @@ class Rig:
     sip: AgentSipServer
     runtime: ProviderRuntime
     heard: Heard
+    keeping: Keeping | None = None
+
+    async def flushed(self) -> None:
+        """Wait until every record event so far is in the database."""
+        assert self.keeping is not None and self.keeping.writer is not None
+        await self.keeping.writer.flush()
 
     async def call(
         self, user: str, audio: np.ndarray[Any, Any], *, tail_s: float = 3.0
@@ -77,11 +84,15 @@ async def running_rig(
     toml: str,
     *,
     environ: Mapping[str, str] | None = None,
+    keep: bool = False,
     **sections: dict[str, Any],
 ) -> AsyncIterator[Rig]:
+    """A switchboard and its SIP front door; with `keep`, records (and recordings, as
+    the settings say) are kept in `tmp_path/data`."""
     config = tmp_path / "agent.toml"
     config.write_text(toml, encoding="utf-8")
     overrides: dict[str, dict[str, Any]] = {name: dict(values) for name, values in BASE.items()}
+    overrides["records"] = {"enabled": keep, "data_dir": str(tmp_path / "data")}
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)
     env = dict(environ or {})
@@ -90,11 +101,16 @@ async def running_rig(
     board = Switchboard(runtime.deployment(settings, environ=env))
     heard = Heard()
     board.add_listener(heard)
+    keeping = await Keeping.open(settings) if keep else None
+    if keeping is not None:
+        keeping.attach(board)
     sip = AgentSipServer(board)
     try:
         await sip.start()
-        yield Rig(board, sip, runtime, heard)
+        yield Rig(board, sip, runtime, heard, keeping)
     finally:
         await sip.shutdown(timeout_s=5.0)
         await board.close()
+        if keeping is not None:
+            await keeping.close()
         await runtime.close()
