@@ -69,47 +69,22 @@ def _agent_lines(agent: AgentServer) -> list[dict[str, Any]]:
 
 def _calls(workdir: Path) -> list[dict[str, Any]]:
     """`calls list` then `calls show` for each, as a user would run them."""
-    listing = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "telephony_agent",
-            "calls",
-            "list",
-            "--json",
-            "--config",
-            "agent.toml",
-        ],
+    listing: list[dict[str, Any]] = _cli_json(workdir, "list")
+    return [_cli_json(workdir, "show", str(call["id"])) for call in listing]
+
+
+def _cli_json(workdir: Path, *args: str) -> Any:
+    command = [sys.executable, "-m", "telephony_agent", "calls", *args]
+    result = subprocess.run(
+        [*command, "--json", "--config", "agent.toml"],
         cwd=workdir,
         env=agent_environment(),
         capture_output=True,
         text=True,
         check=False,
     )
-    assert listing.returncode == 0, listing.stderr
-    shown = []
-    for call in json.loads(listing.stdout):
-        one = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "telephony_agent",
-                "calls",
-                "show",
-                str(call["id"]),
-                "--json",
-                "--config",
-                "agent.toml",
-            ],
-            cwd=workdir,
-            env=agent_environment(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert one.returncode == 0, one.stderr
-        shown.append(json.loads(one.stdout))
-    return shown
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def test_sigkill_mid_call_loses_no_completed_turn(tmp_path: Path, speech_ulaw: Path) -> None:
