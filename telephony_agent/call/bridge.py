@@ -32,7 +32,7 @@ from telephony_agent.audio.clock import MediaClock
 from telephony_agent.audio.playout import Frame
 from telephony_agent.audio.resample import InboundResampler
 from telephony_agent.call.keypad import KeypadEntry
-from telephony_agent.call.lines import AgentLines, CallerLines, Line
+from telephony_agent.call.lines import AgentLines, CallerLines
 from telephony_agent.call.playback import Playback
 from telephony_agent.call.profile import (
     GREETING_AUDIO_ITEM,
@@ -43,6 +43,8 @@ from telephony_agent.call.profile import (
 from telephony_agent.call.record import BargeIn, CallRecord, TranscriptLine, TurnLatency
 from telephony_agent.call.summary import bridge_fields, tool_line
 from telephony_agent.call.tools import ToolRegistry
+from telephony_agent.call.transcript import TranscriptWriter
+from telephony_agent.call.turns import TurnTimer
 from telephony_agent.logs import bind_call
 from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded, MediaLeg
 from telephony_agent.realtime.client import RealtimeSession
@@ -111,7 +113,6 @@ class Call:
         self.tools = tools
         self.profile = profile or CallProfile()
         self.call_id = call_id or uuid.uuid4().hex[:12]
-        self._on_transcript = on_transcript
         self._observer = observer
         #: Gets one (caller, agent) frame pair per tick when the call is recorded.
         self._recorder = recorder
@@ -122,6 +123,7 @@ class Call:
         self.record = CallRecord(
             call_id=self.call_id, leg_codec=leg.codec, provider=provider, started_at=time.time()
         )
+        self._lines = TranscriptWriter(self.record.transcript, self._now_ms, on_transcript)
         self.playback = Playback(session.output_rate, leg.sample_rate)
         self._inbound = InboundResampler(leg.sample_rate, MODEL_INPUT_RATE)
         # Response state, driven by server events.
@@ -137,10 +139,7 @@ class Call:
         self._pending_calls: dict[str, list[FunctionCall]] = {}
         self._consecutive_failures = 0
         # Latency of the current turn.
-        self._turn_stopped_at: float | None = None
-        self._turn_first_delta_at: float | None = None
-        self._turn_item: str | None = None
-        self._turn_stopped_ms = 0
+        self._turns = TurnTimer()
         # Ending.
         self._hangup_reason: str | None = None
         self._drained = asyncio.Event()
@@ -184,8 +183,8 @@ class Call:
         finally:
             subscription.cancel()
             now_ms = self._now_ms()
-            self._emit(self._agent_lines.flush(now_ms))
-            self._emit(self._caller_lines.flush(now_ms))
+            self._lines.emit(self._agent_lines.flush(now_ms))
+            self._lines.emit(self._caller_lines.flush(now_ms))
             for task in (uplink, downlink, *self._tasks):
                 task.cancel()
             for task in (uplink, downlink, *self._tasks):
@@ -218,7 +217,7 @@ class Call:
             self.playback.push_delta(GREETING_AUDIO_ITEM, audio)
             self.playback.end_item()
             self._greet_after_audio = bool(self.profile.greeting)
-            self._transcript("agent", "[greeting recording]")
+            self._lines.say("agent", "[greeting recording]")
         elif self.profile.greeting:
             self._greet()
 
@@ -284,7 +283,7 @@ class Call:
     def _on_dtmf(self, event: DtmfIn) -> None:
         """Collect keypad digits; the terminator or the digit limit sends them at once."""
         self.record.dtmf += event.digit
-        self._transcript("caller", f"[DTMF {event.digit}]")
+        self._lines.say("caller", f"[DTMF {event.digit}]")
         if self._observer is not None:
             self._observer.dtmf(self.record.dtmf)
         if self._dtmf_task is not None:
@@ -334,10 +333,9 @@ class Call:
         elif isinstance(event, SpeechStarted):
             self._on_speech_started(event)
         elif isinstance(event, SpeechStopped):
-            self._turn_stopped_ms = self._now_ms()
-            self._emit(self._caller_lines.speech_stopped(event.item_id, self._turn_stopped_ms))
-            if self._turn_stopped_at is None:
-                self._turn_stopped_at = time.monotonic()
+            now_ms = self._now_ms()
+            self._turns.speech_stopped(time.monotonic(), now_ms)
+            self._lines.emit(self._caller_lines.speech_stopped(event.item_id, now_ms))
         elif isinstance(event, ResponseCreated):
             self._response_id = event.response_id
             self._response_active = True
@@ -345,20 +343,20 @@ class Call:
             if not self._is_stale(event.response_id, event.item_id):
                 self.playback.end_item()
                 playing = self.playback.buffer.is_playing
-                self._emit(self._agent_lines.audio_done(event.item_id, playing=playing))
+                self._lines.emit(self._agent_lines.audio_done(event.item_id, playing=playing))
         elif isinstance(event, AssistantTranscriptDelta):
             if not self._is_stale(event.response_id, event.item_id):
                 self._agent_lines.text_delta(event.item_id, event.delta)
         elif isinstance(event, AssistantTranscriptDone):
             has_audio = self.playback.received_ms(event.item_id) > 0
-            self._emit(
+            self._lines.emit(
                 self._agent_lines.text_done(
                     event.item_id, event.text, has_audio=has_audio, now_ms=self._now_ms()
                 )
             )
         elif isinstance(event, InputTranscript):
             if event.final and event.transcript:
-                self._emit(
+                self._lines.emit(
                     self._caller_lines.transcript(event.item_id, event.transcript, self._now_ms())
                 )
         elif isinstance(event, FunctionCall):
@@ -373,7 +371,7 @@ class Call:
             self.record.errors += 1
         elif isinstance(event, SessionReconnected):
             self.record.reconnects += 1
-            self._transcript("system", "[realtime session reconnected]")
+            self._lines.say("system", "[realtime session reconnected]")
         elif isinstance(event, SessionClosed):
             log.warning("realtime_session_closed", reason=event.reason)
             self._end(f"realtime_closed: {event.reason}", "provider")
@@ -398,9 +396,7 @@ class Call:
             self._downlink_probe = (event.item_id, event.received_at or time.monotonic())
         self._item_response[event.item_id] = event.response_id
         self._receiving_item = event.item_id
-        if self._turn_stopped_at is not None and self._turn_first_delta_at is None:
-            self._turn_first_delta_at = time.monotonic()
-            self._turn_item = event.item_id
+        self._turns.delta(event.item_id, time.monotonic())
         self.playback.push_delta(event.item_id, event.audio)
 
     def _on_speech_started(self, event: SpeechStarted) -> None:
@@ -408,9 +404,7 @@ class Call:
         self._greet_after_audio = False
         now_ms = self._now_ms()
         self._caller_lines.speech_started(event.item_id, now_ms)
-        self._turn_stopped_at = None
-        self._turn_first_delta_at = None
-        self._turn_item = None
+        self._turns.speech_started()
         playing = self.playback.buffer.is_playing
         if not (playing or self._response_active):
             return
@@ -431,7 +425,7 @@ class Call:
             truncated = self._truncate_if_needed(item_id) or truncated
             played = self.playback.played_ms(item_id)
             received = self.playback.received_ms(item_id)
-            self._emit(self._agent_lines.cut(item_id, played, received, now_ms))
+            self._lines.emit(self._agent_lines.cut(item_id, played, received, now_ms))
         barge_in = BargeIn(self._frames_sent, heard, interruption.played_ms, truncated, now_ms)
         self.record.barge_ins.append(barge_in)
         if self._observer is not None:
@@ -508,7 +502,7 @@ class Call:
         for call, result in zip(calls, results, strict=True):
             self.session.send_function_output(call.call_id, result.output)
             self.record.tool_results.append(result)
-            self._transcript("tool", tool_line(result))
+            self._lines.say("tool", tool_line(result))
             if self._observer is not None:
                 self._observer.tool_result(result)
         if self._hangup_reason is None and not self._ended.is_set():
@@ -523,7 +517,7 @@ class Call:
             frame.item_id if frame.speech else None, self._frames_sent * FRAME_MS
         )
         if lines:
-            self._emit(lines)
+            self._lines.emit(lines)
         recorder = self._recorder
         if recorder is not None:
             frames = self._caller_frames
@@ -538,34 +532,25 @@ class Call:
             if probe is not None and probe[0] == frame.item_id:
                 self.record.downlink_latency.add(time.monotonic() - probe[1])
                 self._downlink_probe = None
-            if self._turn_first_delta_at is not None and frame.item_id == self._turn_item:
-                self._record_latency()
+            if self._turns.answers(frame.item_id):
+                latency = self._turns.frame(time.monotonic())
+                if latency is not None:
+                    self._record_latency(latency)
         if not self.playback.buffer.is_playing:
             self._wake_drain()
             if self._greet_after_audio:
                 self._greet_after_audio = False
                 self._greet()
 
-    def _record_latency(self) -> None:
-        now = time.monotonic()
-        assert self._turn_first_delta_at is not None
-        if self._turn_stopped_at is not None:
-            latency = TurnLatency(
-                to_first_delta_ms=(self._turn_first_delta_at - self._turn_stopped_at) * 1000,
-                to_first_frame_ms=(now - self._turn_stopped_at) * 1000,
-                at_ms=self._turn_stopped_ms,
-            )
-            self.record.latencies.append(latency)
-            if self._observer is not None:
-                self._observer.turn(latency)
-            log.info(
-                "turn_latency",
-                to_first_delta_ms=round(latency.to_first_delta_ms, 1),
-                to_first_frame_ms=round(latency.to_first_frame_ms, 1),
-            )
-        self._turn_stopped_at = None
-        self._turn_first_delta_at = None
-        self._turn_item = None
+    def _record_latency(self, latency: TurnLatency) -> None:
+        self.record.latencies.append(latency)
+        if self._observer is not None:
+            self._observer.turn(latency)
+        log.info(
+            "turn_latency",
+            to_first_delta_ms=round(latency.to_first_delta_ms, 1),
+            to_first_frame_ms=round(latency.to_first_frame_ms, 1),
+        )
 
     def _wake_drain(self) -> None:
         if not self._drained.is_set():
@@ -594,7 +579,7 @@ class Call:
         ok = await self.leg.transfer(target)
         log.info("transfer", target=target, ok=ok)
         if ok:
-            self._transcript("system", f"[transferred to {target}]")
+            self._lines.say("system", f"[transferred to {target}]")
             self._request_end("transferred", "transfer")
         return ok
 
@@ -610,27 +595,6 @@ class Call:
         recording (one frame per tick) all share one time line.
         """
         return self._frames_sent * FRAME_MS
-
-    def _transcript(self, speaker: str, text: str) -> None:
-        now_ms = self._now_ms()
-        self._write_line(TranscriptLine(round(now_ms / 1000, 2), speaker, text, now_ms, now_ms))
-
-    def _emit(self, lines: list[Line]) -> None:
-        if not lines:
-            return
-        t = round(self._now_ms() / 1000, 2)
-        for line in lines:
-            self._write_line(
-                TranscriptLine(
-                    t, line.speaker, line.text, line.start_ms, line.end_ms, line.truncated
-                )
-            )
-
-    def _write_line(self, line: TranscriptLine) -> None:
-        self.record.transcript.append(line)
-        log.info("transcript", speaker=line.speaker, text=line.text, truncated=line.truncated)
-        if self._on_transcript is not None:
-            self._on_transcript(line)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
