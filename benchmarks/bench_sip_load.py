@@ -185,6 +185,7 @@ def one_round(
             "lateness_p50": stats["media_clock_lateness_p50_ms"],
             "lateness_p99": stats["media_clock_lateness_p99_ms"],
             "answered": stats["answered"],
+            "underruns": float(stats.get("playout_underruns", 0)),
         }
     finally:
         for process in (server, backend):
@@ -303,6 +304,7 @@ def _report(
         f"  media clock lateness         p50 {median['lateness_p50']:.2f} ms,"
         f" p99 {median['lateness_p99']:.2f} ms"
     )
+    print(f"  playout underruns per round  {median['underruns']:.0f}")
     return median
 
 

@@ -92,6 +92,9 @@ class RealtimeSettings:
     chunk_ms: int = 20
     ready_timeout_s: float = 5.0
     max_reconnects: int = 5
+    #: Agent speech waits until this much is queued before it starts playing, so a
+    #: provider streaming near real time cannot make it stutter (0 disables).
+    playout_preroll_ms: int = 80
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "realtime.chunk_ms": (10, 1000),
     "realtime.ready_timeout_s": (0.1, 120.0),
     "realtime.max_reconnects": (0, 100),
+    "realtime.playout_preroll_ms": (0, 1000),
     "local.port": (0, 65535),
     "local.session_start_delay_s": (0.0, 60.0),
     "agent.max_duration_s": (1.0, 86400.0),

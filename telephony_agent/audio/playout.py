@@ -9,6 +9,16 @@ carries the end of one item and the start of the next.
 
 Cost is per chunk, not per sample: the queue is a deque of the pushed numpy
 arrays plus a read offset into the first one, so a frame is usually one slice.
+
+Why a pre-roll: a talk spurt that starts playing the moment its first audio arrives
+underruns whenever the next delta comes later than the queued audio lasts — the
+outbound resampler holds back tens of milliseconds of the first delta, and a provider
+streaming near real time (or a loaded machine) delivers the rest just too late. The
+caller then hears a stutter with a click. So playout of a spurt waits until
+`preroll_ms` is queued, or until the model says the item is complete (`mark_complete`),
+whichever comes first. If the queue still runs dry mid-spurt, the last samples fade out
+and the resumed audio fades in (no click), the spurt waits for its pre-roll again, and
+the underrun is counted.
 """
 
 from __future__ import annotations
@@ -39,12 +49,26 @@ class Frame:
 class PlayoutBuffer:
     """FIFO of PCM16 chunks tagged with Realtime item ids, popped in fixed frames."""
 
-    def __init__(self, rate: int, frame_ms: int = 20) -> None:
+    def __init__(self, rate: int, frame_ms: int = 20, preroll_ms: int = 0) -> None:
         if rate <= 0 or frame_ms <= 0 or (rate * frame_ms) % 1000:
             raise ValueError(f"{frame_ms} ms at {rate} Hz is not a whole number of samples")
+        if preroll_ms < 0:
+            raise ValueError(f"preroll_ms = {preroll_ms}: expected 0 or more")
         self.rate = rate
         self.frame_ms = frame_ms
         self.frame_samples = rate * frame_ms // 1000
+        self.preroll_samples = rate * preroll_ms // 1000
+        #: Playout is held (silence out) until the pre-roll is queued or the spurt is
+        #: complete. With no pre-roll the buffer is a plain FIFO: no holding, no fades.
+        self._spurts = self.preroll_samples > 0
+        self._holding = self._spurts
+        #: The model sent all of the current spurt: drain it, however little is queued.
+        self._complete = False
+        #: The last frame out ended mid-spurt (an underrun): fade the next audio in.
+        self._fade_in = False
+        self._fade = _fade_ramp(rate)
+        #: Times the queue ran dry in the middle of a spurt.
+        self.underruns = 0
         self._chunks: deque[tuple[NDArray[np.int16], str | None]] = deque()
         self._offset = 0
         self._buffered = 0
@@ -61,17 +85,32 @@ class PlayoutBuffer:
         if chunk.size:
             self._chunks.append((chunk, item_id))
             self._buffered += chunk.size
+            self._complete = False
+
+    def mark_complete(self) -> None:
+        """No more audio follows for now (the item is done): play out what is queued, and
+        running dry afterwards is the end of the spurt, not an underrun."""
+        self._complete = True
 
     def pop_frame(self) -> Frame:
         """Exactly one frame: queued audio first, zero padding when the queue runs dry."""
         n = self.frame_samples
         if not self._buffered:
             return Frame(np.zeros(n, dtype=np.int16), None, False)
+        if self._holding:
+            if self._buffered < self.preroll_samples and not self._complete:
+                return Frame(np.zeros(n, dtype=np.int16), None, False)
+            self._holding = False
         chunk, item_id = self._chunks[0]
         start = self._offset
-        if chunk.size - start >= n:
+        if chunk.size - start >= n and not self._fade_in:
             self._take(item_id, n)
-            return Frame(chunk[start : start + n], item_id, True)
+            whole = chunk[start : start + n]
+            if not self._buffered:
+                if self._spurts and not self._complete:
+                    whole = whole.copy()  # faded below; the queued chunk stays as it was
+                self._ran_dry(whole, n)
+            return Frame(whole, item_id, True)
         pcm = np.zeros(n, dtype=np.int16)
         filled = 0
         while filled < n and self._chunks:
@@ -81,7 +120,28 @@ class PlayoutBuffer:
             pcm[filled : filled + count] = chunk[start : start + count]
             filled += count
             self._take(item_id, count)
+        if self._fade_in:
+            self._fade_in = False
+            ramp = self._fade[: min(self._fade.size, filled)]
+            pcm[: ramp.size] = (pcm[: ramp.size] * ramp).astype(np.int16)
+        if not self._buffered:
+            self._ran_dry(pcm, filled)
         return Frame(pcm, item_id, True)
+
+    def _ran_dry(self, pcm: NDArray[np.int16] | None, filled: int) -> None:
+        """The queue is empty after this frame: the spurt ended, or an underrun."""
+        if not self._spurts:
+            return
+        self._holding = True
+        if self._complete:
+            return
+        self.underruns += 1
+        self._fade_in = True
+        if pcm is not None and filled:
+            ramp = self._fade[: min(self._fade.size, filled)][::-1]
+            pcm[filled - ramp.size : filled] = (pcm[filled - ramp.size : filled] * ramp).astype(
+                np.int16
+            )
 
     def _take(self, item_id: str | None, count: int) -> None:
         """Advance the read position by `count` samples of the first chunk and account them."""
@@ -99,6 +159,9 @@ class PlayoutBuffer:
         self._chunks.clear()
         self._offset = 0
         self._buffered = 0
+        self._holding = self._spurts
+        self._complete = False
+        self._fade_in = False
         return self._ms(dropped)
 
     # ------------------------------------------------------------------ accounting
@@ -132,8 +195,18 @@ class PlayoutBuffer:
 
     @property
     def is_playing(self) -> bool:
-        """True while queued audio remains."""
+        """True while queued audio remains (also while its pre-roll is being gathered)."""
         return self._buffered > 0
 
     def _ms(self, samples: int) -> int:
         return samples * 1000 // self.rate
+
+
+#: Fade length at an underrun: long enough to remove the click, short enough to keep
+#: the syllable.
+FADE_MS = 4
+
+
+def _fade_ramp(rate: int) -> NDArray[np.float32]:
+    n = max(1, rate * FADE_MS // 1000)
+    return np.linspace(0.0, 1.0, n, endpoint=False, dtype=np.float32)

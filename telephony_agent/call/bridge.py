@@ -124,7 +124,9 @@ class Call:
             call_id=self.call_id, leg_codec=leg.codec, provider=provider, started_at=time.time()
         )
         self._lines = TranscriptWriter(self.record.transcript, self._now_ms, on_transcript)
-        self.playback = Playback(session.output_rate, leg.sample_rate)
+        self.playback = Playback(
+            session.output_rate, leg.sample_rate, preroll_ms=self.profile.playout_preroll_ms
+        )
         self._inbound = InboundResampler(leg.sample_rate, MODEL_INPUT_RATE)
         # Response state, driven by server events.
         self._response_id: str | None = None
@@ -198,6 +200,7 @@ class Call:
         self.record.ended_at = time.time()
         self.record.end_reason = self._end_reason
         self.record.uplink_latency = self.session.uplink_latency
+        self.record.underruns = self.playback.buffer.underruns
         log.info(
             "call_ended",
             reason=self._end_reason,
@@ -205,6 +208,7 @@ class Call:
             barge_ins=len(self.record.barge_ins),
             truncates=self.record.truncates,
             stale_deltas_dropped=self.record.stale_deltas_dropped,
+            underruns=self.record.underruns,
             **self.record.latency_summary(),
             **bridge_fields(self.record),
         )

@@ -31,10 +31,10 @@ class Interruption:
 class Playback:
     """Model audio (PCM16 at the model's output rate) → frames at the leg rate."""
 
-    def __init__(self, model_rate: int, leg_rate: int) -> None:
+    def __init__(self, model_rate: int, leg_rate: int, *, preroll_ms: int = 0) -> None:
         self.leg_rate = leg_rate
         self.model_rate = model_rate
-        self.buffer = PlayoutBuffer(leg_rate)
+        self.buffer = PlayoutBuffer(leg_rate, preroll_ms=preroll_ms)
         self._resampler = OutboundResampler(model_rate, leg_rate)
         self._item_id: str | None = None
         self._carry = b""
@@ -70,6 +70,7 @@ class Playback:
         tail = self._resampler.flush()
         if tail.size:
             self.buffer.push(tail, self._item_id)
+        self.buffer.mark_complete()
         self._item_id = None
         self._carry = b""
 

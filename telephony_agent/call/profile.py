@@ -62,3 +62,6 @@ class CallProfile:
     #: `{digits}` becomes the digits separated by spaces ("4 5 1 2 #").
     dtmf_message: str = "The caller typed: {digits}"
     hangup_drain_timeout_s: float = 15.0
+    #: Agent speech starts playing once this much is queued (or the item is complete),
+    #: so a talk spurt cannot underrun at its start; part of every turn's latency.
+    playout_preroll_ms: int = 80

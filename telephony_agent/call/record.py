@@ -66,6 +66,8 @@ class CallRecord:
     truncates: int = 0
     cancels: int = 0
     stale_deltas_dropped: int = 0
+    #: Times agent speech ran dry mid-spurt (the caller heard a gap).
+    underruns: int = 0
     tool_calls: int = 0
     #: Every tool the model called, with arguments, output, outcome and duration.
     tool_results: list[ToolResult] = field(default_factory=list)

@@ -125,6 +125,8 @@ class SwitchboardStats:
     completed: int = 0
     #: Sum of finished calls' durations, for CPU-per-call-second figures.
     call_seconds: float = 0.0
+    #: Agent speech that ran dry mid-spurt, summed over finished calls.
+    playout_underruns: int = 0
 
 
 @dataclass
@@ -229,6 +231,7 @@ class Admission:
                 dtmf_max_digits=profile.dtmf_max_digits,
                 dtmf_terminator=profile.dtmf_terminator,
                 dtmf_message=profile.dtmf_message,
+                playout_preroll_ms=self.deployment.settings.realtime.playout_preroll_ms,
             ),
             call_id=self.request.external_id[:128],
             provider=self.provider,
@@ -424,6 +427,7 @@ class Switchboard:
         self._live.pop(admission.id, None)
         self.stats.completed += 1
         self.stats.call_seconds += record.duration_s
+        self.stats.playout_underruns += record.underruns
         for listener in self._listeners:
             with _listener_guard("call_ended"):
                 listener.call_ended(live, record)

@@ -137,7 +137,7 @@ async def test_a_barge_in_during_a_tool_calling_response_runs_no_tool(tmp_path: 
     caller = np.concatenate(
         [
             noise_burst(8000, 800, seed=7),
-            silence(8000, 1200),
+            silence(8000, 4000),
             noise_burst(8000, 800, seed=8),
             silence(8000, 600),
         ]
