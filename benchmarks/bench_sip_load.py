@@ -104,7 +104,8 @@ def one_round(
         '[http]\nlisten = "127.0.0.1:0"\n'
         f'[log]\nlevel = "{"info" if latency else "warning"}"\nformat = "json"\n'
     )
-    if source is None:  # a baseline tree may not know [records]
+    if source is None or "RecordsSettings" in (source / "telephony_agent/config.py").read_text():
+        # (a baseline tree from before records has no [records] section to set)
         on = "true" if records else "false"
         data = workdir / "data"
         config.write_text(
@@ -112,6 +113,7 @@ def one_round(
         )
     server = subprocess.Popen(
         [sys.executable, "-m", "telephony_agent", "serve", "--config", str(config)],
+        cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
