@@ -71,6 +71,15 @@ class AgentSettings:
     dtmf_terminator: Literal["#", "*", ""] = "#"
     #: The user message; `{digits}` becomes the digits separated by spaces ("4 5 1 2 #").
     dtmf_message: str = "The caller typed: {digits}"
+    #: Seconds of silence (nobody speaking) before the agent asks if the caller is still
+    #: there; after `idle_max_reprompts` such prompts it says goodbye and hangs up
+    #: (end reason `idle`). 0 turns it off.
+    idle_reprompt_s: float = 8.0
+    idle_max_reprompts: int = 2
+    idle_reprompt_instructions: str = "Ask briefly whether the caller is still there."
+    idle_goodbye_instructions: str = (
+        "The line has stayed silent: say briefly that you are ending the call, and goodbye."
+    )
 
 
 @dataclass(frozen=True)
@@ -243,6 +252,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "agent.max_duration_s": (1.0, 86400.0),
     "agent.dtmf_inter_digit_s": (0.2, 30.0),
     "agent.dtmf_max_digits": (1, 64),
+    "agent.idle_reprompt_s": (0.0, 3600.0),
+    "agent.idle_max_reprompts": (0, 10),
     "sip.max_calls": (1, 100_000),
     "sip.retry_after_s": (1, 86400),
     "sip.answer_timeout_s": (0.5, 120.0),

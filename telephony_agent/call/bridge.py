@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from telephony_agent.audio.clock import MediaClock
 from telephony_agent.audio.playout import Frame
 from telephony_agent.audio.resample import InboundResampler
+from telephony_agent.call.idle import IdleWatch
 from telephony_agent.call.keypad import KeypadEntry
 from telephony_agent.call.lines import AgentLines, CallerLines
 from telephony_agent.call.playback import Playback
@@ -158,6 +159,11 @@ class Call:
         self._create_after_response = False
         #: The model greets once the greeting recording has been played out.
         self._greet_after_audio = False
+        idle_s = self.profile.idle_reprompt_s
+        self._idle = (
+            IdleWatch(int(idle_s * 1000), self.profile.idle_max_reprompts) if idle_s else None
+        )
+        self._idle_goodbye = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -287,6 +293,8 @@ class Call:
     def _on_dtmf(self, event: DtmfIn) -> None:
         """Collect keypad digits; the terminator or the digit limit sends them at once."""
         self.record.dtmf += event.digit
+        if self._idle is not None:
+            self._idle.caller_pressed()
         self._lines.say("caller", f"[DTMF {event.digit}]")
         if self._observer is not None:
             self._observer.dtmf(self.record.dtmf)
@@ -339,6 +347,8 @@ class Call:
         elif isinstance(event, SpeechStopped):
             now_ms = self._now_ms()
             self._turns.speech_stopped(time.monotonic(), now_ms)
+            if self._idle is not None:
+                self._idle.caller_stopped()
             self._lines.emit(self._caller_lines.speech_stopped(event.item_id, now_ms))
         elif isinstance(event, ResponseCreated):
             self._response_id = event.response_id
@@ -408,6 +418,9 @@ class Call:
         self._greet_after_audio = False
         now_ms = self._now_ms()
         self._caller_lines.speech_started(event.item_id, now_ms)
+        if self._idle is not None:
+            self._idle.caller_started()
+            self._idle_goodbye = False
         self._turns.speech_started()
         playing = self.playback.buffer.is_playing
         if not (playing or self._response_active):
@@ -493,6 +506,8 @@ class Call:
             # The follow-up response after the tools also answers a pending keypad entry.
             self._create_after_response = False
             self._spawn(self._run_tools(calls))
+        elif self._idle_goodbye and not stale:
+            self._request_end("idle", "timeout")
         elif self._create_after_response and rid == self._response_id:
             self._create_after_response = False
             if self._hangup_reason is None:
@@ -545,6 +560,25 @@ class Call:
             if self._greet_after_audio:
                 self._greet_after_audio = False
                 self._greet()
+        idle = self._idle
+        if idle is not None:
+            quiet = not self._response_active and not self.playback.buffer.is_playing
+            action = idle.tick(self._frames_sent * FRAME_MS, quiet)
+            if action is not None:
+                self._on_idle(action)
+
+    def _on_idle(self, action: str) -> None:
+        """The caller has been silent: ask if they are there, or say goodbye and hang up."""
+        log.info("caller_idle", action=action, reprompts=self._idle.reprompts if self._idle else 0)
+        if self._hangup_reason is not None:
+            return
+        if action == "reprompt":
+            self.session.create_response(instructions=self.profile.idle_reprompt_instructions)
+        elif not self._idle_goodbye:
+            self._idle_goodbye = True  # hang up once the goodbye has been said
+            self.session.create_response(instructions=self.profile.idle_goodbye_instructions)
+        else:  # the goodbye never came: hang up anyway
+            self._request_end("idle", "timeout")
 
     def _record_latency(self, latency: TurnLatency) -> None:
         self.record.latencies.append(latency)

@@ -65,3 +65,10 @@ class CallProfile:
     #: Agent speech starts playing once this much is queued (or the item is complete),
     #: so a talk spurt cannot underrun at its start; part of every turn's latency.
     playout_preroll_ms: int = 80
+    #: Seconds of silence (nobody speaking) before the agent reprompts; None: never.
+    idle_reprompt_s: float | None = None
+    idle_max_reprompts: int = 2
+    idle_reprompt_instructions: str = "Ask briefly whether the caller is still there."
+    idle_goodbye_instructions: str = (
+        "The line has stayed silent: say briefly that you are ending the call, and goodbye."
+    )

@@ -218,6 +218,7 @@ class Admission:
     ) -> CallRecord:
         """Run the call to its end (never raises); the slot is released after."""
         profile = self.profile
+        settings = self.deployment.settings
         call = Call(
             leg=leg,
             session=session,
@@ -231,7 +232,11 @@ class Admission:
                 dtmf_max_digits=profile.dtmf_max_digits,
                 dtmf_terminator=profile.dtmf_terminator,
                 dtmf_message=profile.dtmf_message,
-                playout_preroll_ms=self.deployment.settings.realtime.playout_preroll_ms,
+                playout_preroll_ms=settings.realtime.playout_preroll_ms,
+                idle_reprompt_s=settings.agent.idle_reprompt_s or None,
+                idle_max_reprompts=settings.agent.idle_max_reprompts,
+                idle_reprompt_instructions=settings.agent.idle_reprompt_instructions,
+                idle_goodbye_instructions=settings.agent.idle_goodbye_instructions,
             ),
             call_id=self.request.external_id[:128],
             provider=self.provider,
