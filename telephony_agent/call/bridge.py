@@ -120,7 +120,6 @@ class Call:
         self._caller_frames: deque[NDArray[np.int16]] = deque()
         self._agent_lines = AgentLines()
         self._caller_lines = CallerLines()
-        self._t0 = time.monotonic()
         self.record = CallRecord(
             call_id=self.call_id, leg_codec=leg.codec, provider=provider, started_at=time.time()
         )
@@ -235,10 +234,6 @@ class Call:
         self.session.create_response(
             instructions=f"Greet the caller, saying: {self.profile.greeting}"
         )
-
-    def hang_up(self, reason: str) -> None:
-        """End the call now from our side (shutdown, an operator); the leg is hung up."""
-        self._end(reason, "system")
 
     def _end(self, reason: str, by: str) -> None:
         """End the call; `by` says who ended it (caller, agent, timeout, provider,

@@ -94,11 +94,8 @@ class _Observer:
 
     def _each(self, hook: str, *args: object) -> None:
         live = self._admission.live
-        if live is None:
-            return
-        for listener in self._board.listeners:
-            with _listener_guard(hook):
-                getattr(listener, hook)(live, *args)
+        if live is not None:
+            self._board.tell(hook, live, *args)
 
     def tool_result(self, result: ToolResult) -> None:
         self._each("tool_called", result)
@@ -269,11 +266,8 @@ class Switchboard:
         self.clock = clock or MediaClock()
         self.stats = SwitchboardStats()
         self._admitted: dict[str, Admission] = {}
-        self._live: dict[str, LiveCall] = {}
         self._listeners: list[CallListener] = []
         self._draining = False
-        self._idle = asyncio.Event()
-        self._idle.set()
         #: Deployments replaced by a reload whose tools still serve live calls.
         self._retired: list[Deployment] = []
         #: Set by whoever keeps recordings (see `records/`); None: no call is recorded.
@@ -301,9 +295,14 @@ class Switchboard:
     def add_listener(self, listener: CallListener) -> None:
         self._listeners.append(listener)
 
-    @property
-    def listeners(self) -> tuple[CallListener, ...]:
-        return tuple(self._listeners)
+    def tell(self, hook: str, *args: object) -> None:
+        """Call `hook` on every listener; one that raises is logged, never allowed to end
+        or stall the call, and the others still hear it."""
+        for listener in self._listeners:
+            try:
+                getattr(listener, hook)(*args)
+            except Exception as exc:
+                log.warning("call_listener_failed", hook=hook, error=type(exc).__name__)
 
     def recorder_for(self, admission: Admission, rate: int) -> FrameRecorder | None:
         factory = self.recorder_factory
@@ -321,10 +320,6 @@ class Switchboard:
     def active_calls(self) -> int:
         """Calls holding a slot: being set up or running."""
         return len(self._admitted)
-
-    @property
-    def live_calls(self) -> list[LiveCall]:
-        return list(self._live.values())
 
     @property
     def draining(self) -> bool:
@@ -357,7 +352,6 @@ class Switchboard:
             profile = deployment.profiles.route(request.dialled)
         admission = Admission(self, request, profile, deployment)
         self._admitted[admission.id] = admission
-        self._idle.clear()
         self.stats.admitted += 1
         log.info(
             "call_admitted",
@@ -367,15 +361,11 @@ class Switchboard:
             provider=admission.provider,
             active=len(self._admitted),
         )
-        for listener in self._listeners:
-            with _listener_guard("call_offered"):
-                listener.call_offered(admission)
+        self.tell("call_offered", admission)
         return admission
 
     def _refuse(self, request: CallRequest, refusal: Refusal) -> Refusal:
-        for listener in self._listeners:
-            with _listener_guard("call_refused"):
-                listener.call_refused(request, refusal)
+        self.tell("call_refused", request, refusal)
         return refusal
 
     def release(self, admission: Admission, reason: str) -> None:
@@ -384,11 +374,7 @@ class Switchboard:
         if admission.live is None:
             self.stats.abandoned += 1
             log.info("call_abandoned", reason=reason, external_id=admission.request.external_id)
-            for listener in self._listeners:
-                with _listener_guard("call_abandoned"):
-                    listener.call_abandoned(admission, reason)
-        if not self._admitted:
-            self._idle.set()
+            self.tell("call_abandoned", admission, reason)
         if self._retired:
             self._close_unused_deployments()
 
@@ -406,11 +392,8 @@ class Switchboard:
     # ------------------------------------------------------------------ call events
 
     def call_started(self, admission: Admission, live: LiveCall) -> None:
-        self._live[admission.id] = live
         self.stats.started += 1
-        for listener in self._listeners:
-            with _listener_guard("call_started"):
-                listener.call_started(live)
+        self.tell("call_started", live)
 
     def on_transcript(
         self,
@@ -419,23 +402,19 @@ class Switchboard:
         front_door: Callable[[TranscriptLine], None] | None,
     ) -> None:
         if front_door is not None:
-            with _listener_guard("transcript"):
+            try:
                 front_door(line)
+            except Exception as exc:  # the front door's live view must not stop the call
+                log.warning("call_listener_failed", hook="transcript", error=type(exc).__name__)
         live = admission.live
-        if live is None:
-            return
-        for listener in self._listeners:
-            with _listener_guard("transcript"):
-                listener.transcript(live, line)
+        if live is not None:
+            self.tell("transcript", live, line)
 
     def call_ended(self, admission: Admission, live: LiveCall, record: CallRecord) -> None:
-        self._live.pop(admission.id, None)
         self.stats.completed += 1
         self.stats.call_seconds += record.duration_s
         self.stats.playout_underruns += record.underruns
-        for listener in self._listeners:
-            with _listener_guard("call_ended"):
-                listener.call_ended(live, record)
+        self.tell("call_ended", live, record)
         admission.release(record.end_reason)
 
     # ------------------------------------------------------------------ ending
@@ -446,20 +425,6 @@ class Switchboard:
             self._draining = True
             log.info("switchboard_draining", active=len(self._admitted))
 
-    def hang_up_all(self, reason: str = "shutdown") -> None:
-        """End every running call from our side (BYE / closed peer connection)."""
-        for live in list(self._live.values()):
-            live.call.hang_up(reason)
-
-    async def wait_idle(self, timeout_s: float) -> bool:
-        """Wait until no call holds a slot; False on timeout."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
-
     async def close(self) -> None:
         """Stop the business tools' connections (after every call has ended)."""
         for deployment in (*self._retired, self.deployment):
@@ -469,16 +434,3 @@ class Switchboard:
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         self.clock.stop()
-
-
-class _listener_guard(contextlib.AbstractContextManager[None]):
-    """A listener that raises is logged, never allowed to end or stall the call."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
-        if exc is not None and isinstance(exc, Exception):
-            log.warning("call_listener_failed", hook=self.what, error=type(exc).__name__)
-            return True
-        return False
