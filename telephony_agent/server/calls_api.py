@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from telephony_agent.records import RecordsError, RecordsUnavailable
+from telephony_agent.records import RecordReader, RecordsError, RecordsUnavailable
 from telephony_agent.server.http_errors import HttpRejection
 
 __all__ = ["CallsReader", "calls_routes", "is_loopback"]
@@ -32,23 +32,21 @@ MAX_LIMIT = 500
 
 
 class CallsReader:
-    """A read connection to the records, used from worker threads one call at a time."""
+    """The records' reader as the routes use it: its one-line errors become HTTP answers.
 
-    def __init__(self, reader: Any) -> None:
+    The reader itself runs each query in a worker thread, one at a time on its connection.
+    """
+
+    def __init__(self, reader: RecordReader) -> None:
         self._reader = reader
-        self._lock = asyncio.Lock()
 
     async def list_calls(self, limit: int, before: str | None) -> list[dict[str, Any]]:
-        async with self._lock:
-            result: list[dict[str, Any]] = await asyncio.to_thread(
-                self._reader.list_calls, limit=limit, before=before
-            )
-            return result
+        async with _answering():
+            return await self._reader.alist_calls(limit=limit, before=before)
 
     async def get_call(self, call_id: str) -> dict[str, Any] | None:
-        async with self._lock:
-            result: dict[str, Any] | None = await asyncio.to_thread(self._reader.get_call, call_id)
-            return result
+        async with _answering():
+            return await self._reader.aget_call(call_id)
 
     def close(self) -> None:
         self._reader.close()

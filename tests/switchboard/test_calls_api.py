@@ -68,6 +68,10 @@ async def test_a_browser_call_is_kept_and_served_over_http(tmp_path: Path) -> No
             assert r.status == 404
         async with client.get("/calls?limit=0", headers=auth) as r:
             assert r.status == 400
+        # The records' own refusal (an unknown paging cursor) is a 400, not a 500.
+        async with client.get("/calls?before=no-such-call", headers=auth) as r:
+            assert r.status == 400
+            assert "no-such-call" in (await r.json())["error"]
     assert (call["kind"], call["sip_call_id"], call["codec"]) == ("webrtc", browser_id, "opus")
     assert call["ended_by"] == "caller" and call["answered_at"]
     assert any(line["speaker"] == "caller" for line in call["transcript"])
