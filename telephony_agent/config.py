@@ -503,18 +503,25 @@ def _check_database_url(url: str | None) -> None:
     and process listings would show it): PGPASSWORD or ~/.pgpass hold that."""
     if url is None:
         return
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in ("sqlite", "postgresql", "postgres"):
-        shown = url if "@" not in url else "…@" + url.rsplit("@", 1)[1]
+    # Imported here: only a configured URL needs the records package's URL rules.
+    from telephony_agent.records.urls import (
+        POSTGRES_SCHEMES,
+        SQLITE_PREFIX,
+        redact_url,
+        url_password,
+    )
+
+    scheme = url.partition("://")[0]
+    if not url.startswith(SQLITE_PREFIX) and scheme not in POSTGRES_SCHEMES:
         raise ConfigError(
-            f"records.database = {shown!r}: expected sqlite:///PATH or postgresql://USER@HOST/DB"
+            f"records.database = {redact_url(url)!r}: expected sqlite:///PATH or "
+            "postgresql://USER@HOST/DB"
         )
-    userinfo = rest.split("/", 1)[0].rpartition("@")[0]
-    if ":" in userinfo:
-        user = userinfo.split(":", 1)[0]
+    if url_password(url) is not None:
         raise ConfigError(
-            f"records.database: the URL holds a password for {user!r}; remove it and set "
-            "PGPASSWORD (or use ~/.pgpass): secrets are never read from the settings file"
+            f"records.database = {redact_url(url)!r}: the URL holds a password; remove it "
+            "and set PGPASSWORD (or use ~/.pgpass): secrets are never read from the "
+            "settings file"
         )
 
 

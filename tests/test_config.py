@@ -140,3 +140,30 @@ def test_effective_config_masks_the_key(tmp_path: Path) -> None:
     text = settings_as_toml(settings, resolved)
     assert FAKE_KEY not in text
     assert "*** (set)" in text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://bob:pg-secret-9@db.internal/calls",
+        "postgres://bob@db/calls?password=pg-secret-9",
+    ],
+)
+def test_a_records_url_with_a_password_is_refused_without_showing_it(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={"TELEPHONY_AGENT_RECORDS_DATABASE": url})
+    message = str(caught.value)
+    assert message.startswith("records.database = ") and "PGPASSWORD" in message
+    assert "pg-secret-9" not in message
+
+
+@pytest.mark.parametrize("url", ["mysql://db/calls", "calls.db", "sqlite:/calls.db"])
+def test_a_records_url_must_name_sqlite_or_postgresql(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"expected sqlite:///PATH or postgresql://"):
+        load_settings(None, environ={"TELEPHONY_AGENT_RECORDS_DATABASE": url})
+
+
+def test_records_urls_without_a_password_are_taken() -> None:
+    for url in ("sqlite:///data/calls.db", "postgresql://bob@db:5432/calls"):
+        settings = load_settings(None, environ={"TELEPHONY_AGENT_RECORDS_DATABASE": url})
+        assert settings.records.database == url
