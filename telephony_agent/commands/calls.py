@@ -14,7 +14,7 @@ from typing import Any
 
 from telephony_agent.commands.runtime import settings_from_args
 from telephony_agent.errors import UsageError
-from telephony_agent.records import open_reader
+from telephony_agent.records import RecordReader, open_reader
 from telephony_agent.switchboard.keeper import records_paths
 
 __all__ = ["format_dialogue", "run_calls"]
@@ -32,13 +32,11 @@ def run_calls(args: argparse.Namespace) -> int:
         reader.close()
 
 
-def _list(reader: Any, args: argparse.Namespace) -> int:
+def _list(reader: RecordReader, args: argparse.Namespace) -> int:
     if args.limit < 1 or args.limit > 10_000:
         raise UsageError(f"--limit {args.limit}: expected a number from 1 to 10000")
     since = _since(args.since) if args.since else None
-    calls: list[dict[str, Any]] = reader.list_calls(
-        limit=args.limit, since=since, profile=args.profile
-    )
+    calls = reader.list_calls(limit=args.limit, since=since, profile=args.profile)
     if args.json:
         print(json.dumps(calls, ensure_ascii=False, indent=2))
         return 0
@@ -50,8 +48,8 @@ def _list(reader: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(reader: Any, args: argparse.Namespace) -> int:
-    call: dict[str, Any] | None = reader.get_call(args.call_id)
+def _show(reader: RecordReader, args: argparse.Namespace) -> int:
+    call = reader.get_call(args.call_id)
     if call is None:
         raise UsageError(f"no call {args.call_id!r} in the records")
     if args.json:

@@ -17,6 +17,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from uuid import uuid4
 
 import structlog
 
@@ -176,8 +177,6 @@ class CallKeeper(CallListener):
         """A refused call is kept too: over capacity is what a pilot must see."""
         if self._writer is None:
             return
-        from uuid import uuid4
-
         call_id = uuid4().hex
         self._submit(self._offered(call_id, request, None))
         self._submit(CallEnded(call_id, time.time(), refusal.reason, "system", answered=False))
