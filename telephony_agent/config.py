@@ -20,7 +20,13 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal
 
-from telephony_agent.agent import Profile, ProfileDefaults, parse_profile_tables
+from telephony_agent.agent import (
+    DEFAULT_DTMF_MESSAGE,
+    Profile,
+    ProfileDefaults,
+    parse_profile_tables,
+)
+from telephony_agent.call.idle import DEFAULT_GOODBYE, DEFAULT_REPROMPT
 from telephony_agent.errors import ConfigError
 from telephony_agent.realtime.dialect import Dialect
 from telephony_agent.realtime.providers import GENERIC_KEY_ENV, PRESETS, Endpoint, build_endpoint
@@ -70,16 +76,14 @@ class AgentSettings:
     dtmf_max_digits: int = 20
     dtmf_terminator: Literal["#", "*", ""] = "#"
     #: The user message; `{digits}` becomes the digits separated by spaces ("4 5 1 2 #").
-    dtmf_message: str = "The caller typed: {digits}"
+    dtmf_message: str = DEFAULT_DTMF_MESSAGE
     #: Seconds of silence (nobody speaking) before the agent asks if the caller is still
     #: there; after `idle_max_reprompts` such prompts it says goodbye and hangs up
     #: (end reason `idle`). 0 turns it off.
     idle_reprompt_s: float = 8.0
     idle_max_reprompts: int = 2
-    idle_reprompt_instructions: str = "Ask briefly whether the caller is still there."
-    idle_goodbye_instructions: str = (
-        "The line has stayed silent: say briefly that you are ending the call, and goodbye."
-    )
+    idle_reprompt_instructions: str = DEFAULT_REPROMPT
+    idle_goodbye_instructions: str = DEFAULT_GOODBYE
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["IdleAction", "IdleWatch"]
+__all__ = ["DEFAULT_GOODBYE", "DEFAULT_REPROMPT", "IdleAction", "IdleWatch"]
 
 IdleAction = Literal["reprompt", "goodbye"]
+
+#: What the model is asked to say to a silent caller (`[agent]` may change both).
+DEFAULT_REPROMPT = "Ask briefly whether the caller is still there."
+DEFAULT_GOODBYE = (
+    "The line has stayed silent: say briefly that you are ending the call, and goodbye."
+)
 
 
 class IdleWatch:

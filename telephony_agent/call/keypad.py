@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from telephony_agent.agent import DEFAULT_DTMF_MESSAGE
+
 __all__ = ["KeypadEntry"]
 
 
@@ -20,7 +22,7 @@ class KeypadEntry:
     terminator: str = "#"
     max_digits: int = 20
     #: `{digits}` becomes the digits separated by spaces.
-    message: str = "The caller typed: {digits}"
+    message: str = DEFAULT_DTMF_MESSAGE
     digits: str = ""
 
     def press(self, digit: str) -> bool:

@@ -13,6 +13,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from telephony_agent.agent import DEFAULT_DTMF_MESSAGE
+from telephony_agent.call.idle import DEFAULT_GOODBYE, DEFAULT_REPROMPT
 from telephony_agent.call.record import BargeIn, TurnLatency
 from telephony_agent.call.tools import ToolResult
 
@@ -60,7 +62,7 @@ class CallProfile:
     dtmf_max_digits: int = 20
     dtmf_terminator: str = "#"
     #: `{digits}` becomes the digits separated by spaces ("4 5 1 2 #").
-    dtmf_message: str = "The caller typed: {digits}"
+    dtmf_message: str = DEFAULT_DTMF_MESSAGE
     hangup_drain_timeout_s: float = 15.0
     #: Agent speech starts playing once this much is queued (or the item is complete),
     #: so a talk spurt cannot underrun at its start; part of every turn's latency.
@@ -68,7 +70,5 @@ class CallProfile:
     #: Seconds of silence (nobody speaking) before the agent reprompts; None: never.
     idle_reprompt_s: float | None = None
     idle_max_reprompts: int = 2
-    idle_reprompt_instructions: str = "Ask briefly whether the caller is still there."
-    idle_goodbye_instructions: str = (
-        "The line has stayed silent: say briefly that you are ending the call, and goodbye."
-    )
+    idle_reprompt_instructions: str = DEFAULT_REPROMPT
+    idle_goodbye_instructions: str = DEFAULT_GOODBYE
