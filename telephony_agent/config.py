@@ -22,10 +22,17 @@ from typing import Any, Literal
 
 from telephony_agent.agent import (
     DEFAULT_DTMF_MESSAGE,
+    DEFAULT_FILLER_AFTER_S,
+    DEFAULT_FILLER_INSTRUCTIONS,
+    DEFAULT_TOOL_TIMEOUT_S,
     Profile,
     ProfileDefaults,
+    ToolWait,
     parse_profile_tables,
+    parse_tool_wait,
 )
+from telephony_agent.agent.tool_wait import FILLER_AFTER_RANGE, TOOL_TIMEOUT_RANGE
+from telephony_agent.agent.values import KeyChecker
 from telephony_agent.call.idle import DEFAULT_GOODBYE, DEFAULT_REPROMPT
 from telephony_agent.errors import ConfigError
 from telephony_agent.realtime.dialect import Dialect
@@ -84,6 +91,16 @@ class AgentSettings:
     idle_max_reprompts: int = 2
     idle_reprompt_instructions: str = DEFAULT_REPROMPT
     idle_goodbye_instructions: str = DEFAULT_GOODBYE
+    #: While a tool runs and the line has been quiet `filler_after_s`, the caller hears
+    #: one of: `filler = "model"` (a short acknowledgement asked of the model), a
+    #: `filler_audio` recording played once, or `hold_audio` (a recording, or "tone")
+    #: looped until the answer. Past `tool_timeout_s` the model is told the tool timed out.
+    filler: Literal["none", "model"] = "none"
+    filler_audio: str | None = None
+    hold_audio: str | None = None
+    filler_after_s: float = DEFAULT_FILLER_AFTER_S
+    filler_instructions: str = DEFAULT_FILLER_INSTRUCTIONS
+    tool_timeout_s: float = DEFAULT_TOOL_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -258,6 +275,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "agent.dtmf_max_digits": (1, 64),
     "agent.idle_reprompt_s": (0.0, 3600.0),
     "agent.idle_max_reprompts": (0, 10),
+    "agent.filler_after_s": FILLER_AFTER_RANGE,
+    "agent.tool_timeout_s": TOOL_TIMEOUT_RANGE,
     "sip.max_calls": (1, 100_000),
     "sip.retry_after_s": (1, 86400),
     "sip.answer_timeout_s": (0.5, 120.0),
@@ -421,6 +440,9 @@ def load_settings(
     settings = _apply(settings, _env_overrides(env), from_env=True, origin="environment")
     if overrides:
         settings = _apply(settings, overrides, from_env=False, origin="command line")
+    settings = _with_agent_recordings(
+        settings, path.parent if path is not None else Path.cwd(), str(path) if path else ""
+    )
     if path is not None:
         settings = _with_tables(settings, tables, base_dir=path.parent, origin=str(path))
     _check_consistency(settings)
@@ -446,6 +468,37 @@ def _with_tables(
     return replace(settings, tools=tools, profiles=profiles)
 
 
+def agent_tool_wait(agent: AgentSettings, base_dir: Path, origin: str = "") -> ToolWait:
+    """`[agent]`'s tool-wait keys, checked as a profile's are; relative recordings start
+    at `base_dir`."""
+    table: dict[str, object] = {
+        "filler_after_s": agent.filler_after_s,
+        "tool_timeout_s": agent.tool_timeout_s,
+        "filler_instructions": agent.filler_instructions,
+    }
+    if agent.filler != "none":
+        table["filler"] = agent.filler
+    if agent.filler_audio is not None:
+        table["filler_audio"] = agent.filler_audio
+    if agent.hold_audio is not None:
+        table["hold_audio"] = agent.hold_audio
+    prefix = f"{origin}: agent." if origin else "agent."
+    return parse_tool_wait(KeyChecker(prefix), table, ToolWait(), base_dir)
+
+
+def _with_agent_recordings(settings: Settings, base_dir: Path, origin: str) -> Settings:
+    """Check `[agent]`'s filler or hold recording now and keep its absolute path, so
+    profiles inherit a file that exists wherever the service is started from."""
+    wait = agent_tool_wait(settings.agent, base_dir, origin)
+    if wait.audio is None:
+        return settings
+    if wait.feedback == "recording":
+        agent = replace(settings.agent, filler_audio=str(wait.audio))
+    else:
+        agent = replace(settings.agent, hold_audio=str(wait.audio))
+    return replace(settings, agent=agent)
+
+
 def agent_defaults(agent: AgentSettings) -> ProfileDefaults:
     """What every profile inherits from `[agent]` (and the default profile is, if none is)."""
     return ProfileDefaults(
@@ -457,6 +510,7 @@ def agent_defaults(agent: AgentSettings) -> ProfileDefaults:
         dtmf_max_digits=agent.dtmf_max_digits,
         dtmf_terminator=agent.dtmf_terminator,
         dtmf_message=agent.dtmf_message,
+        tool_wait=agent_tool_wait(agent, Path.cwd()),
     )
 
 

@@ -26,12 +26,25 @@ from telephony_agent.agent.profiles import (
     ProviderName,
 )
 from telephony_agent.agent.routing import ProfileBook, RouteDecision
+from telephony_agent.agent.tool_wait import (
+    DEFAULT_FILLER_AFTER_S,
+    DEFAULT_FILLER_INSTRUCTIONS,
+    DEFAULT_TOOL_TIMEOUT_S,
+    HOLD_TONE,
+    ToolFeedbackKind,
+    ToolWait,
+    parse_tool_wait,
+)
 
 __all__ = [
     "BUILTIN_CALL_TOOLS",
     "BUILTIN_PLACEHOLDERS",
     "DEFAULT_DTMF_MESSAGE",
+    "DEFAULT_FILLER_AFTER_S",
+    "DEFAULT_FILLER_INSTRUCTIONS",
     "DEFAULT_PROFILE_NAME",
+    "DEFAULT_TOOL_TIMEOUT_S",
+    "HOLD_TONE",
     "KNOWN_KEYS",
     "PROVIDER_NAMES",
     "CallFacts",
@@ -40,9 +53,12 @@ __all__ = [
     "ProfileDefaults",
     "ProviderName",
     "RouteDecision",
+    "ToolFeedbackKind",
+    "ToolWait",
     "format_dtmf_message",
     "normalise_number",
     "parse_profile_tables",
+    "parse_tool_wait",
     "placeholder_values",
     "render_greeting",
     "render_instructions",

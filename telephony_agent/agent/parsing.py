@@ -29,6 +29,7 @@ from telephony_agent.agent.profiles import (
     ProviderName,
 )
 from telephony_agent.agent.templates import fields_of, template_problem
+from telephony_agent.agent.tool_wait import TOOL_WAIT_KEYS, parse_tool_wait
 from telephony_agent.agent.values import KeyChecker, did_you_mean, show
 from telephony_agent.errors import ConfigError
 
@@ -54,6 +55,7 @@ KNOWN_KEYS: tuple[str, ...] = (
     "dtmf_message",
     "record",
     "keep_records",
+    *TOOL_WAIT_KEYS,
 )
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -244,6 +246,7 @@ def _parse_table(
         dtmf_message=_check_dtmf_message(
             check, "dtmf_message", table.get("dtmf_message", defaults.dtmf_message)
         ),
+        tool_wait=parse_tool_wait(check, table, defaults.tool_wait, base_dir),
     )
 
 

@@ -17,6 +17,8 @@ from types import MappingProxyType
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from telephony_agent.agent.tool_wait import ToolWait
+
 ProviderName = Literal["yandex", "yandex-legacy", "openai", "custom", "local"]
 PROVIDER_NAMES: tuple[ProviderName, ...] = ("yandex", "yandex-legacy", "openai", "custom", "local")
 
@@ -55,6 +57,7 @@ class ProfileDefaults:
     dtmf_max_digits: int = 20
     dtmf_terminator: str = "#"
     dtmf_message: str = DEFAULT_DTMF_MESSAGE
+    tool_wait: ToolWait = field(default_factory=ToolWait)
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ class Profile:
     record: bool | None = None
     #: Keep call records of this profile; None: as `[records] enabled` says.
     keep_records: bool | None = None
+    #: What the caller hears while a tool runs, and the longest a tool may take.
+    tool_wait: ToolWait = field(default_factory=ToolWait)
 
     @classmethod
     def from_defaults(cls, defaults: ProfileDefaults) -> Profile:
@@ -106,6 +111,7 @@ class Profile:
             dtmf_max_digits=defaults.dtmf_max_digits,
             dtmf_terminator=defaults.dtmf_terminator,
             dtmf_message=defaults.dtmf_message,
+            tool_wait=defaults.tool_wait,
         )
 
     @property
@@ -144,4 +150,5 @@ class Profile:
         result["dtmf_max_digits"] = self.dtmf_max_digits
         result["dtmf_terminator"] = self.dtmf_terminator
         result["dtmf_message"] = self.dtmf_message
+        result.update(self.tool_wait.describe())
         return result
