@@ -194,6 +194,14 @@ class PlayoutBuffer:
         return self._buffered
 
     @property
+    def ready(self) -> bool:
+        """True when the next `pop_frame` hands out queued audio (its pre-roll is gathered
+        or its spurt is complete): the moment other audio, such as hold audio, gives way."""
+        return self._buffered > 0 and (
+            not self._holding or self._complete or self._buffered >= self.preroll_samples
+        )
+
+    @property
     def is_playing(self) -> bool:
         """True while queued audio remains (also while its pre-roll is being gathered)."""
         return self._buffered > 0

@@ -189,3 +189,23 @@ def test_matches_reference_model(rate: int, ops: list[tuple[str, int, str | None
     still_queued = len(queue)
     kept = [p for p in pushed[: len(pushed) - still_queued] if p not in flushed]
     assert played == ramp(0, counter)[np.asarray(kept, dtype=np.intp)].tolist()
+
+
+@given(
+    pushes=st.lists(st.integers(min_value=1, max_value=500), max_size=6),
+    complete=st.booleans(),
+    preroll_ms=st.sampled_from([0, 20, 80]),
+    pops=st.integers(min_value=0, max_value=8),
+)
+@settings(max_examples=200, deadline=None)
+def test_ready_says_exactly_whether_the_next_frame_is_speech(
+    pushes: list[int], complete: bool, preroll_ms: int, pops: int
+) -> None:
+    buffer = PlayoutBuffer(8000, preroll_ms=preroll_ms)
+    for index, size in enumerate(pushes):
+        buffer.push(ramp(0, size), f"item-{index}")
+    if complete:
+        buffer.mark_complete()
+    for _ in range(pops + 1):
+        ready = buffer.ready
+        assert ready == buffer.pop_frame().speech
