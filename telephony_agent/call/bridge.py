@@ -10,8 +10,9 @@ Barge-in follows the protocol notes (§3): on `speech_started` playout is flushe
 once, an active response is cancelled, the interrupted item is truncated at the
 milliseconds actually played (clamped to what was received, skipped at 0), and every
 later delta of the interrupted response is dropped. Tool calls are collected while a
-response runs and answered after its `response.done`, followed by exactly one
-`response.create`.
+response runs and handed to `ToolTurns` after its `response.done`: it runs them, fills
+the wait with the profile's filler or hold audio, and answers with their outputs
+followed by exactly one `response.create`.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from telephony_agent.call.profile import (
     FrameRecorder,
 )
 from telephony_agent.call.record import BargeIn, CallRecord, TranscriptLine, TurnLatency
-from telephony_agent.call.summary import bridge_fields, tool_line
+from telephony_agent.call.summary import bridge_fields
+from telephony_agent.call.tool_turns import ToolTurns
 from telephony_agent.call.tools import ToolRegistry
 from telephony_agent.call.transcript import TranscriptWriter
 from telephony_agent.call.turns import TurnTimer
@@ -163,6 +165,18 @@ class Call:
             IdleWatch(int(idle_s * 1000), self.profile.idle_max_reprompts) if idle_s else None
         )
         self._idle_goodbye = False
+        self._tool_turns = ToolTurns(
+            feedback=self.profile.tool_feedback,
+            session=session,
+            tools=tools,
+            context=self,
+            playback=self.playback,
+            lines=self._lines,
+            record=self.record,
+            observer=observer,
+            may_answer=lambda: self._hangup_reason is None and not self._ended.is_set(),
+            spawn=self._spawn,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -192,6 +206,7 @@ class Call:
             now_ms = self._now_ms()
             self._lines.emit(self._agent_lines.flush(now_ms))
             self._lines.emit(self._caller_lines.flush(now_ms))
+            self._tool_turns.close(now_ms)
             for task in (uplink, downlink, *self._tasks):
                 task.cancel()
             for task in (uplink, downlink, *self._tasks):
@@ -344,10 +359,12 @@ class Call:
             self._turns.speech_stopped(time.monotonic(), now_ms)
             if self._idle is not None:
                 self._idle.caller_stopped()
+            self._tool_turns.caller_stopped()
             self._lines.emit(self._caller_lines.speech_stopped(event.item_id, now_ms))
         elif isinstance(event, ResponseCreated):
             self._response_id = event.response_id
             self._response_active = True
+            self._tool_turns.response_created(event.response_id)
         elif isinstance(event, AudioDone):
             if not self._is_stale(event.response_id, event.item_id):
                 self.playback.end_item()
@@ -404,6 +421,8 @@ class Call:
             # The start of a talk spurt: time it from the websocket to the leg.
             self._downlink_probe = (event.item_id, event.received_at or time.monotonic())
         self._item_response[event.item_id] = event.response_id
+        if self._tool_turns.is_filler(event.response_id):
+            self._agent_lines.label(event.item_id, "[filler]")
         self._receiving_item = event.item_id
         self._turns.delta(event.item_id, time.monotonic())
         self.playback.push_delta(event.item_id, event.audio)
@@ -411,6 +430,7 @@ class Call:
     def _on_speech_started(self, event: SpeechStarted) -> None:
         # A caller who talks over the greeting recording is answered, not greeted again.
         self._greet_after_audio = False
+        self._tool_turns.caller_started()
         now_ms = self._now_ms()
         self._caller_lines.speech_started(event.item_id, now_ms)
         if self._idle is not None:
@@ -482,6 +502,11 @@ class Call:
         ):
             self._receiving_item = None
         calls = self._pending_calls.pop(rid, [])
+        if calls and (stale or event.status in ("cancelled", "failed")):
+            reason = "response_failed" if event.status == "failed" else "response_cancelled"
+            log.info("tool_calls_discarded", count=len(calls), reason=reason)
+            calls = []
+        self._tool_turns.response_done(rid, calls, self._now_ms())
         if event.status == "failed":
             self._consecutive_failures += 1
             self.record.errors += 1
@@ -493,14 +518,10 @@ class Call:
             return
         if event.status in ("completed", "incomplete"):
             self._consecutive_failures = 0
-        if calls and (stale or event.status == "cancelled"):
-            log.info("tool_calls_discarded", count=len(calls), reason="response_cancelled")
-            calls = []
         if calls:
             self.record.tool_calls += len(calls)
             # The follow-up response after the tools also answers a pending keypad entry.
             self._create_after_response = False
-            self._spawn(self._run_tools(calls))
         elif self._idle_goodbye and not stale:
             self._request_end("idle", "timeout")
         elif self._create_after_response and rid == self._response_id:
@@ -509,23 +530,10 @@ class Call:
                 self.session.create_response()
         self._wake_drain()
 
-    async def _run_tools(self, calls: list[FunctionCall]) -> None:
-        results = await asyncio.gather(
-            *(self.tools.invoke(c.name, c.arguments, self) for c in calls)
-        )
-        for call, result in zip(calls, results, strict=True):
-            self.session.send_function_output(call.call_id, result.output)
-            self.record.tool_results.append(result)
-            self._lines.say("tool", tool_line(result))
-            if self._observer is not None:
-                self._observer.tool_result(result)
-        if self._hangup_reason is None and not self._ended.is_set():
-            self.session.create_response()
-
     # ------------------------------------------------------------------ media clock
 
     def _on_tick(self, _tick: int) -> None:
-        frame: Frame = self.playback.pop_frame()
+        frame: Frame = self._tool_turns.next_frame(self._now_ms(), self._response_active)
         self.leg.send_frame(frame)
         lines = self._agent_lines.frame(
             frame.item_id if frame.speech else None, self._frames_sent * FRAME_MS
@@ -557,7 +565,9 @@ class Call:
                 self._greet()
         idle = self._idle
         if idle is not None:
-            quiet = not self._response_active and not self.playback.buffer.is_playing
+            quiet = not (
+                self._response_active or self.playback.buffer.is_playing or self._tool_turns.busy
+            )
             action = idle.tick(self._frames_sent * FRAME_MS, quiet)
             if action is not None:
                 self._on_idle(action)

@@ -43,6 +43,7 @@ class _AgentItem:
     audio_done: bool = False
     played_out: bool = False
     cut: float | None = None  # the fraction heard, when a barge-in cut it
+    label: str = ""  # put before the text, e.g. "[filler]"
 
 
 def cut_text(text: str, fraction: float) -> str:
@@ -80,6 +81,12 @@ class AgentLines:
         item = self._item(item_id)
         if item is not None:
             item.text.append(delta)
+
+    def label(self, item_id: str, label: str) -> None:
+        """Mark an item's line, e.g. "[filler]" for an acknowledgement asked during a tool wait."""
+        item = self._item(item_id)
+        if item is not None:
+            item.label = label
 
     def text_done(self, item_id: str, text: str, *, has_audio: bool, now_ms: int) -> list[Line]:
         item = self._item(item_id)
@@ -169,6 +176,8 @@ class AgentLines:
             text = cut_text(text, item.cut)
         if not text.strip():
             return []
+        if item.label:
+            text = f"{item.label} {text}"
         start = item.first_ms if item.first_ms is not None else item.last_ms
         return [Line("agent", text, start, max(start, item.last_ms), truncated)]
 

@@ -7,13 +7,14 @@ the two small protocols here keeps `bridge.py` about the real-time work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from telephony_agent.agent import DEFAULT_DTMF_MESSAGE
+from telephony_agent.call.hold import ToolFeedback
 from telephony_agent.call.idle import DEFAULT_GOODBYE, DEFAULT_REPROMPT
 from telephony_agent.call.record import BargeIn, TurnLatency
 from telephony_agent.call.tools import ToolResult
@@ -72,3 +73,5 @@ class CallProfile:
     idle_max_reprompts: int = 2
     idle_reprompt_instructions: str = DEFAULT_REPROMPT
     idle_goodbye_instructions: str = DEFAULT_GOODBYE
+    #: What the caller hears while a tool runs, and the longest a tool turn may take.
+    tool_feedback: ToolFeedback = field(default_factory=ToolFeedback)

@@ -234,6 +234,7 @@ class Admission:
                 idle_max_reprompts=settings.agent.idle_max_reprompts,
                 idle_reprompt_instructions=settings.agent.idle_reprompt_instructions,
                 idle_goodbye_instructions=settings.agent.idle_goodbye_instructions,
+                tool_feedback=self.deployment.tool_feedback(profile),
             ),
             call_id=self.request.external_id[:128],
             provider=self.provider,

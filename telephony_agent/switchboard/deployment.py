@@ -11,8 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
 
 from telephony_agent.agent import Profile, ProfileBook
+from telephony_agent.call.hold import RECORDING_RATE, HoldAudio, ToolFeedback
 from telephony_agent.config import (
     Settings,
     agent_defaults,
@@ -43,6 +48,8 @@ class Deployment:
     profile_endpoints: Mapping[str, tuple[str, Endpoint]] = field(default_factory=dict)
     #: Greeting recordings, decoded once to PCM16 at the model's output rate, by profile.
     greeting_audio: Mapping[str, bytes] = field(default_factory=dict)
+    #: Filler and hold recordings, decoded once, by profile (the tone needs no file).
+    tool_wait_audio: Mapping[str, HoldAudio] = field(default_factory=dict)
 
     @classmethod
     def single_provider(
@@ -65,6 +72,7 @@ class Deployment:
             profiles=profiles,
             tools=BusinessTools.load(settings.tools, os.environ if environ is None else environ),
             greeting_audio=_greeting_recordings(profiles, settings.agent.output_rate),
+            tool_wait_audio=_tool_wait_recordings(profiles),
         )
 
     @classmethod
@@ -95,6 +103,10 @@ class Deployment:
     def endpoint_for(self, profile: Profile) -> tuple[str, Endpoint]:
         """The provider name and endpoint a call of `profile` talks to."""
         return self.profile_endpoints.get(profile.name, (self.provider_name, self.endpoint))
+
+    def tool_feedback(self, profile: Profile) -> ToolFeedback:
+        """What a call of `profile` plays while a tool runs, with its decoded audio."""
+        return ToolFeedback.from_wait(profile.tool_wait, self.tool_wait_audio.get(profile.name))
 
 
 def _profile_endpoint(
@@ -129,4 +141,25 @@ def _greeting_recordings(profiles: ProfileBook, rate: int) -> dict[str, bytes]:
         except InputFileError as exc:
             raise ConfigError(f"profiles[{profile.name}].greeting_audio: {exc}") from None
         recordings[profile.name] = pcm.astype("<i2", copy=False).tobytes()
+    return recordings
+
+
+def _tool_wait_recordings(profiles: ProfileBook) -> dict[str, HoldAudio]:
+    """Decode each profile's `filler_audio` or `hold_audio` file now (a bad file fails the
+    start or the reload, not a call); each leg rate is made from it on first use."""
+    recordings: dict[str, HoldAudio] = {}
+    decoded: dict[Path, NDArray[np.int16]] = {}
+    for profile in (*profiles.profiles, profiles.default):
+        wait = profile.tool_wait
+        if wait.audio is None or profile.name in recordings:
+            continue
+        key = "filler_audio" if wait.feedback == "recording" else "hold_audio"
+        pcm = decoded.get(wait.audio)
+        if pcm is None:
+            try:
+                pcm = decode_audio_file(wait.audio, RECORDING_RATE)
+            except InputFileError as exc:
+                raise ConfigError(f"profiles[{profile.name}].{key}: {exc}") from None
+            decoded[wait.audio] = pcm
+        recordings[profile.name] = HoldAudio(pcm, RECORDING_RATE, loop=wait.feedback == "hold")
     return recordings

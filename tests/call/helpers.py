@@ -12,9 +12,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from telephony_agent.audio.clock import MediaClock
-from telephony_agent.call.bridge import Call, CallProfile
+from telephony_agent.call.bridge import Call, CallProfile, FrameRecorder
 from telephony_agent.call.record import CallRecord
-from telephony_agent.call.tools import default_registry
+from telephony_agent.call.tools import ToolRegistry, default_registry
 from telephony_agent.media.audiofile import decode_audio_file
 from telephony_agent.media.file_leg import FileLeg
 from telephony_agent.realtime.backend import BackendOptions, RunningBackend, start_backend
@@ -76,11 +76,13 @@ async def run_file_call(
     profile: CallProfile | None = None,
     dtmf_at: dict[int, str] | None = None,
     session_class: type[RealtimeSession] = RealtimeSession,
+    tools: ToolRegistry | None = None,
+    recorder: FrameRecorder | None = None,
 ) -> CallResult:
     """One whole call: FileLeg ⇄ Call ⇄ RealtimeSession ⇄ local backend over loopback."""
     async with local_backend(options) as backend:
         endpoint = Endpoint(url=backend.url, headers={}, dialect=dialect, name="local")
-        tools = default_registry()
+        tools = tools or default_registry()
         config = SessionConfig(
             instructions="test",
             voice=None,
@@ -98,6 +100,7 @@ async def run_file_call(
             tools=tools,
             profile=profile,
             provider="local",
+            recorder=recorder,
         )
         try:
             record = await call.run()
