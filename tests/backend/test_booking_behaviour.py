@@ -248,6 +248,20 @@ def offered(line: Line) -> None:
     assert line.reply(mark)[0].startswith("We have a table for two people")
 
 
+def test_a_response_asked_while_the_check_runs_says_one_moment_and_keeps_waiting() -> None:
+    line = Line()
+    greeted(line)
+    check = asked_for_a_table(line)
+    mark = line.mark()
+    line.send("response.create", response={"instructions": "Say that you are checking."})
+    text, audio, calls = line.reply(mark)
+    assert (text, calls) == ("One moment, let me check.", [])
+    assert audio == composed("one_moment")
+    mark = line.mark()  # the check's output is still the one the line waits for
+    line.tool_output(check["call_id"], {"available": True, **CHECK_ARGS})
+    assert line.reply(mark)[0].startswith("We have a table for two people")
+
+
 def test_the_first_response_before_any_speech_is_the_greeting() -> None:
     line = Line()
     mark = line.mark()

@@ -19,6 +19,10 @@ Stages, per connection:
 6. booking: its output's reference → confirmation, the reference digit by digit,
    goodbye, and `end_call` in the same response.
 
+A response asked for while a tool call is still unanswered (stages 3 and 6) with no new
+input is a caller's client filling the wait ("say that you are checking"): it gets "One
+moment, let me check." and the stage stays, so the tool's output is still awaited.
+
 Unexpected input in any stage gets "Sorry, I did not catch that…" and the stage stays.
 A tool output that reports an error, or values the phrases cannot say, cannot be
 waited out, so it also gets the sorry phrase and moves back to the stage that asks for
@@ -178,6 +182,8 @@ class BookingBehaviour:
                 return Reply((), (call(BOOK_TOOL, arguments),))
         if self.stage is Stage.DONE:
             return self._goodbye(())
+        if self.stage in (Stage.CHECKING, Stage.BOOKING) and _no_new_input(turn):
+            return Reply((self._say("one_moment"),))
         return self._sorry()
 
     def _on_tool_output(self, output: ToolOutput) -> Reply | None:
@@ -233,6 +239,11 @@ class BookingBehaviour:
             self._say("in_the_evening"),
             self._say("shall_i_book"),
         )
+
+
+def _no_new_input(turn: TurnInput) -> bool:
+    """Nothing arrived since the last response: no speech, typed text or tool output."""
+    return not turn.has_speech and turn.user_text is None and turn.tool_output is None
 
 
 def _json_object(text: str) -> dict[str, Any]:
