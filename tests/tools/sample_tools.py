@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+from telephony_agent.demo_tools.booking import check_availability
 from telephony_agent.tools import ToolCallContext
 
 #: Set by `sleepy` once it has slept, so a test can wait for its abandoned thread.
@@ -65,3 +66,11 @@ def try_to_change_variables(context: ToolCallContext, arguments: dict[str, Any])
     except TypeError:
         return "read-only"
     return "changed"
+
+
+async def slow_check_availability(
+    context: ToolCallContext, arguments: dict[str, Any]
+) -> dict[str, Any]:
+    """The demo restaurant's check, answered after 3.5 s (a slow back end)."""
+    await asyncio.sleep(3.5)
+    return check_availability(context, arguments)
