@@ -19,6 +19,7 @@ the longest wait), made from a profile's checked `ToolWait` and its decoded audi
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -136,6 +137,18 @@ class HoldAudio:
             ready = self._prepare(rate)
             self._by_rate[rate] = ready
         return ready
+
+    @property
+    def prepared_rates(self) -> frozenset[int]:
+        """The leg rates it is already made at."""
+        return frozenset(self._by_rate)
+
+    def prepare(self, rates: Iterable[int]) -> HoldAudio:
+        """Make the sound at each of `rates` now: at load, not on a call's first tick
+        (a minute of music takes tens of milliseconds per rate)."""
+        for rate in rates:
+            self.at(rate)
+        return self
 
     def _prepare(self, rate: int) -> NDArray[np.int16]:
         if self._pcm is None:

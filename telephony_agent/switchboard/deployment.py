@@ -13,10 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-from numpy.typing import NDArray
-
 from telephony_agent.agent import Profile, ProfileBook
+from telephony_agent.audio.resample import INBOUND_RATES
 from telephony_agent.call.hold import RECORDING_RATE, HoldAudio, ToolFeedback
 from telephony_agent.config import (
     Settings,
@@ -146,20 +144,26 @@ def _greeting_recordings(profiles: ProfileBook, rate: int) -> dict[str, bytes]:
 
 def _tool_wait_recordings(profiles: ProfileBook) -> dict[str, HoldAudio]:
     """Decode each profile's `filler_audio` or `hold_audio` file now (a bad file fails the
-    start or the reload, not a call); each leg rate is made from it on first use."""
+    start or the reload, not a call) and make it at every leg rate, as the tone if any
+    profile uses it, so no call's setup pays for it."""
     recordings: dict[str, HoldAudio] = {}
-    decoded: dict[Path, NDArray[np.int16]] = {}
-    for profile in (*profiles.profiles, profiles.default):
+    made: dict[tuple[Path, bool], HoldAudio] = {}
+    every = (*profiles.profiles, profiles.default)
+    for profile in every:
         wait = profile.tool_wait
         if wait.audio is None or profile.name in recordings:
             continue
-        key = "filler_audio" if wait.feedback == "recording" else "hold_audio"
-        pcm = decoded.get(wait.audio)
-        if pcm is None:
+        loop = wait.feedback == "hold"
+        audio = made.get((wait.audio, loop))
+        if audio is None:
             try:
                 pcm = decode_audio_file(wait.audio, RECORDING_RATE)
             except InputFileError as exc:
+                key = "hold_audio" if loop else "filler_audio"
                 raise ConfigError(f"profiles[{profile.name}].{key}: {exc}") from None
-            decoded[wait.audio] = pcm
-        recordings[profile.name] = HoldAudio(pcm, RECORDING_RATE, loop=wait.feedback == "hold")
+            audio = made[(wait.audio, loop)] = HoldAudio(pcm, RECORDING_RATE, loop=loop)
+            audio.prepare(INBOUND_RATES)
+        recordings[profile.name] = audio
+    if any(p.tool_wait.feedback == "hold" and p.tool_wait.audio is None for p in every):
+        HoldAudio.tone().prepare(INBOUND_RATES)
     return recordings

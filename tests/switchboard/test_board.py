@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from telephony_agent.audio.wav import WavWriter
+from telephony_agent.call.hold import HoldAudio
 from telephony_agent.config import load_settings, local_endpoint
 from telephony_agent.errors import ConfigError
 from telephony_agent.switchboard import Admission, CallRequest, Deployment, Refusal, Switchboard
@@ -108,3 +111,35 @@ def test_a_bad_greeting_recording_stops_the_deployment(tmp_path: Path) -> None:
     text = '[[profiles]]\nname = "x"\ngreeting_audio = "broken.wav"\n'
     with pytest.raises(ConfigError, match=r"profiles\[x\]\.greeting_audio"):
         _deployment(tmp_path, text)
+
+
+def test_hold_and_filler_recordings_are_decoded_once_and_ready_at_every_leg_rate(
+    tmp_path: Path,
+) -> None:
+    t = np.arange(8000 * 2) / 8000
+    music = (3000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    with WavWriter(tmp_path / "music.wav", 8000) as wav:
+        wav.write(music)
+    text = (
+        '[agent]\nhold_audio = "music.wav"\n'
+        '[[profiles]]\nname = "a"\nnumbers = ["a"]\n'
+        '[[profiles]]\nname = "b"\nnumbers = ["b"]\ntool_timeout_s = 5\n'
+        '[[profiles]]\nname = "once"\nnumbers = ["once"]\nfiller_audio = "music.wav"\n'
+        '[[profiles]]\nname = "tone"\nnumbers = ["tone"]\nhold_audio = "tone"\n'
+        '[[profiles]]\nname = "model"\nnumbers = ["model"]\nfiller = "model"\n'
+    )
+    deployment = _deployment(tmp_path, text)
+    audio = deployment.tool_wait_audio
+    assert audio["a"] is audio["b"] is audio["default"]  # one file, one decoded copy
+    assert audio["once"] is not audio["a"] and not audio["once"].loop
+    assert set(audio) == {"a", "b", "default", "once"}
+    assert audio["a"].prepared_rates >= {8000, 16000, 48000}  # at load, not at a call
+    feedback = {p.name: deployment.tool_feedback(p) for p in deployment.profiles.profiles}
+    assert (feedback["b"].kind, feedback["b"].timeout_ms, feedback["b"].audio) == (
+        "hold",
+        5000,
+        audio["a"],
+    )
+    assert feedback["tone"].audio is HoldAudio.tone()
+    assert (feedback["model"].kind, feedback["model"].audio) == ("model", None)
+    assert feedback["once"].kind == "recording"
