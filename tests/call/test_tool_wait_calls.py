@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import structlog
 from numpy.typing import NDArray
 
@@ -197,12 +198,21 @@ async def test_a_caller_who_talks_over_the_hold_stops_it_and_is_answered(tmp_pat
     assert result.backend.stats.rejected_truncates == 0
 
 
-async def test_a_model_filler_still_streaming_when_the_result_comes(tmp_path: Path) -> None:
+async def filler_call(
+    tmp_path: Path,
+    turns: list[dict[str, Any]],
+    caller: NDArray[np.int16],
+    *,
+    after_filler_s: float,
+    realtime_factor: float,
+    tail_s: float,
+) -> tuple[CallResult, WatchedSession]:
+    """A call whose tool answers `after_filler_s` after the filler was asked for."""
     holder: list[WatchedSession] = []
 
     async def lookup(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
-        await holder[0].filler_asked.wait()  # the result comes while the filler streams
-        await asyncio.sleep(0.05)
+        await holder[0].filler_asked.wait()
+        await asyncio.sleep(after_filler_s)
         return {"free": True}
 
     class Session(WatchedSession):
@@ -211,23 +221,44 @@ async def test_a_model_filler_still_streaming_when_the_result_comes(tmp_path: Pa
             holder.append(self)
 
     result = await run_file_call(
-        np.concatenate([noise_burst(8000, 800, seed=2), silence(8000, 600)]),
+        caller,
         leg_rate=8000,
         options=BackendOptions(
             behaviour="script",
-            script_path=script(
-                tmp_path, LOOKUP, {"say": "One moment, please.", "tone_ms": 2500}, ANSWER
-            ),
-            realtime_factor=4.0,
+            script_path=script(tmp_path, *turns),
+            realtime_factor=realtime_factor,
         ),
-        tail_s=8.0,
+        tail_s=tail_s,
         session_class=Session,
         profile=CallProfile(
             tool_feedback=ToolFeedback("model", after_ms=400, instructions=FILLER_WORDS)
         ),
         tools=tools_with(lookup),
     )
-    session = holder[0]
+    return result, holder[0]
+
+
+FILLER = {"say": "One moment, please.", "tone_ms": 2500}
+
+
+@pytest.mark.parametrize(
+    ("after_filler_s", "realtime_factor"),
+    [
+        (0.05, 4.0),  # the filler is still streaming when the result comes
+        (0.3, 20.0),  # it has streamed but is still playing
+    ],
+)
+async def test_a_model_filler_then_exactly_one_answer_never_overlapping(
+    tmp_path: Path, after_filler_s: float, realtime_factor: float
+) -> None:
+    result, session = await filler_call(
+        tmp_path,
+        [LOOKUP, FILLER, ANSWER],
+        np.concatenate([noise_burst(8000, 800, seed=2), silence(8000, 600)]),
+        after_filler_s=after_filler_s,
+        realtime_factor=realtime_factor,
+        tail_s=8.0,
+    )
     # The filler is asked before the outputs; the outputs wait for its end; then exactly
     # one create, which the backend took at once (no create while a response ran).
     assert [entry[0] for entry in session.log] == [
@@ -247,6 +278,45 @@ async def test_a_model_filler_still_streaming_when_the_result_comes(tmp_path: Pa
     items = [key for key, _, _ in runs(result.leg.sent)]
     assert len(items) == 3 and len(set(items)) == 3 and "hold" not in items
     assert result.record.truncates == 0
+
+
+async def test_a_caller_who_talks_over_the_model_filler_cuts_it_by_the_one_rule(
+    tmp_path: Path,
+) -> None:
+    caller = np.concatenate(
+        [
+            noise_burst(8000, 800, seed=6),
+            silence(8000, 2200),  # the filler is being spoken by the end of this
+            noise_burst(8000, 600, seed=7),
+            silence(8000, 600),
+        ]
+    )
+    result, session = await filler_call(
+        tmp_path,
+        [LOOKUP, FILLER, {"say": "Yes, still here.", "tone_ms": 300}, ANSWER],
+        caller,
+        after_filler_s=1.2,
+        realtime_factor=4.0,
+        tail_s=6.0,
+    )
+    # The filler was cut where the caller stopped hearing it, never past what was sent.
+    stats = result.backend.stats
+    assert (result.record.truncates, stats.truncates_accepted, stats.rejected_truncates) == (
+        1,
+        1,
+        0,
+    )
+    (truncation,) = stats.truncations
+    assert 0 < truncation.audio_end_ms <= truncation.sent_ms
+    lines = agent_lines(result)
+    cut = [line for line in lines if line.truncated]
+    assert len(cut) == 1 and cut[0].text.startswith("[filler] ") and cut[0].text.endswith("…")
+    texts = [line.text for line in lines]
+    assert texts[-2:] == ["Yes, still here.", "It is free."]
+    # Still exactly one create after the outputs, and none while a response ran.
+    after_output = session.log[[kind for kind, _ in session.log].index("output") :]
+    assert [kind for kind, _ in after_output if kind != "done"] == ["output", "create"]
+    assert stats.early_response_creates == 0
 
 
 async def test_a_tool_past_the_longest_wait_is_reported_timed_out(tmp_path: Path) -> None:
