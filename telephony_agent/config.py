@@ -35,6 +35,7 @@ from telephony_agent.tools.definitions import (
     ToolDefinition,
     parse_tool_tables,
 )
+from telephony_agent.trunk.settings import RegistrationSettings, parse_registration_tables
 
 ENV_PREFIX = "TELEPHONY_AGENT_"
 
@@ -228,10 +229,12 @@ class Settings:
     profiles: tuple[Profile, ...] = ()
     #: `[[tools]]`: operator-defined webhook and Python tools.
     tools: tuple[ToolDefinition, ...] = ()
+    #: `[[registrations]]`: registrars the agent registers with (SIP trunks, PBXs).
+    registrations: tuple[RegistrationSettings, ...] = ()
 
 
 #: Settings fields that are arrays of tables, not `[section]` tables.
-_TABLE_ARRAYS = frozenset({"profiles", "tools"})
+_TABLE_ARRAYS = frozenset({"profiles", "tools", "registrations"})
 
 
 def _sections() -> list[str]:
@@ -443,7 +446,15 @@ def _with_tables(
             base_dir=base_dir,
             origin=origin,
         )
-    return replace(settings, tools=tools, profiles=profiles)
+    registrations: tuple[RegistrationSettings, ...] = ()
+    if "registrations" in tables:
+        registrations = parse_registration_tables(
+            tables["registrations"],
+            base_dir=base_dir,
+            origin=origin,
+            known_profiles=[p.name for p in profiles],
+        )
+    return replace(settings, tools=tools, profiles=profiles, registrations=registrations)
 
 
 def agent_defaults(agent: AgentSettings) -> ProfileDefaults:
