@@ -31,6 +31,7 @@ from telephony_agent.sip.endpoint import SipEndpoint
 from telephony_agent.sip.message import NameAddr, SipRequest, SipUri
 from telephony_agent.sip.transaction import Peer, ServerTransaction, Timers
 from telephony_agent.switchboard import CallRequest, Refusal, Switchboard
+from telephony_agent.trunk.registrations import Registrations
 
 __all__ = ["AgentSipServer", "ServerStats"]
 
@@ -85,6 +86,9 @@ class AgentSipServer:
         self._on_transcript = on_transcript
         self._accepting = True
         self.finished: list[CallSummary] = []
+        #: Set once the listeners are up when `[[registrations]]` exist; calls arriving
+        #: at a registration's contact are answered by that registration's profile.
+        self.registrations: Registrations | None = None
 
     @property
     def clock(self) -> MediaClock:
@@ -135,6 +139,8 @@ class AgentSipServer:
                 await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout_s)
         for task in self._tasks:
             task.cancel()
+        if self.registrations is not None:
+            await self.registrations.stop()
         await self.endpoint.close()
 
     @property
@@ -240,13 +246,17 @@ class AgentSipServer:
         if not self._accepting:
             self._reject_busy(request, txn)
             return
+        # Through a registration the Request-URI is our contact; the number the caller
+        # dialled is then in To, and the registration may name the profile.
+        through = self.registrations.profile_for(request.uri) if self.registrations else None
         admission = self.switchboard.admit(
             CallRequest(
                 kind="sip",
                 external_id=request.call_id,
                 caller=_user_part(request.headers.get("From")),
-                dialled=_dialled(request),
+                dialled=_user_part(request.headers.get("To")) if through else _dialled(request),
                 remote=f"{source.host}:{source.port}",
+                profile=through[1] if through else None,
             )
         )
         if isinstance(admission, Refusal):

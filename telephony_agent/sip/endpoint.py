@@ -192,6 +192,17 @@ class SipEndpoint:
         self._pump()
         return future
 
+    def send_keepalive(self, peer: Peer) -> bool:
+        """RFC 5626 §4.4.1 CRLF keep-alive on our connection to `peer`; False if none is open."""
+        writer = self._tcp_writers.get(peer)
+        if writer is None or writer.is_closing():
+            return False
+        try:
+            writer.write(b"\r\n\r\n")
+        except (OSError, RuntimeError):
+            return False
+        return True
+
     def send_stateless(self, request: SipRequest, peer: Peer) -> None:
         self.layer.send_stateless(request, peer)
         self._pump()
