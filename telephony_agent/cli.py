@@ -77,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     call.add_argument("--dtmf", help="digits to press one second into the call")
     call.add_argument("--codecs", default="PCMU,PCMA,G722,opus", help="offered codecs, best first")
-    call.add_argument("--transport", choices=["udp", "tcp"], default="udp")
+    call.add_argument("--transport", choices=["udp", "tcp", "tls"], default="udp")
+    call.add_argument(
+        "--tls-ca", type=Path, help="PEM CA file that signed the agent's TLS certificate"
+    )
     call.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], default="warning"
     )

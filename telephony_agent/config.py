@@ -128,7 +128,18 @@ class SipSettings:
     """The SIP side: where we listen, what we advertise, how many calls we take."""
 
     listen: str = "0.0.0.0:5060"
-    transports: Literal["udp", "tcp", "udp+tcp"] = "udp+tcp"
+    #: Any of udp, tcp and tls joined with "+"; UDP and TCP share `listen`'s port.
+    transports: str = "udp+tcp"
+    #: Port for SIP over TLS on `listen`'s address (0: any free port).
+    tls_port: int = 5061
+    tls_certificate: str | None = None
+    tls_key: str | None = None
+    #: Ask TLS clients for a certificate (trunks rarely have one: off by default).
+    tls_verify_client: bool = False
+    #: Verify the certificates of TLS servers we connect to (registrars, outbound calls).
+    tls_verify_server: bool = True
+    #: CA certificates (PEM) for either verification; the system's store when unset.
+    tls_ca_file: str | None = None
     #: Address put in Contact and SDP when the agent sits behind NAT.
     public_address: str | None = None
     max_calls: int = 100
@@ -265,6 +276,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "sip.retry_after_s": (1, 86400),
     "sip.answer_timeout_s": (0.5, 120.0),
     "sip.t1_ms": (10, 5000),
+    "sip.tls_port": (0, 65535),
     "rtp.port_min": (1024, 65534),
     "rtp.port_max": (1025, 65535),
     "rtp.inactivity_timeout_s": (1.0, 3600.0),
@@ -499,9 +511,27 @@ def codec_preference(settings: Settings) -> tuple[str, ...]:
     return tuple(result)
 
 
+SIP_TRANSPORTS = ("udp", "tcp", "tls")
+
+
+def _check_transports(sip: SipSettings) -> None:
+    parts = sip.transports.lower().split("+")
+    if not parts or any(p not in SIP_TRANSPORTS for p in parts) or len(set(parts)) != len(parts):
+        raise ConfigError(
+            f"sip.transports = {sip.transports!r}: expected udp, tcp and/or tls joined with '+', "
+            "e.g. 'udp+tcp+tls'"
+        )
+    if "tls" in parts and not (sip.tls_certificate and sip.tls_key):
+        missing = "sip.tls_certificate" if not sip.tls_certificate else "sip.tls_key"
+        raise ConfigError(
+            f"{missing} is not set: expected a PEM file, because sip.transports includes tls"
+        )
+
+
 def _check_consistency(settings: Settings) -> None:
     """Rules that span keys or need parsing beyond a type check."""
     parse_host_port("sip.listen", settings.sip.listen)
+    _check_transports(settings.sip)
     parse_host_port("http.listen", settings.http.listen)
     codec_preference(settings)
     rtp = settings.rtp

@@ -13,6 +13,7 @@ import contextlib
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import soxr
@@ -28,6 +29,7 @@ from telephony_agent.sip.dialog import Dialog, new_tag, peer_for_uri
 from telephony_agent.sip.endpoint import SipEndpoint
 from telephony_agent.sip.message import Headers, NameAddr, SipRequest, SipResponse, SipUri, Via
 from telephony_agent.sip.sdp import Negotiated, SdpError, accept_answer, build_offer, parse_sdp
+from telephony_agent.sip.tls import client_context
 from telephony_agent.sip.transaction import Peer, ServerTransaction, Timers, new_branch
 
 __all__ = ["CallOptions", "CallResult", "place_call"]
@@ -49,6 +51,8 @@ class CallOptions:
     dtmf: str = ""
     dtmf_at_s: float = 1.0
     transport: str = "UDP"
+    #: CA certificates to verify the agent's TLS certificate with (system store if None).
+    tls_ca_file: Path | None = None
     bind_host: str = "127.0.0.1"
     answer_timeout_s: float = 30.0
     from_user: str = "caller"
@@ -133,6 +137,10 @@ async def place_call(options: CallOptions, clock: MediaClock | None = None) -> C
     if peer.transport == "TCP":
         # A TCP caller still needs a listener for requests on new connections (rare).
         await endpoint.listen_tcp(options.bind_host, 0)
+    if peer.transport == "TLS":
+        # Requests from the agent come back over the connection we open.
+        endpoint.tls_client_context = client_context(ca_file=options.tls_ca_file)
+        endpoint.expect_tls_name(peer.host, peer.port, target.host)
     await endpoint.listen_udp(options.bind_host, 0)
     allocator = PortAllocator(30000, 39999)
     rtp = await RtpLeg.open(allocator=allocator, bind_host=options.bind_host, clock=clock)
@@ -228,8 +236,8 @@ def _invite(
     headers.add("Call-ID", f"{uuid.uuid4().hex}@{via_host}")
     headers.add("CSeq", "1 INVITE")
     contact = f"sip:{options.from_user}@{via_host}:{via_port}"
-    if transport == "TCP":
-        contact += ";transport=tcp"
+    if transport in ("TCP", "TLS"):
+        contact += f";transport={transport.lower()}"
     headers.add("Contact", f"<{contact}>")
     headers.add("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY, INFO")
     headers.add("Content-Type", "application/sdp")

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -29,6 +30,7 @@ from telephony_agent.server.inbound_call import ALLOW, CallSummary, InboundCall
 from telephony_agent.sip.dialog import Dialog, make_response, peer_for_uri
 from telephony_agent.sip.endpoint import SipEndpoint
 from telephony_agent.sip.message import NameAddr, SipRequest, SipUri
+from telephony_agent.sip.tls import client_context, server_context
 from telephony_agent.sip.transaction import Peer, ServerTransaction, Timers
 from telephony_agent.switchboard import CallRequest, Refusal, Switchboard
 from telephony_agent.trunk.registrations import Registrations
@@ -98,11 +100,24 @@ class AgentSipServer:
 
     async def start(self) -> None:
         host, port = parse_host_port("sip.listen", self.settings.sip.listen)
-        transports = self.settings.sip.transports
+        sip = self.settings.sip
+        transports = sip.transports.lower().split("+")
         if "udp" in transports:
             host, port = await self.endpoint.listen_udp(host, port)
         if "tcp" in transports:
-            await self.endpoint.listen_tcp(host, port)
+            host, port = await self.endpoint.listen_tcp(host, port)
+        ca_file = Path(sip.tls_ca_file) if sip.tls_ca_file else None
+        self.endpoint.tls_client_context = client_context(
+            verify=sip.tls_verify_server, ca_file=ca_file
+        )
+        if "tls" in transports and sip.tls_certificate and sip.tls_key:
+            context = server_context(
+                Path(sip.tls_certificate),
+                Path(sip.tls_key),
+                verify_client=sip.tls_verify_client,
+                ca_file=ca_file,
+            )
+            await self.endpoint.listen_tls(host, sip.tls_port, context)
         self.bind_host = host
         public = self.settings.sip.public_address
         if public:
@@ -114,14 +129,17 @@ class AgentSipServer:
         log.info(
             "sip_listening",
             address=f"{host}:{port}",
-            transports=transports,
+            transports=sip.transports,
+            tls_address=_format_address(self.endpoint.tls_address),
             media_address=self.media_address,
             max_calls=self.settings.sip.max_calls,
         )
 
     @property
     def sip_port(self) -> int:
-        address = self.endpoint.udp_address or self.endpoint.tcp_address
+        address = (
+            self.endpoint.udp_address or self.endpoint.tcp_address or self.endpoint.tls_address
+        )
         return address[1] if address else 0
 
     async def shutdown(self, timeout_s: float = 10.0) -> None:
@@ -331,6 +349,10 @@ def _user_part(value: str | None) -> str:
         return _plain_user(SipUri.parse(NameAddr.parse(value).uri).user or "")
     except ValueError:
         return ""
+
+
+def _format_address(address: tuple[str, int] | None) -> str | None:
+    return f"{address[0]}:{address[1]}" if address else None
 
 
 def _dialled(request: SipRequest) -> str:
