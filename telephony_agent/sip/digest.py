@@ -22,6 +22,7 @@ __all__ = [
     "DigestCredentials",
     "DigestError",
     "choose_challenge",
+    "parse_auth_params",
     "parse_challenge",
 ]
 
@@ -77,7 +78,7 @@ def parse_challenge(value: str, *, proxy: bool = False) -> Challenge:
     scheme, _, rest = value.strip().partition(" ")
     if scheme.lower() != "digest":
         raise DigestError(f"scheme {scheme[:20]!r} is not Digest")
-    params = _parse_auth_params(rest)
+    params = parse_auth_params(rest)
     realm = params.get("realm")
     nonce = params.get("nonce")
     if realm is None:
@@ -209,7 +210,7 @@ def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _parse_auth_params(text: str) -> dict[str, str]:
+def parse_auth_params(text: str) -> dict[str, str]:
     """`name=token` or `name="quoted, with \\" escapes"` pairs separated by commas."""
     params: dict[str, str] = {}
     i, n = 0, len(text)
