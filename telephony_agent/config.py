@@ -35,6 +35,7 @@ from telephony_agent.tools.definitions import (
     ToolDefinition,
     parse_tool_tables,
 )
+from telephony_agent.trunk.devices import DeviceUser, parse_device_tables
 from telephony_agent.trunk.settings import RegistrationSettings, parse_registration_tables
 
 ENV_PREFIX = "TELEPHONY_AGENT_"
@@ -140,6 +141,15 @@ class SipSettings:
     tls_verify_server: bool = True
     #: CA certificates (PEM) for either verification; the system's store when unset.
     tls_ca_file: str | None = None
+    #: Networks (CIDR) that may send requests; empty: anyone (a warning at start).
+    allow: tuple[str, ...] = ()
+    #: What a request from outside `allow` gets: silence ("drop") or "403".
+    deny_action: Literal["drop", "403"] = "drop"
+    #: Realm of the digest challenge for `[[sip.users]]` devices.
+    auth_realm: str = "telephony-agent"
+    #: Failed authentications from one address within a minute before it is banned.
+    auth_max_failures: int = 5
+    auth_ban_s: float = 600.0
     #: Address put in Contact and SDP when the agent sits behind NAT.
     public_address: str | None = None
     max_calls: int = 100
@@ -242,10 +252,12 @@ class Settings:
     tools: tuple[ToolDefinition, ...] = ()
     #: `[[registrations]]`: registrars the agent registers with (SIP trunks, PBXs).
     registrations: tuple[RegistrationSettings, ...] = ()
+    #: `[[sip.users]]`: devices that must authenticate their INVITEs (digest).
+    sip_users: tuple[DeviceUser, ...] = ()
 
 
 #: Settings fields that are arrays of tables, not `[section]` tables.
-_TABLE_ARRAYS = frozenset({"profiles", "tools", "registrations"})
+_TABLE_ARRAYS = frozenset({"profiles", "tools", "registrations", "sip_users"})
 
 
 def _sections() -> list[str]:
@@ -277,6 +289,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "sip.answer_timeout_s": (0.5, 120.0),
     "sip.t1_ms": (10, 5000),
     "sip.tls_port": (0, 65535),
+    "sip.auth_max_failures": (1, 1000),
+    "sip.auth_ban_s": (1.0, 86400.0),
     "rtp.port_min": (1024, 65534),
     "rtp.port_max": (1025, 65535),
     "rtp.inactivity_timeout_s": (1.0, 3600.0),
@@ -354,6 +368,13 @@ def _coerce(key: str, value: Any, tp: Any, *, from_env: bool) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{key} = {value!r}: expected a string")
+    if origin is tuple:
+        # A list of strings; from the environment, comma separated.
+        if from_env and isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{key} = {value!r}: expected a list of strings")
     raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover - schema bug
 
 
@@ -431,7 +452,11 @@ def load_settings(
             data = tomllib.loads(raw.decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        tables = {key: data.pop(key) for key in list(data) if key in _TABLE_ARRAYS}
+        arrays = _TABLE_ARRAYS - {"sip_users"}  # written as [[sip.users]]
+        tables = {key: data.pop(key) for key in list(data) if key in arrays}
+        sip_table = data.get("sip")
+        if isinstance(sip_table, dict) and "users" in sip_table:
+            tables["sip_users"] = sip_table.pop("users")
         settings = _apply(settings, data, from_env=False, origin=str(path))
     settings = _apply(settings, _env_overrides(env), from_env=True, origin="environment")
     if overrides:
@@ -466,7 +491,16 @@ def _with_tables(
             origin=origin,
             known_profiles=[p.name for p in profiles],
         )
-    return replace(settings, tools=tools, profiles=profiles, registrations=registrations)
+    sip_users: tuple[DeviceUser, ...] = ()
+    if "sip_users" in tables:
+        sip_users = parse_device_tables(tables["sip_users"], base_dir=base_dir, origin=origin)
+    return replace(
+        settings,
+        tools=tools,
+        profiles=profiles,
+        registrations=registrations,
+        sip_users=sip_users,
+    )
 
 
 def agent_defaults(agent: AgentSettings) -> ProfileDefaults:

@@ -10,7 +10,6 @@ The password itself is read only when the server starts (`read_password`), so
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 from telephony_agent.agent.values import KeyChecker, did_you_mean, show
 from telephony_agent.errors import ConfigError
 from telephony_agent.sip.message import SipParseError, SipUri
+from telephony_agent.trunk.passwords import PasswordSource, password_source
 
 __all__ = ["RegistrationSettings", "parse_registration_tables", "read_password"]
 
@@ -56,8 +56,7 @@ class RegistrationSettings:
     username: str
     auth_username: str
     domain: str
-    password_env: str | None = None
-    password_file: Path | None = None
+    password: PasswordSource | None = None
     realm: str | None = None
     expires: int = 300
     outbound_proxy: str | None = None
@@ -123,11 +122,7 @@ def _parse_table(
         )
     check = KeyChecker(f"{origin}: registrations[{name_value}].")
     for key in table:
-        if key not in _KEYS:
-            if key in ("password", "secret"):
-                check.fail(
-                    key, "***", "passwords never go in the file: use password_env or password_file"
-                )
+        if key not in _KEYS and key not in ("password", "secret"):
             raise ConfigError(
                 f"{origin}: unknown key registrations[{name_value}].{key}"
                 f"{did_you_mean(str(key), _KEYS)}"
@@ -140,7 +135,7 @@ def _parse_table(
     domain = SipUri.parse(registrar).host
     if "domain" in table:
         domain = _host(check, "domain", table["domain"])
-    password_env, password_file = _password_source(check, table, base_dir)
+    password = password_source(check, table, base_dir, f"registrations[{name_value}]")
     transport = _transport(check, table.get("transport"), registrar)
     profile = None
     if "profile" in table:
@@ -164,8 +159,7 @@ def _parse_table(
         username=username,
         auth_username=auth_username,
         domain=domain,
-        password_env=password_env,
-        password_file=password_file,
+        password=password,
         realm=check.text("realm", table["realm"]) if "realm" in table else None,
         expires=check.integer("expires", table.get("expires", 300), 60, 86400),
         outbound_proxy=(
@@ -184,26 +178,8 @@ def _parse_table(
 
 def read_password(entry: RegistrationSettings, environ: Mapping[str, str] | None = None) -> str:
     """The registration's password from its variable or file; ConfigError names the source."""
-    env = os.environ if environ is None else environ
-    where = f"registrations[{entry.name}]"
-    if entry.password_env is not None:
-        value = env.get(entry.password_env, "")
-        if not value:
-            raise ConfigError(
-                f"{where}.password_env = {entry.password_env!r}: the variable is not set or empty"
-            )
-        return value
-    assert entry.password_file is not None
-    try:
-        value = entry.password_file.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise ConfigError(
-            f"{where}.password_file = '{entry.password_file}': cannot read it ({reason})"
-        ) from None
-    if not value:
-        raise ConfigError(f"{where}.password_file = '{entry.password_file}': the file is empty")
-    return value
+    assert entry.password is not None
+    return entry.password.read(environ)
 
 
 def _sip_uri(check: KeyChecker, key: str, value: object) -> str:
@@ -229,26 +205,6 @@ def _host(check: KeyChecker, key: str, value: object) -> str:
     if any(c in text for c in ' @;<>"') or len(text) > 253:
         check.fail(key, value, "expected a domain name or address")
     return text
-
-
-def _password_source(
-    check: KeyChecker, table: Mapping[str, Any], base_dir: Path
-) -> tuple[str | None, Path | None]:
-    has_env = "password_env" in table
-    has_file = "password_file" in table
-    if has_env == has_file:
-        check.fail(
-            "password_env",
-            table.get("password_env"),
-            "expected exactly one of password_env (a variable name) or password_file",
-        )
-    if has_env:
-        name = check.text("password_env", table["password_env"])
-        if not _ENV_NAME.match(name):
-            check.fail("password_env", name, "expected an environment variable name")
-        return name, None
-    path = Path(check.text("password_file", table["password_file"]))
-    return None, path if path.is_absolute() else base_dir / path
 
 
 def _transport(check: KeyChecker, value: object, registrar: str) -> str:
