@@ -147,6 +147,8 @@ class SipSettings:
     deny_action: Literal["drop", "403"] = "drop"
     #: Realm of the digest challenge for `[[sip.users]]` devices.
     auth_realm: str = "telephony-agent"
+    #: Challenges offered, in order; some devices only read the first (put MD5 first).
+    auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     #: Failed authentications from one address within a minute before it is banned.
     auth_max_failures: int = 5
     auth_ban_s: float = 600.0
@@ -554,6 +556,11 @@ def _check_transports(sip: SipSettings) -> None:
         raise ConfigError(
             f"sip.transports = {sip.transports!r}: expected udp, tcp and/or tls joined with '+', "
             "e.g. 'udp+tcp+tls'"
+        )
+    if not sip.auth_algorithms or any(a not in ("SHA-256", "MD5") for a in sip.auth_algorithms):
+        raise ConfigError(
+            f"sip.auth_algorithms = {list(sip.auth_algorithms)!r}: expected a list of "
+            "'SHA-256' and/or 'MD5'"
         )
     if "tls" in parts and not (sip.tls_certificate and sip.tls_key):
         missing = "sip.tls_certificate" if not sip.tls_certificate else "sip.tls_key"

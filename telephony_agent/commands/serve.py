@@ -31,6 +31,7 @@ from telephony_agent.commands.runtime import (
 from telephony_agent.config import parse_host_port
 from telephony_agent.errors import ConfigError
 from telephony_agent.server.calls_api import CallsReader
+from telephony_agent.server.gatekeeper import exposure_warning
 from telephony_agent.server.http_app import HttpServer
 from telephony_agent.server.http_settings import resolve_http_token
 from telephony_agent.server.sip_server import AgentSipServer
@@ -88,6 +89,10 @@ async def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+        exposure = exposure_warning(settings, server.gate)
+        if exposure:
+            log.warning("sip_open_to_everyone", listen=settings.sip.listen)
+            print(f"telephony-agent: warning: {exposure}", file=sys.stderr, flush=True)
         await _serve_until_stopped(args, board, runtime)
         print("telephony-agent: stopping, hanging up active calls", file=sys.stderr, flush=True)
     finally:
@@ -105,6 +110,8 @@ async def run_serve(args: argparse.Namespace) -> int:
 
 def _health_extra(keeping: Keeping | None, server: AgentSipServer | None) -> dict[str, object]:
     extra: dict[str, object] = dict(keeping.health()) if keeping is not None else {}
+    if server is not None:
+        extra["access"] = server.gate.health()
     if server is not None and server.registrations is not None:
         extra["registrations"] = server.registrations.status()
     return extra

@@ -26,6 +26,7 @@ from telephony_agent.audio.clock import MediaClock
 from telephony_agent.call.record import TranscriptLine
 from telephony_agent.config import codec_preference, parse_host_port
 from telephony_agent.media.rtp import PortAllocator, RtpLeg
+from telephony_agent.server.gatekeeper import Gatekeeper
 from telephony_agent.server.inbound_call import ALLOW, CallSummary, InboundCall
 from telephony_agent.sip.dialog import Dialog, make_response, peer_for_uri
 from telephony_agent.sip.endpoint import SipEndpoint
@@ -91,6 +92,8 @@ class AgentSipServer:
         #: Set once the listeners are up when `[[registrations]]` exist; calls arriving
         #: at a registration's contact are answered by that registration's profile.
         self.registrations: Registrations | None = None
+        #: Read at construction: device passwords are needed before anything listens.
+        self.gate = Gatekeeper(settings)
 
     @property
     def clock(self) -> MediaClock:
@@ -197,11 +200,13 @@ class AgentSipServer:
             return
         if method == "ACK":
             return
+        to_tag = _tag(request.headers.get("To"))
+        if not to_tag and not self._through_gate(request, transaction, source):
+            return
         max_forwards = request.headers.get("Max-Forwards")
         if max_forwards is not None and int(max_forwards) == 0 and method != "OPTIONS":
             self.endpoint.respond(transaction, make_response(request, 483))
             return
-        to_tag = _tag(request.headers.get("To"))
         if to_tag:
             call = self._find_dialog(request)
             if call is None:
@@ -221,6 +226,20 @@ class AgentSipServer:
             self.endpoint.respond(transaction, make_response(request, 481))
         else:
             self.reject_method(request, transaction)
+
+    def _through_gate(
+        self, request: SipRequest, transaction: ServerTransaction, source: Peer
+    ) -> bool:
+        """The allowlist, device authentication and bans; False when answered or dropped."""
+        verdict = self.gate.check(request, source, self.endpoint.layer_time())
+        if verdict.passes:
+            return True
+        if verdict.status > 0:
+            response = make_response(request, verdict.status)
+            for challenge in verdict.challenges:
+                response.headers.add("WWW-Authenticate", challenge)
+            self.endpoint.respond(transaction, response)
+        return False
 
     def reject_method(self, request: SipRequest, transaction: ServerTransaction) -> None:
         if request.method in _KNOWN_UNSUPPORTED:

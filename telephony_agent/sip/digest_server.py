@@ -47,21 +47,23 @@ class DigestVerifier:
         *,
         nonce_ttl_s: float = 300.0,
         secret: bytes | None = None,
+        algorithms: tuple[str, ...] = ("SHA-256", "MD5"),
     ) -> None:
         self.realm = realm
         self._users = dict(users)
         self._ttl = nonce_ttl_s
+        self._algorithms = algorithms
         self._secret = secret or secrets.token_bytes(32)
         #: Stands in for an unknown user's password so both paths do the same work.
         self._decoy = secrets.token_hex(16)
 
     def challenges(self, now: float, *, stale: bool = False) -> list[str]:
-        """`WWW-Authenticate` values, SHA-256 first (RFC 8760), then MD5 for older devices."""
+        """`WWW-Authenticate` values in the configured order (RFC 8760: preferred first)."""
         nonce = self._nonce(now)
         suffix = ", stale=true" if stale else ""
         return [
             f'Digest realm="{self.realm}", nonce="{nonce}", qop="auth", algorithm={name}{suffix}'
-            for name in ("SHA-256", "MD5")
+            for name in self._algorithms
         ]
 
     def verify(self, method: str, authorization: str | None, now: float) -> AuthResult:
@@ -80,6 +82,8 @@ class DigestVerifier:
         nonce = params.get("nonce", "")
         uri = params.get("uri", "")
         response = params.get("response", "")
+        if algorithm not in self._algorithms:
+            hash_ = None
         if hash_ is None or params.get("realm") != self.realm or not uri or not username:
             return AuthResult(False)
         age = self._nonce_age(nonce, now)

@@ -177,6 +177,10 @@ class SipEndpoint:
 
     # ------------------------------------------------------------------ addresses
 
+    def layer_time(self) -> float:
+        """The clock the transaction layer runs on (the loop's monotonic time)."""
+        return (self._loop or asyncio.get_running_loop()).time()
+
     def via_address(self, transport: str = "UDP") -> tuple[str, int]:
         """Host and port to put in Via and Contact (the public address behind NAT)."""
         bound = {"TCP": self.tcp_address, "TLS": self.tls_address}.get(transport, self.udp_address)
