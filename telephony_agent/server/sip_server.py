@@ -26,8 +26,9 @@ from telephony_agent.audio.clock import MediaClock
 from telephony_agent.call.record import TranscriptLine
 from telephony_agent.config import codec_preference, parse_host_port
 from telephony_agent.media.rtp import PortAllocator, RtpLeg
+from telephony_agent.server.dialog_call import ALLOW, CallSummary
 from telephony_agent.server.gatekeeper import Gatekeeper
-from telephony_agent.server.inbound_call import ALLOW, CallSummary, InboundCall
+from telephony_agent.server.inbound_call import InboundCall
 from telephony_agent.sip.dialog import Dialog, make_response, peer_for_uri
 from telephony_agent.sip.endpoint import SipEndpoint
 from telephony_agent.sip.message import NameAddr, SipRequest, SipUri
