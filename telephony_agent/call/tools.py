@@ -24,6 +24,7 @@ from telephony_agent.call.tool_arguments import (
     parse_arguments,
     validator_for,
 )
+from telephony_agent.media.leg import TransferResult
 from telephony_agent.realtime.session_config import ToolSpec
 
 log = structlog.get_logger(__name__)
@@ -37,8 +38,8 @@ class ToolContext(Protocol):
     def request_hangup(self, reason: str) -> None:
         """End the call once the agent's current speech has been played out."""
 
-    async def transfer(self, target: str) -> bool:
-        """Hand the caller to a human or another number."""
+    async def transfer(self, target: str) -> TransferResult:
+        """Hand the caller to a human or another number; the result says how it went."""
 
     def send_dtmf(self, digits: str) -> bool:
         """Send DTMF digits towards the caller's side (IVR navigation)."""
@@ -182,12 +183,31 @@ async def _end_call(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     return {"ok": True, "note": "the call ends after your last words have been played"}
 
 
+#: Transfer failure reasons as a model can repeat them to the caller.
+_SAYABLE = {
+    "busy": "the line is busy",
+    "declined": "the call was declined",
+    "not_found": "that number does not exist",
+    "no_answer": "nobody answered",
+    "unavailable": "the line is unavailable",
+    "refer_not_supported": "the phone system cannot transfer calls",
+    "no_outcome": "the phone system did not say whether it worked",
+}
+
+
 async def _transfer_call(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     target = str(args.get("target") or "").strip()
     if not target:
         return {"ok": False, "error": "target is required"}
-    ok = await ctx.transfer(target)
-    return {"ok": ok} if ok else {"ok": False, "error": "transfer is not possible on this call"}
+    result = await ctx.transfer(target)
+    if result.ok:
+        return {"ok": True}
+    if result.reason == "not_supported":
+        return {"ok": False, "error": "transfer is not possible on this call"}
+    return {
+        "ok": False,
+        "error": f"the transfer to {target} failed: {_SAYABLE.get(result.reason, result.reason)}",
+    }
 
 
 async def _send_dtmf(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:

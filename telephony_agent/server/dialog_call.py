@@ -21,6 +21,7 @@ import structlog
 from telephony_agent.call.bridge import Call
 from telephony_agent.call.record import CallRecord
 from telephony_agent.config import Settings
+from telephony_agent.media.leg import TransferResult
 from telephony_agent.media.rtp import RtpLeg
 from telephony_agent.server.sip_leg import SipCallLeg
 from telephony_agent.sip.dialog import Dialog, DialogError, make_response
@@ -178,6 +179,8 @@ class DialogCall:
             self._on_reoffer(request, txn)
         elif method == "INFO":
             self._on_info(request, txn)
+        elif method == "NOTIFY" and self._transfer_progress is not None:
+            self._on_transfer_notify(request, txn)
         elif method in ("OPTIONS", "NOTIFY"):
             response = make_response(request, 200)
             if method == "OPTIONS":
@@ -246,6 +249,17 @@ class DialogCall:
         )
         self.server.endpoint.respond(txn, response)
 
+    def _on_transfer_notify(self, request: SipRequest, txn: ServerTransaction) -> None:
+        """A NOTIFY about our REFER (Event: refer): feed its sipfrag to the progress."""
+        self.server.endpoint.respond(txn, make_response(request, 200))
+        progress, done = self._transfer_progress, self._transfer_done
+        event = (request.headers.get("Event") or "").split(";")[0].strip().lower()
+        if progress is None or done is None or event != "refer":
+            return
+        outcome = progress.notify(request.body, request.headers.get("Subscription-State"))
+        if outcome.done:
+            done.set()
+
     def _on_info(self, request: SipRequest, txn: ServerTransaction) -> None:
         """SIP INFO DTMF (application/dtmf-relay), still common on older gateways."""
         content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
@@ -272,10 +286,16 @@ class DialogCall:
     def _spawn_bye(self, reason: str) -> None:
         self.server.spawn(self._hang_up(reason))
 
-    async def _transfer(self, target: str) -> bool:
-        """Blind transfer with REFER (RFC 3515); True when the far end accepted it."""
+    async def _transfer(self, target: str) -> TransferResult:
+        """Blind transfer with REFER (RFC 3515), followed to its outcome.
+
+        The REFER's 202 only means the far end will try; success is a NOTIFY whose
+        sipfrag says 2xx, failure one that says busy, declined, not found... or no
+        word within `TRANSFER_TIMEOUT_S`. The result carries the reason so the model
+        can tell the caller and carry on.
+        """
         if not self.answered:
-            return False
+            return TransferResult(False, "not_answered")
         host, port = self.server.endpoint.via_address(self.dialog.transport)
         refer_to = target if target.startswith(("sip:", "sips:", "tel:")) else f"tel:{target}"
         headers = Headers(
@@ -284,14 +304,27 @@ class DialogCall:
                 ("Referred-By", f"<{self.dialog.local_uri}>"),
             ]
         )
+        progress = TransferProgress()
+        done = asyncio.Event()
+        self._transfer_progress, self._transfer_done = progress, done
         refer = self.dialog.create_request("REFER", host, port, extra=headers)
         future = self.server.endpoint.send_request(refer, self.server.peer_for(self.dialog))
         try:
             response = await asyncio.wait_for(future, 10.0)
+            self.log.info("refer_answered", status=response.status)
+            outcome = progress.refer_answered(response.status)
+            if not outcome.done and not done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), TRANSFER_TIMEOUT_S)
+            outcome = progress.timed_out() if not progress.outcome.done else progress.outcome
         except TimeoutError:
-            return False
-        self.log.info("refer_answered", status=response.status)
-        return 200 <= response.status < 300
+            outcome = progress.timed_out()
+        finally:
+            self._transfer_progress = self._transfer_done = None
+        self.log.info(
+            "transfer_outcome", ok=outcome.succeeded, status=outcome.status, reason=outcome.reason
+        )
+        return TransferResult(outcome.succeeded, outcome.reason, outcome.status)
 
     async def _cleanup(self) -> None:
         if self.answered and not self._bye_received and not self._bye_sent:
