@@ -91,6 +91,10 @@ class Profile:
     record: bool | None = None
     #: Keep call records of this profile; None: as `[records] enabled` says.
     keep_records: bool | None = None
+    #: name → SIP URI or number; when set, `transfer_call` may only use these names.
+    transfer_targets: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
 
     @classmethod
     def from_defaults(cls, defaults: ProfileDefaults) -> Profile:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -195,10 +195,17 @@ _SAYABLE = {
 }
 
 
-async def _transfer_call(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+async def _transfer_call(
+    args: dict[str, Any], ctx: ToolContext, targets: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     target = str(args.get("target") or "").strip()
     if not target:
         return {"ok": False, "error": "target is required"}
+    if targets:
+        if target not in targets:
+            names = ", ".join(sorted(targets))
+            return {"ok": False, "error": f"unknown target; the choices are: {names}"}
+        target = targets[target]
     result = await ctx.transfer(target)
     if result.ok:
         return {"ok": True}
@@ -217,8 +224,27 @@ async def _send_dtmf(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     return {"ok": ctx.send_dtmf(digits.upper())}
 
 
-def builtin_tools() -> list[Tool]:
-    """end_call, transfer_call and send_dtmf: the actions every phone agent needs."""
+def builtin_tools(transfer_targets: Mapping[str, str] | None = None) -> list[Tool]:
+    """end_call, transfer_call and send_dtmf: the actions every phone agent needs.
+
+    With `transfer_targets`, transfer_call takes one of their names (an enum the model
+    sees) and nothing else: the model cannot send a caller to a number it made up.
+    """
+    targets = dict(transfer_targets or {})
+    target_schema: dict[str, Any] = {"type": "string", "description": "SIP URI or phone number"}
+    transfer_handler: Callable[[dict[str, Any], ToolContext], Awaitable[dict[str, Any]]] = (
+        _transfer_call
+    )
+    if targets:
+        target_schema = {
+            "type": "string",
+            "enum": sorted(targets),
+            "description": "who to transfer the caller to",
+        }
+
+        async def transfer_handler(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+            return await _transfer_call(args, ctx, targets)
+
     return [
         Tool(
             ToolSpec(
@@ -238,15 +264,13 @@ def builtin_tools() -> list[Tool]:
                 description="Transfer the caller to a human operator or another number.",
                 parameters={
                     "type": "object",
-                    "properties": {
-                        "target": {"type": "string", "description": "SIP URI or phone number"}
-                    },
+                    "properties": {"target": target_schema},
                     "required": ["target"],
                     "additionalProperties": False,
                 },
             ),
-            _transfer_call,
-            timeout_s=30.0,
+            transfer_handler,
+            timeout_s=40.0,
         ),
         Tool(
             ToolSpec(

@@ -170,7 +170,7 @@ class Admission:
     def _tool_registry(self) -> ToolRegistry:
         wanted = self.profile.effective_tools
         base = ToolRegistry()
-        for tool in builtin_tools():
+        for tool in builtin_tools(self.profile.transfer_targets):
             if tool.spec.name in wanted:
                 base.register(tool)
         business = [name for name in wanted if name not in BUILTIN_TOOL_NAMES]
