@@ -141,6 +141,10 @@ class SipSettings:
     tls_verify_server: bool = True
     #: CA certificates (PEM) for either verification; the system's store when unset.
     tls_ca_file: str | None = None
+    #: Outbound calls: how long the callee may ring before we CANCEL.
+    ring_timeout_s: float = 30.0
+    #: Outbound calls started per second at most (POST /calls, `dial`).
+    max_outbound_cps: float = 5.0
     #: Networks (CIDR) that may send requests; empty: anyone (a warning at start).
     allow: tuple[str, ...] = ()
     #: What a request from outside `allow` gets: silence ("drop") or "403".
@@ -291,6 +295,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "sip.answer_timeout_s": (0.5, 120.0),
     "sip.t1_ms": (10, 5000),
     "sip.tls_port": (0, 65535),
+    "sip.ring_timeout_s": (1.0, 600.0),
+    "sip.max_outbound_cps": (0.1, 1000.0),
     "sip.auth_max_failures": (1, 1000),
     "sip.auth_ban_s": (1.0, 86400.0),
     "rtp.port_min": (1024, 65534),

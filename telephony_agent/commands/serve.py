@@ -85,7 +85,11 @@ async def run_serve(args: argparse.Namespace) -> int:
             f"health on http://{host}:{http.port}/health, "
             f"browser calls on http://{page_host}:{http.port}/{guarded}, "
             f"provider {runtime.resolved.name}, profiles: {profiles}"
-            + "".join(f", registering {r.aor} at {r.registrar}" for r in settings.registrations),
+            + "".join(
+                f", registering {r.aor} at {r.registrar}"
+                for r in settings.registrations
+                if r.register
+            ),
             file=sys.stderr,
             flush=True,
         )

@@ -143,6 +143,10 @@ class DialogCall:
     def key(self) -> tuple[str, str, str]:
         return self.dialog.key
 
+    def on_ack(self, request: SipRequest) -> None:
+        """An ACK in this dialog; only the answering side expects one."""
+        del request
+
     def _start_media(self, rtp: RtpLeg, n: Negotiated) -> None:
         rtp.configure(
             codec=n.codec,

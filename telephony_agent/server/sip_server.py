@@ -26,9 +26,11 @@ from telephony_agent.audio.clock import MediaClock
 from telephony_agent.call.record import TranscriptLine
 from telephony_agent.config import codec_preference, parse_host_port
 from telephony_agent.media.rtp import PortAllocator, RtpLeg
-from telephony_agent.server.dialog_call import ALLOW, CallSummary
+from telephony_agent.server.dialing import DialError, DialRequest, RateLimiter, plan_call
+from telephony_agent.server.dialog_call import ALLOW, CallSummary, DialogCall
 from telephony_agent.server.gatekeeper import Gatekeeper
 from telephony_agent.server.inbound_call import InboundCall
+from telephony_agent.server.outbound_call import OutboundCall
 from telephony_agent.sip.dialog import Dialog, make_response, peer_for_uri
 from telephony_agent.sip.endpoint import SipEndpoint
 from telephony_agent.sip.message import NameAddr, SipRequest, SipUri
@@ -55,6 +57,7 @@ class ServerStats:
     rejected_other: int = 0
     completed: int = 0
     unknown_dialog: int = 0
+    outbound: int = 0
     #: Sum of answered calls' durations, for CPU-per-call-second figures.
     call_seconds: float = 0.0
 
@@ -84,7 +87,7 @@ class AgentSipServer:
         self.ports = PortAllocator(settings.rtp.port_min, settings.rtp.port_max)
         self.media_address = "127.0.0.1"
         self.bind_host = "0.0.0.0"
-        self._calls: dict[tuple[str, str, str], InboundCall] = {}
+        self._calls: dict[tuple[str, str, str], DialogCall] = {}
         self._by_invite: dict[ServerTransaction, InboundCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._on_transcript = on_transcript
@@ -95,6 +98,7 @@ class AgentSipServer:
         self.registrations: Registrations | None = None
         #: Read at construction: device passwords are needed before anything listens.
         self.gate = Gatekeeper(settings)
+        self._dial_rate = RateLimiter(settings.sip.max_outbound_cps)
 
     @property
     def clock(self) -> MediaClock:
@@ -340,6 +344,48 @@ class AgentSipServer:
             loop = asyncio.get_running_loop()
             loop.call_later(32 * self.endpoint.layer.timers.t1, self._calls.pop, call.key, None)
 
+    # ------------------------------------------------------------------ calls out
+
+    def place_call(self, dial: DialRequest) -> OutboundCall:
+        """Admit and start an outbound call; DialError says why not (with an HTTP status)."""
+        if not self._accepting or self.switchboard.draining:
+            raise DialError("the server is shutting down", 503)
+        if not self._dial_rate.take(asyncio.get_running_loop().time()):
+            cps = self.settings.sip.max_outbound_cps
+            raise DialError(f"more than sip.max_outbound_cps = {cps:g} calls per second", 429)
+        plan = plan_call(dial, registrations=self.registrations, local_host=self.media_address)
+        admission = self.switchboard.admit(plan.request)
+        if isinstance(admission, Refusal):
+            status = 404 if admission.reason == "unknown_profile" else 503
+            raise DialError(admission.message, status)
+        call = OutboundCall(
+            self,
+            admission,
+            plan.target,
+            plan.route,
+            ring_timeout_s=self.settings.sip.ring_timeout_s,
+            on_dialog=self._track_outbound,
+            on_transcript=self._transcript_callback(plan.request.external_id),
+        )
+        self.stats.outbound += 1
+        self.spawn(self._run_outbound(call))
+        return call
+
+    def _track_outbound(self, call: OutboundCall) -> None:
+        self._calls[call.key] = call
+
+    async def _run_outbound(self, call: OutboundCall) -> None:
+        try:
+            summary = await call.run()
+            self.finished.append(summary)
+            if summary.record is not None:
+                self.stats.call_seconds += summary.record.duration_s
+        finally:
+            await asyncio.sleep(0)
+            if call.answered:
+                loop = asyncio.get_running_loop()
+                loop.call_later(32 * self.endpoint.layer.timers.t1, self._calls.pop, call.key, None)
+
     def _on_cancel(self, request: SipRequest, txn: ServerTransaction) -> None:
         invite_txn = self.endpoint.layer.find_invite(request)
         call = self._by_invite.get(invite_txn) if invite_txn is not None else None
@@ -349,7 +395,7 @@ class AgentSipServer:
         self.endpoint.respond(txn, make_response(request, 200))
         call.on_cancel()
 
-    def _find_dialog(self, request: SipRequest) -> InboundCall | None:
+    def _find_dialog(self, request: SipRequest) -> DialogCall | None:
         local_tag = _tag(request.headers.get("To")) or ""
         remote_tag = _tag(request.headers.get("From")) or ""
         return self._calls.get((request.call_id, local_tag, remote_tag))

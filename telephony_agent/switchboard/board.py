@@ -159,6 +159,7 @@ class Admission:
             dialled=request.dialled,
             call_id=request.external_id,
             now=datetime.now().astimezone(),
+            variables=dict(request.variables),
         )
         self.provider, self.endpoint = deployment.endpoint_for(profile)
         #: The model asked for, as the endpoint names it (for records).

@@ -14,7 +14,7 @@ import contextlib
 import socket
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -31,7 +31,7 @@ from telephony_agent.sip.registration import (
 from telephony_agent.sip.transaction import Peer, new_branch
 from telephony_agent.trunk.settings import RegistrationSettings, read_password
 
-__all__ = ["Registrations"]
+__all__ = ["Account", "Registrations"]
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +40,21 @@ log = structlog.get_logger(__name__)
 _EXCHANGE_TIMEOUT_S = 40.0
 _RESOLVE_TIMEOUT_S = 5.0
 _UNREGISTER_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Account:
+    """What an outbound call placed through a registration needs: who we are, how we
+    prove it, and where requests go first."""
+
+    name: str
+    aor: str
+    domain: str
+    credentials: DigestCredentials = field(repr=False)
+    outbound_proxy: str | None
+    transport: str
+    #: The registrar: where calls go first when there is no outbound proxy.
+    registrar: str = ""
 
 
 @dataclass
@@ -87,7 +102,8 @@ class Registrations:
 
     def start(self) -> None:
         for entry in self._entries:
-            entry.task = asyncio.ensure_future(self._drive(entry))
+            if entry.settings.register:
+                entry.task = asyncio.ensure_future(self._drive(entry))
 
     async def stop(self) -> None:
         """Unregister (`Expires: 0`) everything that is registered, within a few seconds."""
@@ -104,7 +120,13 @@ class Registrations:
     def status(self) -> dict[str, dict[str, object]]:
         """Per registration, for /health: state, registrar, expiry, last error; no secret."""
         now = asyncio.get_running_loop().time()
-        return {e.settings.name: e.registration.status(now) for e in self._entries}
+        result: dict[str, dict[str, object]] = {}
+        for entry in self._entries:
+            status = entry.registration.status(now)
+            if not entry.settings.register:
+                status["state"] = "outbound_only"
+            result[entry.settings.name] = status
+        return result
 
     def profile_for(self, request_uri: str) -> tuple[str, str | None] | None:
         """(registration name, its profile) when a call arrives at one of our contacts."""
@@ -117,8 +139,27 @@ class Registrations:
                 return entry.settings.name, entry.settings.profile
         return None
 
+    def account(self, name: str) -> Account | None:
+        for entry in self._entries:
+            if entry.settings.name == name:
+                target = entry.registration.target
+                return Account(
+                    name=name,
+                    aor=entry.settings.aor,
+                    domain=entry.settings.domain,
+                    credentials=target.credentials,
+                    outbound_proxy=entry.settings.outbound_proxy,
+                    transport=target.transport,
+                    registrar=entry.settings.registrar,
+                )
+        return None
+
+    def names(self) -> list[str]:
+        return [e.settings.name for e in self._entries]
+
     @property
     def up(self) -> int:
+        """Registrations currently bound at their registrar."""
         return sum(1 for e in self._entries if e.registration.state is RegistrationState.REGISTERED)
 
     def __len__(self) -> int:

@@ -40,6 +40,7 @@ _KEYS = (
     "keepalive_s",
     "retry_min_s",
     "retry_max_s",
+    "register",
 )
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _USER = re.compile(r"^[A-Za-z0-9_.!~*'()&=+$,;?/%-]{1,128}$")
@@ -66,6 +67,9 @@ class RegistrationSettings:
     keepalive_s: float = 25.0
     retry_min_s: float = 10.0
     retry_max_s: float = 600.0
+    #: False: an account for outbound calls only (trunks that authenticate INVITEs
+    #: without a registration); nothing is sent until a call is placed.
+    register: bool = True
 
     @property
     def aor(self) -> str:
@@ -173,6 +177,7 @@ def _parse_table(
         keepalive_s=check.number("keepalive_s", table.get("keepalive_s", 25.0), 0.0, 3600.0),
         retry_min_s=retry_min,
         retry_max_s=retry_max,
+        register=check.flag("register", table.get("register", True)),
     )
 
 
