@@ -1,4 +1,4 @@
-"""`telephony-agent` command line: serve, call, demo, ask, local-backend, calls, config check.
+"""`telephony-agent` command line: serve, call, dial, demo, ask, local-backend, calls, config.
 
 Every user mistake ends with one line on stderr and exit code 2; a provider or
 network failure ends with one line and exit code 1; never a traceback.
@@ -77,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     call.add_argument("--dtmf", help="digits to press one second into the call")
     call.add_argument("--codecs", default="PCMU,PCMA,G722,opus", help="offered codecs, best first")
-    call.add_argument("--transport", choices=["udp", "tcp"], default="udp")
+    call.add_argument("--transport", choices=["udp", "tcp", "tls"], default="udp")
+    call.add_argument(
+        "--tls-ca", type=Path, help="PEM CA file that signed the agent's TLS certificate"
+    )
     call.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], default="warning"
     )
@@ -150,6 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print the record as one JSON object")
     show.add_argument("--config", type=Path, help="TOML settings file (where records are)")
 
+    dial = sub.add_parser("dial", help="ask a running serve to place a call with the agent")
+    dial.add_argument("to", help="SIP URI (sip:+15550100@trunk.example) or a number")
+    dial.add_argument("--profile", help="the profile that speaks on the call")
+    dial.add_argument("--registration", help="place it through this [[registrations]] entry")
+    dial.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a placeholder value for this call (repeatable)",
+    )
+    dial.add_argument("--wait", action="store_true", help="wait for the call to end")
+    dial.add_argument("--config", type=Path, help="the serve's settings file ([http] listen)")
+    dial.add_argument("--server", help="serve's HTTP address (default: from [http] listen)")
+
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(
         dest="config_command", metavar="ACTION", parser_class=_Parser
@@ -216,6 +234,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from telephony_agent.commands.local_backend import run_local_backend
 
         return _run_async(run_local_backend(args))
+    if args.command == "dial":
+        from telephony_agent.commands.dial import run_dial
+
+        return _run_async(run_dial(args))
     if args.command == "calls":
         from telephony_agent.commands.calls import run_calls
 

@@ -42,6 +42,8 @@ from telephony_agent.tools.definitions import (
     ToolDefinition,
     parse_tool_tables,
 )
+from telephony_agent.trunk.devices import DeviceUser, parse_device_tables
+from telephony_agent.trunk.settings import RegistrationSettings, parse_registration_tables
 
 ENV_PREFIX = "TELEPHONY_AGENT_"
 
@@ -144,7 +146,33 @@ class SipSettings:
     """The SIP side: where we listen, what we advertise, how many calls we take."""
 
     listen: str = "0.0.0.0:5060"
-    transports: Literal["udp", "tcp", "udp+tcp"] = "udp+tcp"
+    #: Any of udp, tcp and tls joined with "+"; UDP and TCP share `listen`'s port.
+    transports: str = "udp+tcp"
+    #: Port for SIP over TLS on `listen`'s address (0: any free port).
+    tls_port: int = 5061
+    tls_certificate: str | None = None
+    tls_key: str | None = None
+    #: Ask TLS clients for a certificate (trunks rarely have one: off by default).
+    tls_verify_client: bool = False
+    #: Verify the certificates of TLS servers we connect to (registrars, outbound calls).
+    tls_verify_server: bool = True
+    #: CA certificates (PEM) for either verification; the system's store when unset.
+    tls_ca_file: str | None = None
+    #: Outbound calls: how long the callee may ring before we CANCEL.
+    ring_timeout_s: float = 30.0
+    #: Outbound calls started per second at most (POST /calls, `dial`).
+    max_outbound_cps: float = 5.0
+    #: Networks (CIDR) that may send requests; empty: anyone (a warning at start).
+    allow: tuple[str, ...] = ()
+    #: What a request from outside `allow` gets: silence ("drop") or "403".
+    deny_action: Literal["drop", "403"] = "drop"
+    #: Realm of the digest challenge for `[[sip.users]]` devices.
+    auth_realm: str = "telephony-agent"
+    #: Challenges offered, in order; some devices only read the first (put MD5 first).
+    auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    #: Failed authentications from one address within a minute before it is banned.
+    auth_max_failures: int = 5
+    auth_ban_s: float = 600.0
     #: Address put in Contact and SDP when the agent sits behind NAT.
     public_address: str | None = None
     max_calls: int = 100
@@ -245,10 +273,14 @@ class Settings:
     profiles: tuple[Profile, ...] = ()
     #: `[[tools]]`: operator-defined webhook and Python tools.
     tools: tuple[ToolDefinition, ...] = ()
+    #: `[[registrations]]`: registrars the agent registers with (SIP trunks, PBXs).
+    registrations: tuple[RegistrationSettings, ...] = ()
+    #: `[[sip.users]]`: devices that must authenticate their INVITEs (digest).
+    sip_users: tuple[DeviceUser, ...] = ()
 
 
 #: Settings fields that are arrays of tables, not `[section]` tables.
-_TABLE_ARRAYS = frozenset({"profiles", "tools"})
+_TABLE_ARRAYS = frozenset({"profiles", "tools", "registrations", "sip_users"})
 
 
 def _sections() -> list[str]:
@@ -281,6 +313,11 @@ _RANGES: dict[str, tuple[float, float]] = {
     "sip.retry_after_s": (1, 86400),
     "sip.answer_timeout_s": (0.5, 120.0),
     "sip.t1_ms": (10, 5000),
+    "sip.tls_port": (0, 65535),
+    "sip.ring_timeout_s": (1.0, 600.0),
+    "sip.max_outbound_cps": (0.1, 1000.0),
+    "sip.auth_max_failures": (1, 1000),
+    "sip.auth_ban_s": (1.0, 86400.0),
     "rtp.port_min": (1024, 65534),
     "rtp.port_max": (1025, 65535),
     "rtp.inactivity_timeout_s": (1.0, 3600.0),
@@ -358,6 +395,13 @@ def _coerce(key: str, value: Any, tp: Any, *, from_env: bool) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{key} = {value!r}: expected a string")
+    if origin is tuple:
+        # A list of strings; from the environment, comma separated.
+        if from_env and isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{key} = {value!r}: expected a list of strings")
     raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover - schema bug
 
 
@@ -435,7 +479,11 @@ def load_settings(
             data = tomllib.loads(raw.decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        tables = {key: data.pop(key) for key in list(data) if key in _TABLE_ARRAYS}
+        arrays = _TABLE_ARRAYS - {"sip_users"}  # written as [[sip.users]]
+        tables = {key: data.pop(key) for key in list(data) if key in arrays}
+        sip_table = data.get("sip")
+        if isinstance(sip_table, dict) and "users" in sip_table:
+            tables["sip_users"] = sip_table.pop("users")
         settings = _apply(settings, data, from_env=False, origin=str(path))
     settings = _apply(settings, _env_overrides(env), from_env=True, origin="environment")
     if overrides:
@@ -465,7 +513,24 @@ def _with_tables(
             base_dir=base_dir,
             origin=origin,
         )
-    return replace(settings, tools=tools, profiles=profiles)
+    registrations: tuple[RegistrationSettings, ...] = ()
+    if "registrations" in tables:
+        registrations = parse_registration_tables(
+            tables["registrations"],
+            base_dir=base_dir,
+            origin=origin,
+            known_profiles=[p.name for p in profiles],
+        )
+    sip_users: tuple[DeviceUser, ...] = ()
+    if "sip_users" in tables:
+        sip_users = parse_device_tables(tables["sip_users"], base_dir=base_dir, origin=origin)
+    return replace(
+        settings,
+        tools=tools,
+        profiles=profiles,
+        registrations=registrations,
+        sip_users=sip_users,
+    )
 
 
 def agent_tool_wait(agent: AgentSettings, base_dir: Path, origin: str = "") -> ToolWait:
@@ -542,9 +607,32 @@ def codec_preference(settings: Settings) -> tuple[str, ...]:
     return tuple(result)
 
 
+SIP_TRANSPORTS = ("udp", "tcp", "tls")
+
+
+def _check_transports(sip: SipSettings) -> None:
+    parts = sip.transports.lower().split("+")
+    if not parts or any(p not in SIP_TRANSPORTS for p in parts) or len(set(parts)) != len(parts):
+        raise ConfigError(
+            f"sip.transports = {sip.transports!r}: expected udp, tcp and/or tls joined with '+', "
+            "e.g. 'udp+tcp+tls'"
+        )
+    if not sip.auth_algorithms or any(a not in ("SHA-256", "MD5") for a in sip.auth_algorithms):
+        raise ConfigError(
+            f"sip.auth_algorithms = {list(sip.auth_algorithms)!r}: expected a list of "
+            "'SHA-256' and/or 'MD5'"
+        )
+    if "tls" in parts and not (sip.tls_certificate and sip.tls_key):
+        missing = "sip.tls_certificate" if not sip.tls_certificate else "sip.tls_key"
+        raise ConfigError(
+            f"{missing} is not set: expected a PEM file, because sip.transports includes tls"
+        )
+
+
 def _check_consistency(settings: Settings) -> None:
     """Rules that span keys or need parsing beyond a type check."""
     parse_host_port("sip.listen", settings.sip.listen)
+    _check_transports(settings.sip)
     parse_host_port("http.listen", settings.http.listen)
     codec_preference(settings)
     rtp = settings.rtp

@@ -56,6 +56,7 @@ KNOWN_KEYS: tuple[str, ...] = (
     "record",
     "keep_records",
     *TOOL_WAIT_KEYS,
+    "transfer_targets",
 )
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -227,6 +228,9 @@ def _parse_table(
         variables=MappingProxyType(variables),
         timezone=check.timezone("timezone", table["timezone"]) if has("timezone") else None,
         record=check.flag("record", table["record"]) if has("record") else None,
+        transfer_targets=MappingProxyType(
+            _transfer_targets(check, table["transfer_targets"]) if has("transfer_targets") else {}
+        ),
         keep_records=(
             check.flag("keep_records", table["keep_records"]) if has("keep_records") else None
         ),
@@ -311,6 +315,29 @@ def _tools(
         if name in names[:index]:
             check.fail(f"tools[{index}]", name, "expected each tool once")
     return names
+
+
+_TARGET_NAME = re.compile(r"[^\x00-\x1f]{1,64}")
+_TARGET = re.compile(r"^(sips?:[^\s<>\"]+|tel:\+?[0-9*#().\- ]{1,32}|\+?[0-9*#]{1,32})$")
+
+
+def _transfer_targets(check: KeyChecker, value: object) -> dict[str, str]:
+    """name → SIP URI or number: the only places `transfer_call` may send a caller."""
+    if not isinstance(value, dict) or not value:
+        check.fail(
+            "transfer_targets",
+            value,
+            'expected a table of names and targets, e.g. { sales = "sip:sales@pbx.local" }',
+        )
+    targets: dict[str, str] = {}
+    for name, target in value.items():
+        key = f"transfer_targets.{name}"
+        if not _TARGET_NAME.fullmatch(str(name)):
+            check.fail(key, name, "expected a name of 1-64 printable characters")
+        if not isinstance(target, str) or not _TARGET.match(target.strip()):
+            check.fail(key, target, "expected a sip: or tel: URI or a phone number")
+        targets[str(name)] = target.strip()
+    return targets
 
 
 def _variables(check: KeyChecker, value: object) -> dict[str, str]:

@@ -7,7 +7,8 @@ are inserted as plain text, so a caller id such as "{date}" or "}{" stays exactl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from telephony_agent.agent.profiles import DTMF_PLACEHOLDER, Profile
@@ -29,6 +30,8 @@ class CallFacts:
     dialled: str
     call_id: str
     now: datetime
+    #: Values for this call only (an outbound call's `variables`), over the profile's.
+    variables: Mapping[str, str] = field(default_factory=dict)
 
 
 def placeholder_values(profile: Profile, facts: CallFacts) -> dict[str, str]:
@@ -39,6 +42,7 @@ def placeholder_values(profile: Profile, facts: CallFacts) -> dict[str, str]:
         # A clock value at the very edge of the datetime range: show it as given.
         local = facts.now
     values = dict(profile.variables)
+    values.update(facts.variables)
     values.update(
         caller=facts.caller,
         dialled=facts.dialled,

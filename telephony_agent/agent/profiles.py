@@ -96,6 +96,10 @@ class Profile:
     keep_records: bool | None = None
     #: What the caller hears while a tool runs, and the longest a tool may take.
     tool_wait: ToolWait = field(default_factory=ToolWait)
+    #: name → SIP URI or number; when set, `transfer_call` may only use these names.
+    transfer_targets: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
 
     @classmethod
     def from_defaults(cls, defaults: ProfileDefaults) -> Profile:

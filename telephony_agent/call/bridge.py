@@ -49,7 +49,7 @@ from telephony_agent.call.tools import ToolRegistry
 from telephony_agent.call.transcript import TranscriptWriter
 from telephony_agent.call.turns import TurnTimer
 from telephony_agent.logs import bind_call
-from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded, MediaLeg
+from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded, MediaLeg, TransferResult
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.realtime.events import (
     AssistantTranscriptDelta,
@@ -618,13 +618,15 @@ class Call:
 
         self._spawn(finish())
 
-    async def transfer(self, target: str) -> bool:
-        ok = await self.leg.transfer(target)
-        log.info("transfer", target=target, ok=ok)
-        if ok:
+    async def transfer(self, target: str) -> TransferResult:
+        result = await self.leg.transfer(target)
+        log.info("transfer", target=target, ok=result.ok, reason=result.reason)
+        if result.ok:
             self._lines.say("system", f"[transferred to {target}]")
             self._request_end("transferred", "transfer")
-        return ok
+        else:
+            self._lines.say("system", f"[transfer to {target} failed: {result.reason}]")
+        return result
 
     def send_dtmf(self, digits: str) -> bool:
         return self.leg.send_dtmf(digits)

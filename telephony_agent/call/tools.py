@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ from telephony_agent.call.tool_arguments import (
     parse_arguments,
     validator_for,
 )
+from telephony_agent.media.leg import TransferResult
 from telephony_agent.realtime.session_config import ToolSpec
 
 log = structlog.get_logger(__name__)
@@ -37,8 +38,8 @@ class ToolContext(Protocol):
     def request_hangup(self, reason: str) -> None:
         """End the call once the agent's current speech has been played out."""
 
-    async def transfer(self, target: str) -> bool:
-        """Hand the caller to a human or another number."""
+    async def transfer(self, target: str) -> TransferResult:
+        """Hand the caller to a human or another number; the result says how it went."""
 
     def send_dtmf(self, digits: str) -> bool:
         """Send DTMF digits towards the caller's side (IVR navigation)."""
@@ -182,12 +183,38 @@ async def _end_call(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     return {"ok": True, "note": "the call ends after your last words have been played"}
 
 
-async def _transfer_call(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+#: Transfer failure reasons as a model can repeat them to the caller.
+_SAYABLE = {
+    "busy": "the line is busy",
+    "declined": "the call was declined",
+    "not_found": "that number does not exist",
+    "no_answer": "nobody answered",
+    "unavailable": "the line is unavailable",
+    "refer_not_supported": "the phone system cannot transfer calls",
+    "no_outcome": "the phone system did not say whether it worked",
+}
+
+
+async def _transfer_call(
+    args: dict[str, Any], ctx: ToolContext, targets: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     target = str(args.get("target") or "").strip()
     if not target:
         return {"ok": False, "error": "target is required"}
-    ok = await ctx.transfer(target)
-    return {"ok": ok} if ok else {"ok": False, "error": "transfer is not possible on this call"}
+    if targets:
+        if target not in targets:
+            names = ", ".join(sorted(targets))
+            return {"ok": False, "error": f"unknown target; the choices are: {names}"}
+        target = targets[target]
+    result = await ctx.transfer(target)
+    if result.ok:
+        return {"ok": True}
+    if result.reason == "not_supported":
+        return {"ok": False, "error": "transfer is not possible on this call"}
+    return {
+        "ok": False,
+        "error": f"the transfer to {target} failed: {_SAYABLE.get(result.reason, result.reason)}",
+    }
 
 
 async def _send_dtmf(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
@@ -197,8 +224,27 @@ async def _send_dtmf(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     return {"ok": ctx.send_dtmf(digits.upper())}
 
 
-def builtin_tools() -> list[Tool]:
-    """end_call, transfer_call and send_dtmf: the actions every phone agent needs."""
+def builtin_tools(transfer_targets: Mapping[str, str] | None = None) -> list[Tool]:
+    """end_call, transfer_call and send_dtmf: the actions every phone agent needs.
+
+    With `transfer_targets`, transfer_call takes one of their names (an enum the model
+    sees) and nothing else: the model cannot send a caller to a number it made up.
+    """
+    targets = dict(transfer_targets or {})
+    target_schema: dict[str, Any] = {"type": "string", "description": "SIP URI or phone number"}
+    transfer_handler: Callable[[dict[str, Any], ToolContext], Awaitable[dict[str, Any]]] = (
+        _transfer_call
+    )
+    if targets:
+        target_schema = {
+            "type": "string",
+            "enum": sorted(targets),
+            "description": "who to transfer the caller to",
+        }
+
+        async def transfer_handler(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+            return await _transfer_call(args, ctx, targets)
+
     return [
         Tool(
             ToolSpec(
@@ -218,15 +264,13 @@ def builtin_tools() -> list[Tool]:
                 description="Transfer the caller to a human operator or another number.",
                 parameters={
                     "type": "object",
-                    "properties": {
-                        "target": {"type": "string", "description": "SIP URI or phone number"}
-                    },
+                    "properties": {"target": target_schema},
                     "required": ["target"],
                     "additionalProperties": False,
                 },
             ),
-            _transfer_call,
-            timeout_s=30.0,
+            transfer_handler,
+            timeout_s=40.0,
         ),
         Tool(
             ToolSpec(

@@ -13,6 +13,7 @@ import contextlib
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import soxr
@@ -28,6 +29,7 @@ from telephony_agent.sip.dialog import Dialog, new_tag, peer_for_uri
 from telephony_agent.sip.endpoint import SipEndpoint
 from telephony_agent.sip.message import Headers, NameAddr, SipRequest, SipResponse, SipUri, Via
 from telephony_agent.sip.sdp import Negotiated, SdpError, accept_answer, build_offer, parse_sdp
+from telephony_agent.sip.tls import client_context
 from telephony_agent.sip.transaction import Peer, ServerTransaction, Timers, new_branch
 
 __all__ = ["CallOptions", "CallResult", "place_call"]
@@ -49,10 +51,14 @@ class CallOptions:
     dtmf: str = ""
     dtmf_at_s: float = 1.0
     transport: str = "UDP"
+    #: CA certificates to verify the agent's TLS certificate with (system store if None).
+    tls_ca_file: Path | None = None
     bind_host: str = "127.0.0.1"
     answer_timeout_s: float = 30.0
     from_user: str = "caller"
     t1_s: float = 0.5
+    #: The status this softphone reports for a transfer asked of it (REFER → NOTIFY).
+    transfer_status: int = 200
 
 
 @dataclass
@@ -83,9 +89,12 @@ class CallResult:
 class _Handler:
     """Requests the far end sends us inside the call (BYE, re-INVITE, OPTIONS)."""
 
-    def __init__(self) -> None:
+    def __init__(self, transfer_status: int = 200) -> None:
         self.endpoint: SipEndpoint | None = None
         self.dialog: Dialog | None = None
+        #: What this softphone reports for a transfer in its NOTIFY (0: no NOTIFY).
+        self.transfer_status = transfer_status
+        self._tasks: set[asyncio.Task[None]] = set()
         self.bye = asyncio.Event()
         #: Where the far end asked us to go (REFER's Refer-To), for the summary.
         self.referred_to: str | None = None
@@ -113,8 +122,35 @@ class _Handler:
             # place the new call itself.
             self.referred_to = request.headers.get("Refer-To")
             endpoint.respond(transaction, make_response(request, 202))
+            if self.transfer_status:
+                task = asyncio.ensure_future(self._notify_transfer(endpoint, dialog))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         else:
             endpoint.respond(transaction, make_response(request, 501))
+
+    async def _notify_transfer(self, endpoint: SipEndpoint, dialog: Dialog) -> None:
+        """RFC 3515: report "trying", then the outcome, as message/sipfrag NOTIFYs."""
+        host, port = endpoint.via_address(dialog.transport)
+        hop = peer_for_uri(dialog.next_hop_uri(), dialog.transport)
+        final = self.transfer_status
+        reason = "OK" if final < 300 else "Busy Here" if final == 486 else "Failed"
+        for status, text, state in (
+            (100, "Trying", "active;expires=60"),
+            (final, reason, "terminated;reason=noresource"),
+        ):
+            headers = Headers([("Event", "refer"), ("Subscription-State", state)])
+            notify = dialog.create_request(
+                "NOTIFY",
+                host,
+                port,
+                body=f"SIP/2.0 {status} {text}\r\n".encode(),
+                content_type="message/sipfrag;version=2.0",
+                extra=headers,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(endpoint.send_request(notify, hop), 5.0)
+            await asyncio.sleep(0.05)
 
     def on_ack_timeout(self, transaction: ServerTransaction) -> None:
         del transaction
@@ -123,7 +159,7 @@ class _Handler:
 async def place_call(options: CallOptions, clock: MediaClock | None = None) -> CallResult:
     """Dial `options.uri`, run the call, and return what happened. Never raises on SIP errors."""
     clock = clock or MediaClock()
-    handler = _Handler()
+    handler = _Handler(options.transfer_status)
     endpoint = SipEndpoint(
         handler, timers=Timers(t1=options.t1_s), user_agent="telephony-agent-call"
     )
@@ -133,6 +169,10 @@ async def place_call(options: CallOptions, clock: MediaClock | None = None) -> C
     if peer.transport == "TCP":
         # A TCP caller still needs a listener for requests on new connections (rare).
         await endpoint.listen_tcp(options.bind_host, 0)
+    if peer.transport == "TLS":
+        # Requests from the agent come back over the connection we open.
+        endpoint.tls_client_context = client_context(ca_file=options.tls_ca_file)
+        endpoint.expect_tls_name(peer.host, peer.port, target.host)
     await endpoint.listen_udp(options.bind_host, 0)
     allocator = PortAllocator(30000, 39999)
     rtp = await RtpLeg.open(allocator=allocator, bind_host=options.bind_host, clock=clock)
@@ -228,8 +268,8 @@ def _invite(
     headers.add("Call-ID", f"{uuid.uuid4().hex}@{via_host}")
     headers.add("CSeq", "1 INVITE")
     contact = f"sip:{options.from_user}@{via_host}:{via_port}"
-    if transport == "TCP":
-        contact += ";transport=tcp"
+    if transport in ("TCP", "TLS"):
+        contact += f";transport={transport.lower()}"
     headers.add("Contact", f"<{contact}>")
     headers.add("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY, INFO")
     headers.add("Content-Type", "application/sdp")

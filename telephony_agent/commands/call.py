@@ -54,6 +54,7 @@ def call_options(args: argparse.Namespace) -> CallOptions:
         duration_s=args.duration,
         dtmf=digits.upper(),
         transport=args.transport.upper(),
+        tls_ca_file=args.tls_ca,
     )
 
 

@@ -31,11 +31,13 @@ from telephony_agent.commands.runtime import (
 from telephony_agent.config import parse_host_port
 from telephony_agent.errors import ConfigError
 from telephony_agent.server.calls_api import CallsReader
+from telephony_agent.server.gatekeeper import exposure_warning
 from telephony_agent.server.http_app import HttpServer
 from telephony_agent.server.http_settings import resolve_http_token
 from telephony_agent.server.sip_server import AgentSipServer
 from telephony_agent.switchboard import Switchboard
 from telephony_agent.switchboard.keeping import Keeping
+from telephony_agent.trunk.registrations import Registrations
 
 log = structlog.get_logger(__name__)
 
@@ -62,9 +64,13 @@ async def run_serve(args: argparse.Namespace) -> int:
             sip=server,
             token=token,
             calls_reader=calls_reader,
-            health_extra=keeping.health,
+            health_extra=lambda: _health_extra(keeping, server),
         )
         await server.start()
+        if settings.registrations:
+            # After the listeners: each Contact carries the address they are bound to.
+            server.registrations = Registrations(server.endpoint, settings.registrations)
+            server.registrations.start()
         host, port = parse_host_port("http.listen", settings.http.listen)
         await http.start(host, port)
         sip_host, _ = parse_host_port("sip.listen", settings.sip.listen)
@@ -78,10 +84,19 @@ async def run_serve(args: argparse.Namespace) -> int:
             f"({settings.sip.transports}; dial sip:agent@{shown}:{server.sip_port}), "
             f"health on http://{host}:{http.port}/health, "
             f"browser calls on http://{page_host}:{http.port}/{guarded}, "
-            f"provider {runtime.resolved.name}, profiles: {profiles}",
+            f"provider {runtime.resolved.name}, profiles: {profiles}"
+            + "".join(
+                f", registering {r.aor} at {r.registrar}"
+                for r in settings.registrations
+                if r.register
+            ),
             file=sys.stderr,
             flush=True,
         )
+        exposure = exposure_warning(settings, server.gate)
+        if exposure:
+            log.warning("sip_open_to_everyone", listen=settings.sip.listen)
+            print(f"telephony-agent: warning: {exposure}", file=sys.stderr, flush=True)
         await _serve_until_stopped(args, board, runtime)
         print("telephony-agent: stopping, hanging up active calls", file=sys.stderr, flush=True)
     finally:
@@ -95,6 +110,15 @@ async def run_serve(args: argparse.Namespace) -> int:
             await keeping.close()
         await runtime.close()
     return 0
+
+
+def _health_extra(keeping: Keeping | None, server: AgentSipServer | None) -> dict[str, object]:
+    extra: dict[str, object] = dict(keeping.health()) if keeping is not None else {}
+    if server is not None:
+        extra["access"] = server.gate.health()
+    if server is not None and server.registrations is not None:
+        extra["registrations"] = server.registrations.status()
+    return extra
 
 
 async def _serve_until_stopped(

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from telephony_agent.audio.clock import MediaClock, Subscription
 from telephony_agent.audio.playout import Frame
-from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded, LegEvent, MediaLeg
+from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded, LegEvent, MediaLeg, TransferResult
 
 
 class FileLeg(MediaLeg):
@@ -51,6 +51,8 @@ class FileLeg(MediaLeg):
         self.first_tick: int | None = None
         self.hangup_reason: str | None = None
         self.transfers: list[str] = []
+        #: What a transfer reports (tests set a failure to see the model told).
+        self.transfer_result = TransferResult(True, "transferred", 200)
         self.dtmf_sent: list[str] = []
 
     def events(self) -> AsyncIterator[LegEvent]:
@@ -94,9 +96,9 @@ class FileLeg(MediaLeg):
         self.hangup_reason = reason
         self._finish("ended_by_agent")
 
-    async def transfer(self, target: str) -> bool:
+    async def transfer(self, target: str) -> TransferResult:
         self.transfers.append(target)
-        return True
+        return self.transfer_result
 
     def send_dtmf(self, digits: str) -> bool:
         self.dtmf_sent.append(digits)

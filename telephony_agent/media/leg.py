@@ -45,6 +45,15 @@ class LegEnded:
 LegEvent = AudioIn | DtmfIn | LegEnded
 
 
+@dataclass(frozen=True)
+class TransferResult:
+    """How a transfer ended: `reason` is short and sayable ("busy", "declined")."""
+
+    ok: bool
+    reason: str = ""
+    status: int | None = None
+
+
 class MediaLeg(abc.ABC):
     """A call's media: what the caller says in, what the agent says out."""
 
@@ -70,10 +79,10 @@ class MediaLeg(abc.ABC):
     async def hangup(self, reason: str) -> None:
         """End the leg from our side (BYE, close the peer connection)."""
 
-    async def transfer(self, target: str) -> bool:
-        """Hand the caller to `target`; legs that cannot transfer say so by returning False."""
+    async def transfer(self, target: str) -> TransferResult:
+        """Hand the caller to `target`; legs that cannot transfer say so."""
         del target
-        return False
+        return TransferResult(False, "not_supported")
 
     def send_dtmf(self, digits: str) -> bool:
         """Play DTMF towards the far end; False when the leg cannot."""

@@ -51,7 +51,14 @@ from aiohttp import web
 from telephony_agent.config import Settings
 from telephony_agent.media.webrtc import IceServer, WebRtcLeg
 from telephony_agent.server.browser_calls import HANGUP_WAIT_S, BrowserCalls, LegFactory
-from telephony_agent.server.calls_api import CALLS_READER_KEY, CallsReader, calls_routes
+from telephony_agent.server.calls_api import (
+    CALLS_READER_KEY,
+    CallsReader,
+    Dialer,
+    calls_routes,
+    is_loopback,
+)
+from telephony_agent.server.dialing import DialRequest
 from telephony_agent.server.http_errors import HttpRejection
 from telephony_agent.server.http_settings import ice_servers_from_settings, resolve_http_token
 from telephony_agent.server.sip_server import AgentSipServer
@@ -416,10 +423,30 @@ def build_http_app(
             web.delete("/whip/{call_id}", _whip_delete),
             web.options("/whip/{call_id}", _whip_options),
             web.patch("/whip/{call_id}", _whip_patch),
-            *calls_routes(has_token=bool(token)),
+            *calls_routes(
+                has_token=bool(token),
+                dialer=_dialer(sip),
+                listens_on_loopback=_listens_on_loopback(switchboard),
+            ),
         ]
     )
     return app
+
+
+def _dialer(sip: AgentSipServer | None) -> Dialer | None:
+    if sip is None:
+        return None
+
+    def dial(request: DialRequest) -> tuple[str, str]:
+        call = sip.place_call(request)
+        return call.admission.id, call.call_id
+
+    return dial
+
+
+def _listens_on_loopback(switchboard: Switchboard) -> bool:
+    host = switchboard.deployment.settings.http.listen.rpartition(":")[0].strip("[]")
+    return is_loopback(host) or host == "localhost"
 
 
 class HttpServer:

@@ -12,85 +12,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable
 
 import structlog
 
 from telephony_agent.call.bridge import Call
-from telephony_agent.call.record import CallRecord, TranscriptLine
-from telephony_agent.config import Settings
+from telephony_agent.call.record import TranscriptLine
 from telephony_agent.logs import bind_call
 from telephony_agent.media.rtp import PortsExhausted, RtpLeg
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.realtime.errors import RealtimeError
-from telephony_agent.server.sip_leg import SipCallLeg
-from telephony_agent.sip.dialog import Dialog, DialogError, make_response, new_tag
-from telephony_agent.sip.endpoint import SipEndpoint
-from telephony_agent.sip.message import Headers, NameAddr, SipRequest
+from telephony_agent.server.dialog_call import (
+    ALLOW,
+    SUPPORTED,
+    CallSummary,
+    DialogCall,
+    SipHost,
+    reason_phrase,
+    uri_of,
+)
+from telephony_agent.sip.dialog import Dialog, make_response, new_tag
+from telephony_agent.sip.message import Headers, SipRequest
 from telephony_agent.sip.sdp import (
     Negotiated,
     SdpError,
-    SessionDescription,
     accept_answer,
     build_offer,
     negotiate_answer,
     parse_sdp,
-    with_direction,
 )
 from telephony_agent.sip.transaction import Peer, ServerTransaction
 from telephony_agent.switchboard import Admission
 
-__all__ = ["CallSummary", "InboundCall", "SipHost"]
+__all__ = ["InboundCall"]
 
 log = structlog.get_logger(__name__)
 
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, NOTIFY"
-SUPPORTED = "replaces"
-BYE_TIMEOUT_S = 8.0
-_INFO_DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
 
-
-@dataclass
-class CallSummary:
-    """What the server keeps about a finished call (for logs, tests and health)."""
-
-    call_id: str
-    codec: str
-    answered: bool
-    end_reason: str
-    record: CallRecord | None
-
-
-class SipStatsSink(Protocol):
-    answered: int
-
-
-class SipHost(Protocol):
-    """What a call needs from the SIP server that owns it (`AgentSipServer`).
-
-    A protocol, so this module never imports the server that imports it.
-    """
-
-    endpoint: SipEndpoint
-    settings: Settings
-    media_address: str
-    codecs: tuple[str, ...]
-
-    @property
-    def stats(self) -> SipStatsSink: ...
-
-    async def open_rtp(self) -> RtpLeg: ...
-
-    def peer_for(self, dialog: Dialog) -> Peer: ...
-
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
-
-    def reject_method(self, request: SipRequest, transaction: ServerTransaction) -> None: ...
-
-
-class InboundCall:
+class InboundCall(DialogCall):
     """The UAS side of one call: negotiation, answer, media, in-dialog requests, BYE."""
 
     def __init__(
@@ -115,31 +74,14 @@ class InboundCall:
         self.log = log.bind(call_id=self.short_id)
         host, port = server.endpoint.via_address(source.transport)
         self.local_contact = f"sip:agent@{host}:{port}"
-        if source.transport == "TCP":
-            self.local_contact += ";transport=tcp"
+        if source.transport in ("TCP", "TLS"):
+            self.local_contact += f";transport={source.transport.lower()}"
         self.dialog = Dialog.for_uas(invite, self.local_tag, self.local_contact, source.transport)
-        self.negotiated: Negotiated | None = None
-        self.leg: SipCallLeg | None = None
-        self.rtp: RtpLeg | None = None
-        self.call: Call | None = None
-        self.answered = False
-        self.ended = False
-        self.end_reason = ""
-        self.cancelled = asyncio.Event()
+        self._init_dialog_state()
         self.acked = asyncio.Event()
-        self._bye_sent = False
-        self._bye_received = False
-        self._sdp_version = 1
         self._session_id = int(time.time())
         self._on_transcript = on_transcript
-        self.record: CallRecord | None = None
         self._ack: SipRequest | None = None
-        #: Our latest session description (answer, or our offer in a delayed-offer call).
-        self._local_sdp: SessionDescription | None = None
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return self.dialog.key
 
     # ------------------------------------------------------------------ setup
 
@@ -224,7 +166,7 @@ class InboundCall:
                 session_version=self._sdp_version,
             )
         except SdpError as exc:
-            self._respond(488, f"Not Acceptable Here ({_phrase(str(exc))})")
+            self._respond(488, f"Not Acceptable Here ({reason_phrase(str(exc))})")
             self.end_reason = "sdp_rejected"
             return None
         n = self.negotiated
@@ -264,7 +206,7 @@ class InboundCall:
                 raise SdpError("the ACK carried no SDP answer")
             negotiated = accept_answer(offer, parse_sdp(ack.body))
         except (TimeoutError, SdpError) as exc:
-            why = "no ACK" if isinstance(exc, TimeoutError) else _phrase(str(exc))
+            why = "no ACK" if isinstance(exc, TimeoutError) else reason_phrase(str(exc))
             self.log.warning("late_answer_unusable", why=why)
             self.end_reason = "no_answer_in_ack"
             with contextlib.suppress(Exception):
@@ -275,28 +217,13 @@ class InboundCall:
         self._mark_answered(negotiated)
         return session
 
-    def _start_media(self, rtp: RtpLeg, n: Negotiated) -> None:
-        rtp.configure(
-            codec=n.codec,
-            payload_type=n.payload_type,
-            telephone_event_pt=n.telephone_event_payload_type,
-            remote=n.remote_rtp,
-        )
-        rtp.set_direction(send=n.can_send, receive=n.can_receive)
-        self.leg = SipCallLeg(rtp, hangup=self._hang_up, transfer=self._transfer)
-
     def _log_ringing(self, n: Negotiated) -> None:
         self.log.info(
             "call_ringing",
-            caller=_user_of(self.invite.headers.get("From")),
+            caller=uri_of(self.invite.headers.get("From")),
             codec=n.codec,
             remote=f"{n.remote_rtp[0]}:{n.remote_rtp[1]}" if n.remote_rtp else "unknown",
         )
-
-    def _mark_answered(self, n: Negotiated) -> None:
-        self.answered = True
-        self.server.stats.answered += 1
-        self.log.info("call_answered", codec=n.codec)
 
     async def _connect_realtime(self, timeout_s: float) -> RealtimeSession | None:
         """Connect while ringing; a CANCEL or a failure ends the attempt cleanly."""
@@ -350,195 +277,3 @@ class InboundCall:
         if self.leg is not None:
             self.leg.end("ack_timeout")
         self._spawn_bye("ack_timeout")
-
-    def on_in_dialog(self, request: SipRequest, txn: ServerTransaction) -> None:
-        endpoint = self.server.endpoint
-        try:
-            self.dialog.check_remote_cseq(request)
-        except DialogError as exc:
-            endpoint.respond(txn, make_response(request, 500, f"Server Internal Error ({exc})"))
-            return
-        method = request.method
-        if method == "BYE":
-            self._bye_received = True
-            endpoint.respond(txn, make_response(request, 200))
-            self.end_reason = self.end_reason or "caller_hangup"
-            self.log.info("bye_received")
-            if self.leg is not None:
-                self.leg.end("caller_hangup")
-            if not self.answered:
-                self.cancelled.set()
-        elif method in ("INVITE", "UPDATE"):
-            self._on_reoffer(request, txn)
-        elif method == "INFO":
-            self._on_info(request, txn)
-        elif method in ("OPTIONS", "NOTIFY"):
-            response = make_response(request, 200)
-            if method == "OPTIONS":
-                response.headers.add("Allow", ALLOW)
-                response.headers.add("Accept", "application/sdp")
-            endpoint.respond(txn, response)
-        else:
-            self.server.reject_method(request, txn)
-
-    def _on_reoffer(self, request: SipRequest, txn: ServerTransaction) -> None:
-        """re-INVITE / UPDATE: hold, unhold, a new address or codec, or a session refresh."""
-        endpoint = self.server.endpoint
-        rtp = self.rtp
-        current = self.negotiated
-        if rtp is None or current is None:
-            endpoint.respond(txn, make_response(request, 491))
-            return
-        if not request.body:
-            # Session refresh (RFC 4028) or an offer-less re-INVITE: repeat our description.
-            self._sdp_version += 1
-            local = self._local_sdp or current.answer
-            body = with_direction(local, current.direction, self._sdp_version).to_bytes()
-            self._answer_reoffer(request, txn, body)
-            return
-        try:
-            offer = parse_sdp(request.body)
-            # Keep the call's sample rate: the Call's resamplers were built for it.
-            same_rate = [c for c in self.server.codecs if _rate(c) == _rate(current.codec)]
-            preference = [current.codec, *[c for c in same_rate if c != current.codec]]
-            negotiated = negotiate_answer(
-                offer,
-                local_address=self.server.media_address,
-                local_port=rtp.local_port,
-                codec_preference=preference,
-                session_id=self._session_id,
-                session_version=self._sdp_version + 1,
-            )
-        except SdpError as exc:
-            # RFC 3261 §14.2: a rejected re-offer leaves the session as it was.
-            endpoint.respond(
-                txn, make_response(request, 488, f"Not Acceptable Here ({_phrase(str(exc))})")
-            )
-            return
-        self._sdp_version += 1
-        self.negotiated = negotiated
-        self._local_sdp = negotiated.answer
-        rtp.configure(
-            codec=negotiated.codec,
-            payload_type=negotiated.payload_type,
-            telephone_event_pt=negotiated.telephone_event_payload_type,
-            remote=negotiated.remote_rtp,
-        )
-        rtp.set_direction(send=negotiated.can_send, receive=negotiated.can_receive)
-        self.log.info(
-            "reoffer_accepted",
-            method=request.method,
-            codec=negotiated.codec,
-            hold=negotiated.on_hold,
-        )
-        self._answer_reoffer(request, txn, negotiated.answer.to_bytes())
-
-    def _answer_reoffer(self, request: SipRequest, txn: ServerTransaction, body: bytes) -> None:
-        headers = Headers([("Contact", f"<{self.local_contact}>"), ("Allow", ALLOW)])
-        response = make_response(
-            request, 200, headers=headers, body=body, content_type="application/sdp"
-        )
-        self.server.endpoint.respond(txn, response)
-
-    def _on_info(self, request: SipRequest, txn: ServerTransaction) -> None:
-        """SIP INFO DTMF (application/dtmf-relay), still common on older gateways."""
-        content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if content_type in _INFO_DTMF_TYPES and self.leg is not None:
-            digit, duration = _parse_info_dtmf(request.body)
-            if digit is not None:
-                self.leg.dtmf(digit, duration)
-        self.server.endpoint.respond(txn, make_response(request, 200))
-
-    # ------------------------------------------------------------------ signalling out
-
-    async def _hang_up(self, reason: str) -> None:
-        """Send BYE once (the agent ended the call, or media died) and wait for its answer."""
-        self.end_reason = self.end_reason or reason
-        if self._bye_sent or self._bye_received or not self.answered:
-            return
-        self._bye_sent = True
-        host, port = self.server.endpoint.via_address(self.dialog.transport)
-        headers = Headers([("Reason", f'SIP;cause=200;text="{reason}"')])
-        bye = self.dialog.create_request("BYE", host, port, extra=headers)
-        self.log.info("bye_sent", reason=reason)
-        future = self.server.endpoint.send_request(bye, self.server.peer_for(self.dialog))
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(future, BYE_TIMEOUT_S)
-
-    def _spawn_bye(self, reason: str) -> None:
-        self.server.spawn(self._hang_up(reason))
-
-    async def _transfer(self, target: str) -> bool:
-        """Blind transfer with REFER (RFC 3515); True when the far end accepted it."""
-        if not self.answered:
-            return False
-        host, port = self.server.endpoint.via_address(self.dialog.transport)
-        refer_to = target if target.startswith(("sip:", "sips:", "tel:")) else f"tel:{target}"
-        headers = Headers(
-            [
-                ("Refer-To", f"<{refer_to}>"),
-                ("Referred-By", f"<{self.dialog.local_uri}>"),
-            ]
-        )
-        refer = self.dialog.create_request("REFER", host, port, extra=headers)
-        future = self.server.endpoint.send_request(refer, self.server.peer_for(self.dialog))
-        try:
-            response = await asyncio.wait_for(future, 10.0)
-        except TimeoutError:
-            return False
-        self.log.info("refer_answered", status=response.status)
-        return 200 <= response.status < 300
-
-    # ------------------------------------------------------------------ teardown
-
-    async def _cleanup(self) -> None:
-        if self.answered and not self._bye_received and not self._bye_sent:
-            with contextlib.suppress(Exception):
-                await self._hang_up(self.end_reason or "ended")
-        if self.leg is not None:
-            with contextlib.suppress(Exception):
-                await self.leg.close()
-        elif self.rtp is not None:
-            with contextlib.suppress(Exception):
-                await self.rtp.hangup("closed")
-        self.ended = True
-        self.admission.release(self.end_reason or "ended")
-        self.log.info("call_finished", reason=self.end_reason, answered=self.answered)
-
-
-def _rate(codec: str) -> int:
-    return {"PCMU": 8000, "PCMA": 8000, "G722": 16000, "opus": 48000}.get(codec, 0)
-
-
-def _phrase(text: str) -> str:
-    """A reason phrase must be one short line."""
-    return " ".join(text.split())[:80]
-
-
-def _user_of(value: str | None) -> str:
-    if not value:
-        return ""
-    try:
-        return NameAddr.parse(value).uri
-    except ValueError:
-        return ""
-
-
-def _parse_info_dtmf(body: bytes) -> tuple[str | None, int]:
-    digit: str | None = None
-    duration = 100
-    for line in body.decode("utf-8", "replace").splitlines():
-        name, _, value = line.partition("=")
-        name = name.strip().lower()
-        value = value.strip()
-        if name == "signal" and value:
-            candidate = value[0].upper()
-            if candidate in "0123456789*#ABCD":
-                digit = candidate
-        elif name == "duration" and value.isdigit():
-            duration = min(int(value), 10_000)
-    if digit is None:
-        text = body.decode("utf-8", "replace").strip()
-        if len(text) == 1 and text.upper() in "0123456789*#ABCD":
-            digit = text.upper()
-    return digit, duration

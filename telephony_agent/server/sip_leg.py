@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from telephony_agent.audio.playout import Frame
-from telephony_agent.media.leg import DtmfIn, LegEnded, LegEvent, MediaLeg
+from telephony_agent.media.leg import DtmfIn, LegEnded, LegEvent, MediaLeg, TransferResult
 from telephony_agent.media.rtp import RtpLeg
 
 __all__ = ["SipCallLeg"]
@@ -26,7 +26,7 @@ class SipCallLeg(MediaLeg):
         rtp: RtpLeg,
         *,
         hangup: Callable[[str], Awaitable[None]],
-        transfer: Callable[[str], Awaitable[bool]],
+        transfer: Callable[[str], Awaitable[TransferResult]],
     ) -> None:
         self.rtp = rtp
         self.sample_rate = rtp.sample_rate
@@ -53,7 +53,7 @@ class SipCallLeg(MediaLeg):
     async def hangup(self, reason: str) -> None:
         await self._hangup(reason)
 
-    async def transfer(self, target: str) -> bool:
+    async def transfer(self, target: str) -> TransferResult:
         return await self._transfer(target)
 
     def send_dtmf(self, digits: str) -> bool:

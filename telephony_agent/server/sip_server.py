@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -25,12 +26,18 @@ from telephony_agent.audio.clock import MediaClock
 from telephony_agent.call.record import TranscriptLine
 from telephony_agent.config import codec_preference, parse_host_port
 from telephony_agent.media.rtp import PortAllocator, RtpLeg
-from telephony_agent.server.inbound_call import ALLOW, CallSummary, InboundCall
+from telephony_agent.server.dialing import DialError, DialRequest, RateLimiter, plan_call
+from telephony_agent.server.dialog_call import ALLOW, CallSummary, DialogCall
+from telephony_agent.server.gatekeeper import Gatekeeper
+from telephony_agent.server.inbound_call import InboundCall
+from telephony_agent.server.outbound_call import OutboundCall
 from telephony_agent.sip.dialog import Dialog, make_response, peer_for_uri
 from telephony_agent.sip.endpoint import SipEndpoint
 from telephony_agent.sip.message import NameAddr, SipRequest, SipUri
+from telephony_agent.sip.tls import client_context, server_context
 from telephony_agent.sip.transaction import Peer, ServerTransaction, Timers
 from telephony_agent.switchboard import CallRequest, Refusal, Switchboard
+from telephony_agent.trunk.registrations import Registrations
 
 __all__ = ["AgentSipServer", "ServerStats"]
 
@@ -50,6 +57,7 @@ class ServerStats:
     rejected_other: int = 0
     completed: int = 0
     unknown_dialog: int = 0
+    outbound: int = 0
     #: Sum of answered calls' durations, for CPU-per-call-second figures.
     call_seconds: float = 0.0
 
@@ -79,12 +87,18 @@ class AgentSipServer:
         self.ports = PortAllocator(settings.rtp.port_min, settings.rtp.port_max)
         self.media_address = "127.0.0.1"
         self.bind_host = "0.0.0.0"
-        self._calls: dict[tuple[str, str, str], InboundCall] = {}
+        self._calls: dict[tuple[str, str, str], DialogCall] = {}
         self._by_invite: dict[ServerTransaction, InboundCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._on_transcript = on_transcript
         self._accepting = True
         self.finished: list[CallSummary] = []
+        #: Set once the listeners are up when `[[registrations]]` exist; calls arriving
+        #: at a registration's contact are answered by that registration's profile.
+        self.registrations: Registrations | None = None
+        #: Read at construction: device passwords are needed before anything listens.
+        self.gate = Gatekeeper(settings)
+        self._dial_rate = RateLimiter(settings.sip.max_outbound_cps)
 
     @property
     def clock(self) -> MediaClock:
@@ -94,11 +108,24 @@ class AgentSipServer:
 
     async def start(self) -> None:
         host, port = parse_host_port("sip.listen", self.settings.sip.listen)
-        transports = self.settings.sip.transports
+        sip = self.settings.sip
+        transports = sip.transports.lower().split("+")
         if "udp" in transports:
             host, port = await self.endpoint.listen_udp(host, port)
         if "tcp" in transports:
-            await self.endpoint.listen_tcp(host, port)
+            host, port = await self.endpoint.listen_tcp(host, port)
+        ca_file = Path(sip.tls_ca_file) if sip.tls_ca_file else None
+        self.endpoint.tls_client_context = client_context(
+            verify=sip.tls_verify_server, ca_file=ca_file
+        )
+        if "tls" in transports and sip.tls_certificate and sip.tls_key:
+            context = server_context(
+                Path(sip.tls_certificate),
+                Path(sip.tls_key),
+                verify_client=sip.tls_verify_client,
+                ca_file=ca_file,
+            )
+            await self.endpoint.listen_tls(host, sip.tls_port, context)
         self.bind_host = host
         public = self.settings.sip.public_address
         if public:
@@ -110,14 +137,17 @@ class AgentSipServer:
         log.info(
             "sip_listening",
             address=f"{host}:{port}",
-            transports=transports,
+            transports=sip.transports,
+            tls_address=_format_address(self.endpoint.tls_address),
             media_address=self.media_address,
             max_calls=self.settings.sip.max_calls,
         )
 
     @property
     def sip_port(self) -> int:
-        address = self.endpoint.udp_address or self.endpoint.tcp_address
+        address = (
+            self.endpoint.udp_address or self.endpoint.tcp_address or self.endpoint.tls_address
+        )
         return address[1] if address else 0
 
     async def shutdown(self, timeout_s: float = 10.0) -> None:
@@ -135,6 +165,8 @@ class AgentSipServer:
                 await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout_s)
         for task in self._tasks:
             task.cancel()
+        if self.registrations is not None:
+            await self.registrations.stop()
         await self.endpoint.close()
 
     @property
@@ -173,11 +205,13 @@ class AgentSipServer:
             return
         if method == "ACK":
             return
+        to_tag = _tag(request.headers.get("To"))
+        if not to_tag and not self._through_gate(request, transaction, source):
+            return
         max_forwards = request.headers.get("Max-Forwards")
         if max_forwards is not None and int(max_forwards) == 0 and method != "OPTIONS":
             self.endpoint.respond(transaction, make_response(request, 483))
             return
-        to_tag = _tag(request.headers.get("To"))
         if to_tag:
             call = self._find_dialog(request)
             if call is None:
@@ -197,6 +231,20 @@ class AgentSipServer:
             self.endpoint.respond(transaction, make_response(request, 481))
         else:
             self.reject_method(request, transaction)
+
+    def _through_gate(
+        self, request: SipRequest, transaction: ServerTransaction, source: Peer
+    ) -> bool:
+        """The allowlist, device authentication and bans; False when answered or dropped."""
+        verdict = self.gate.check(request, source, self.endpoint.layer_time())
+        if verdict.passes:
+            return True
+        if verdict.status > 0:
+            response = make_response(request, verdict.status)
+            for challenge in verdict.challenges:
+                response.headers.add("WWW-Authenticate", challenge)
+            self.endpoint.respond(transaction, response)
+        return False
 
     def reject_method(self, request: SipRequest, transaction: ServerTransaction) -> None:
         if request.method in _KNOWN_UNSUPPORTED:
@@ -240,13 +288,17 @@ class AgentSipServer:
         if not self._accepting:
             self._reject_busy(request, txn)
             return
+        # Through a registration the Request-URI is our contact; the number the caller
+        # dialled is then in To, and the registration may name the profile.
+        through = self.registrations.profile_for(request.uri) if self.registrations else None
         admission = self.switchboard.admit(
             CallRequest(
                 kind="sip",
                 external_id=request.call_id,
                 caller=_user_part(request.headers.get("From")),
-                dialled=_dialled(request),
+                dialled=_user_part(request.headers.get("To")) if through else _dialled(request),
                 remote=f"{source.host}:{source.port}",
+                profile=through[1] if through else None,
             )
         )
         if isinstance(admission, Refusal):
@@ -292,6 +344,48 @@ class AgentSipServer:
             loop = asyncio.get_running_loop()
             loop.call_later(32 * self.endpoint.layer.timers.t1, self._calls.pop, call.key, None)
 
+    # ------------------------------------------------------------------ calls out
+
+    def place_call(self, dial: DialRequest) -> OutboundCall:
+        """Admit and start an outbound call; DialError says why not (with an HTTP status)."""
+        if not self._accepting or self.switchboard.draining:
+            raise DialError("the server is shutting down", 503)
+        if not self._dial_rate.take(asyncio.get_running_loop().time()):
+            cps = self.settings.sip.max_outbound_cps
+            raise DialError(f"more than sip.max_outbound_cps = {cps:g} calls per second", 429)
+        plan = plan_call(dial, registrations=self.registrations, local_host=self.media_address)
+        admission = self.switchboard.admit(plan.request)
+        if isinstance(admission, Refusal):
+            status = 404 if admission.reason == "unknown_profile" else 503
+            raise DialError(admission.message, status)
+        call = OutboundCall(
+            self,
+            admission,
+            plan.target,
+            plan.route,
+            ring_timeout_s=self.settings.sip.ring_timeout_s,
+            on_dialog=self._track_outbound,
+            on_transcript=self._transcript_callback(plan.request.external_id),
+        )
+        self.stats.outbound += 1
+        self.spawn(self._run_outbound(call))
+        return call
+
+    def _track_outbound(self, call: OutboundCall) -> None:
+        self._calls[call.key] = call
+
+    async def _run_outbound(self, call: OutboundCall) -> None:
+        try:
+            summary = await call.run()
+            self.finished.append(summary)
+            if summary.record is not None:
+                self.stats.call_seconds += summary.record.duration_s
+        finally:
+            await asyncio.sleep(0)
+            if call.answered:
+                loop = asyncio.get_running_loop()
+                loop.call_later(32 * self.endpoint.layer.timers.t1, self._calls.pop, call.key, None)
+
     def _on_cancel(self, request: SipRequest, txn: ServerTransaction) -> None:
         invite_txn = self.endpoint.layer.find_invite(request)
         call = self._by_invite.get(invite_txn) if invite_txn is not None else None
@@ -301,7 +395,7 @@ class AgentSipServer:
         self.endpoint.respond(txn, make_response(request, 200))
         call.on_cancel()
 
-    def _find_dialog(self, request: SipRequest) -> InboundCall | None:
+    def _find_dialog(self, request: SipRequest) -> DialogCall | None:
         local_tag = _tag(request.headers.get("To")) or ""
         remote_tag = _tag(request.headers.get("From")) or ""
         return self._calls.get((request.call_id, local_tag, remote_tag))
@@ -321,6 +415,10 @@ def _user_part(value: str | None) -> str:
         return _plain_user(SipUri.parse(NameAddr.parse(value).uri).user or "")
     except ValueError:
         return ""
+
+
+def _format_address(address: tuple[str, int] | None) -> str | None:
+    return f"{address[0]}:{address[1]}" if address else None
 
 
 def _dialled(request: SipRequest) -> str:

@@ -112,8 +112,9 @@ def _has_tag(address: str) -> bool:
 def peer_for_uri(uri: str, transport: str = "UDP") -> Peer:
     """Where to send a request for `uri` when there is no outbound proxy (no DNS SRV)."""
     parsed = SipUri.parse(uri)
-    transport = (parsed.params.get("transport") or transport).upper()
-    return Peer(transport, parsed.host, parsed.port or 5060)
+    default = "TLS" if parsed.scheme == "sips" else transport
+    transport = (parsed.params.get("transport") or default).upper()
+    return Peer(transport, parsed.host, parsed.port or (5061 if transport == "TLS" else 5060))
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -110,6 +111,12 @@ class SipEndpoint:
         self._on_2xx_retransmit: dict[ClientTransaction, ProvisionalCallback] = {}
         self.udp_address: tuple[str, int] | None = None
         self.tcp_address: tuple[str, int] | None = None
+        self.tls_address: tuple[str, int] | None = None
+        self._tls_server: asyncio.Server | None = None
+        #: Used for connections we open to TLS peers (verification on by default).
+        self.tls_client_context: ssl.SSLContext | None = None
+        #: The name to verify a TLS peer's certificate against, by address.
+        self._tls_names: dict[tuple[str, int], str] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -130,6 +137,20 @@ class SipEndpoint:
         self.tcp_address = (str(sockname[0]), int(sockname[1]))
         return self.tcp_address
 
+    async def listen_tls(self, host: str, port: int, context: ssl.SSLContext) -> tuple[str, int]:
+        """SIP over TLS (RFC 3261 §26.2); the same framing as TCP once decrypted."""
+        self._bind_loop()
+        self._tls_server = await asyncio.start_server(
+            self._on_tls_client, host, port, ssl=context, ssl_handshake_timeout=10.0
+        )
+        sockname = self._tls_server.sockets[0].getsockname()
+        self.tls_address = (str(sockname[0]), int(sockname[1]))
+        return self.tls_address
+
+    def expect_tls_name(self, host: str, port: int, name: str) -> None:
+        """Verify the certificate of the TLS peer at host:port against `name` (a domain)."""
+        self._tls_names[(host, port)] = name
+
     def _bind_loop(self) -> asyncio.AbstractEventLoop:
         self._loop = asyncio.get_running_loop()
         return self._loop
@@ -141,10 +162,11 @@ class SipEndpoint:
         if self._udp is not None:
             self._udp.close()
             self._udp = None
-        if self._tcp_server is not None:
-            self._tcp_server.close()
-            with contextlib.suppress(Exception):
-                await self._tcp_server.wait_closed()
+        for server in (self._tcp_server, self._tls_server):
+            if server is not None:
+                server.close()
+                with contextlib.suppress(Exception):
+                    await server.wait_closed()
         for writer in list(self._tcp_writers.values()):
             writer.close()
         for task in list(self._tcp_tasks):
@@ -155,9 +177,13 @@ class SipEndpoint:
 
     # ------------------------------------------------------------------ addresses
 
+    def layer_time(self) -> float:
+        """The clock the transaction layer runs on (the loop's monotonic time)."""
+        return (self._loop or asyncio.get_running_loop()).time()
+
     def via_address(self, transport: str = "UDP") -> tuple[str, int]:
         """Host and port to put in Via and Contact (the public address behind NAT)."""
-        bound = self.tcp_address if transport == "TCP" else self.udp_address
+        bound = {"TCP": self.tcp_address, "TLS": self.tls_address}.get(transport, self.udp_address)
         if bound is None:
             bound = self.udp_address or self.tcp_address or ("127.0.0.1", 5060)
         host = self._public_host or bound[0]
@@ -192,6 +218,17 @@ class SipEndpoint:
         self._pump()
         return future
 
+    def send_keepalive(self, peer: Peer) -> bool:
+        """RFC 5626 §4.4.1 CRLF keep-alive on our connection to `peer`; False if none is open."""
+        writer = self._tcp_writers.get(peer)
+        if writer is None or writer.is_closing():
+            return False
+        try:
+            writer.write(b"\r\n\r\n")
+        except (OSError, RuntimeError):
+            return False
+        return True
+
     def send_stateless(self, request: SipRequest, peer: Peer) -> None:
         self.layer.send_stateless(request, peer)
         self._pump()
@@ -222,10 +259,26 @@ class SipEndpoint:
 
     async def _connect_and_send(self, data: bytes, peer: Peer) -> None:
         try:
-            reader, writer = await asyncio.open_connection(peer.host, peer.port)
-        except OSError as exc:
+            if peer.transport == "TLS":
+                context = self.tls_client_context or ssl.create_default_context()
+                name = self._tls_names.get((peer.host, peer.port), peer.host)
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(
+                        peer.host, peer.port, ssl=context, server_hostname=name
+                    ),
+                    15.0,
+                )
+            else:
+                reader, writer = await asyncio.open_connection(peer.host, peer.port)
+        except (OSError, TimeoutError) as exc:
             self.stats.send_errors += 1
-            log.warning("sip_connect_failed", peer=f"{peer.host}:{peer.port}", error=str(exc))
+            log.warning(
+                "sip_connect_failed",
+                peer=f"{peer.host}:{peer.port}",
+                transport=peer.transport,
+                error=str(exc) or type(exc).__name__,
+            )
+            self._transport_failed(peer)
             return
         self._tcp_writers[peer] = writer
         writer.write(data)
@@ -274,8 +327,18 @@ class SipEndpoint:
     async def _on_tcp_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        await self._on_stream_client(reader, writer, "TCP")
+
+    async def _on_tls_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await self._on_stream_client(reader, writer, "TLS")
+
+    async def _on_stream_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str
+    ) -> None:
         address = writer.get_extra_info("peername")
-        peer = Peer("TCP", str(address[0]), int(address[1]))
+        peer = Peer(transport, str(address[0]), int(address[1]))
         self._tcp_writers[peer] = writer
         await self._read_stream(reader, writer, peer)
 
@@ -350,6 +413,16 @@ class SipEndpoint:
         if future is not None and not future.done():
             future.set_result(make_response(txn.request, 408, "Request Timeout"))
         self._forget(txn)
+
+    def _transport_failed(self, peer: Peer) -> None:
+        """§8.1.3.1: a request that could not be sent is answered as if 503 came, at once,
+        instead of waiting out timer B/F on a connection that never opened."""
+        for txn, future in list(self._pending.items()):
+            if txn.peer == peer and not future.done():
+                future.set_result(
+                    make_response(txn.request, 503, "Service Unavailable (transport error)")
+                )
+                self._forget(txn)
 
     def _forget(self, txn: ClientTransaction) -> None:
         self._pending.pop(txn, None)

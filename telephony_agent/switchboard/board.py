@@ -159,6 +159,7 @@ class Admission:
             dialled=request.dialled,
             call_id=request.external_id,
             now=datetime.now().astimezone(),
+            variables=dict(request.variables),
         )
         self.provider, self.endpoint = deployment.endpoint_for(profile)
         #: The model asked for, as the endpoint names it (for records).
@@ -170,7 +171,7 @@ class Admission:
     def _tool_registry(self) -> ToolRegistry:
         wanted = self.profile.effective_tools
         base = ToolRegistry()
-        for tool in builtin_tools():
+        for tool in builtin_tools(self.profile.transfer_targets):
             if tool.spec.name in wanted:
                 base.register(tool)
         business = [name for name in wanted if name not in BUILTIN_TOOL_NAMES]

@@ -47,7 +47,16 @@ __all__ = ["CallKeeper", "instance_name", "records_paths"]
 log = structlog.get_logger(__name__)
 
 #: Who ended a call that never ran, by why it never ran.
-_ABANDONED_BY = {"cancelled": "caller", "realtime_unavailable": "provider"}
+_ABANDONED_BY = {
+    "cancelled": "caller",
+    "realtime_unavailable": "provider",
+    # An outbound call the callee's side did not take.
+    "busy": "callee",
+    "declined": "callee",
+    "no_answer": "callee",
+    "not_found": "callee",
+    "unavailable": "callee",
+}
 
 
 def instance_name() -> str:

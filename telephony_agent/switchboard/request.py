@@ -9,7 +9,8 @@ renders in its own protocol (486/503 for SIP, 503/404 for HTTP).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = ["CallKind", "CallRequest", "Refusal", "RefusalReason"]
@@ -37,6 +38,8 @@ class CallRequest:
     #: Where the signalling came from (host:port), for logs and records.
     remote: str = ""
     direction: Literal["inbound", "outbound"] = "inbound"
+    #: Placeholder values for this call only (outbound calls' `variables`).
+    variables: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from telephony_agent.call.record import CallRecord, TranscriptLine
 from telephony_agent.call.tool_turns import FILLER_START_MS, ToolTurns
 from telephony_agent.call.tools import Tool, ToolContext, ToolRegistry, ToolResult
 from telephony_agent.call.transcript import TranscriptWriter
+from telephony_agent.media.leg import TransferResult
 from telephony_agent.realtime.events import FunctionCall
 from telephony_agent.realtime.session_config import ToolSpec
 
@@ -42,7 +43,7 @@ class Context:
     def request_hangup(self, reason: str) -> None:
         raise AssertionError("not used")
 
-    async def transfer(self, target: str) -> bool:
+    async def transfer(self, target: str) -> TransferResult:
         raise AssertionError("not used")
 
     def send_dtmf(self, digits: str) -> bool:

@@ -50,7 +50,7 @@ def merged_settings(overrides: Sections) -> dict[str, dict[str, Any]]:
 
 
 def to_toml(settings: Sections) -> str:
-    """The few TOML shapes a settings file needs: tables of scalars."""
+    """The few TOML shapes a settings file needs: tables of scalars and lists."""
     lines: list[str] = []
     for name, values in settings.items():
         lines.append(f"[{name}]")
@@ -67,6 +67,8 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     raise TypeError(f"not a TOML scalar: {value!r}")
 
 

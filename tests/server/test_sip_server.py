@@ -400,3 +400,37 @@ async def test_transfer_tool_sends_refer_and_ends_the_call(
     assert any(
         "transferred to sip:operator@127.0.0.1" in line.text for line in records[0].transcript
     )
+
+
+async def test_a_busy_transfer_is_told_to_the_model_and_the_call_goes_on(
+    sip_server: ServerFactory, tmp_path: Path
+) -> None:
+    script = tmp_path / "transfer.json"
+    script.write_text(
+        '[{"say": "Transferring you now.", "tone_ms": 300, "function_calls": '
+        '[{"name": "transfer_call", "arguments": {"target": "sip:sales@127.0.0.1"}}]},'
+        ' {"say": "Sales is busy, can I help instead?", "tone_ms": 300}]'
+    )
+    async with sip_server(local={"behaviour": "script", "script": str(script)}) as server:
+        result = await place_call(
+            CallOptions(
+                uri=f"sip:agent@127.0.0.1:{server.sip_port}",
+                audio=_speech(1.5),
+                audio_rate=RATE,
+                codecs=("PCMU",),
+                duration_s=5.0,
+                t1_s=0.1,
+                transfer_status=486,
+            )
+        )
+        await asyncio.sleep(0.2)
+        records = [s.record for s in server.finished if s.record is not None]
+    assert result.answered and result.transferred_to == "<sip:sales@127.0.0.1>"
+    # Nobody hung up after the failed transfer: the caller ended the call at 5 s.
+    assert result.ended_by == "caller"
+    (record,) = records
+    (tool,) = [r for r in record.tool_results if r.name == "transfer_call"]
+    assert "failed: the line is busy" in tool.output
+    lines = [line.text for line in record.transcript]
+    assert any("transfer to sip:sales@127.0.0.1 failed: busy" in line for line in lines), lines
+    assert record.end_reason == "caller_hangup"

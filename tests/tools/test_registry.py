@@ -16,6 +16,7 @@ from telephony_agent.call.tools import (
     ToolRegistry,
     default_registry,
 )
+from telephony_agent.media.leg import TransferResult
 from telephony_agent.realtime.session_config import ToolSpec
 
 BOOK_SCHEMA: dict[str, Any] = {
@@ -42,9 +43,9 @@ class FakeCall:
     def request_hangup(self, reason: str) -> None:
         self.hangups.append(reason)
 
-    async def transfer(self, target: str) -> bool:
+    async def transfer(self, target: str) -> TransferResult:
         self.transfers.append(target)
-        return True
+        return TransferResult(True)
 
     def send_dtmf(self, digits: str) -> bool:
         self.digits.append(digits)
