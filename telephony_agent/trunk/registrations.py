@@ -262,7 +262,7 @@ class Registrations:
             return entry.peer
         target = SipUri.parse(entry.settings.outbound_proxy or entry.settings.registrar)
         transport = entry.settings.transport.upper()
-        port = target.port or 5060
+        port = target.port or (5061 if transport == "TLS" else 5060)
         loop = asyncio.get_running_loop()
         kind = socket.SOCK_STREAM if transport != "UDP" else socket.SOCK_DGRAM
         try:
@@ -279,6 +279,9 @@ class Registrations:
             )
             return None
         address = str(infos[0][4][0])
+        if transport == "TLS":
+            # Verify the registrar's certificate against its name, not the address.
+            self._endpoint.expect_tls_name(address, port, target.host)
         entry.peer = Peer(transport, address, port)
         return entry.peer
 

@@ -45,7 +45,7 @@ _KEYS = (
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _USER = re.compile(r"^[A-Za-z0-9_.!~*'()&=+$,;?/%-]{1,128}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-TRANSPORTS = ("udp", "tcp")
+TRANSPORTS = ("udp", "tcp", "tls")
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ BASE = 'registrar = "sip:pbx.local"\nusername = "u"\npassword_env = "P"\n'
         (BASE + 'password_file = "x"', "exactly one of password_env"),
         (BASE.replace("sip:pbx.local", "http://x"), "expected a SIP URI"),
         (BASE + "expires = 5", "registrations[registration-1].expires = 5"),
-        (BASE + 'transport = "sctp"', "expected one of udp, tcp"),
+        (BASE + 'transport = "sctp"', "expected one of udp, tcp, tls"),
         (BASE + 'profile = "nobody"', "expected the name of a [[profiles]] table"),
         (BASE + "exprires = 60", "did you mean 'expires'"),
         (BASE.replace('"u"', '"a b"'), "expected a SIP user name"),
