@@ -110,10 +110,7 @@ class AgentSipServer:
         host, port = parse_host_port("sip.listen", self.settings.sip.listen)
         sip = self.settings.sip
         transports = sip.transports.lower().split("+")
-        if "udp" in transports:
-            host, port = await self.endpoint.listen_udp(host, port)
-        if "tcp" in transports:
-            host, port = await self.endpoint.listen_tcp(host, port)
+        host, port = await self._listen_udp_tcp(host, port, transports)
         ca_file = Path(sip.tls_ca_file) if sip.tls_ca_file else None
         self.endpoint.tls_client_context = client_context(
             verify=sip.tls_verify_server, ca_file=ca_file
@@ -142,6 +139,26 @@ class AgentSipServer:
             media_address=self.media_address,
             max_calls=self.settings.sip.max_calls,
         )
+
+    async def _listen_udp_tcp(
+        self, host: str, port: int, transports: list[str]
+    ) -> tuple[str, int]:
+        """UDP and TCP on one port. With port 0 the kernel picks the UDP port, and the
+        same TCP port may be taken by someone else: pick again a few times then."""
+        attempts = 5 if port == 0 and "udp" in transports and "tcp" in transports else 1
+        while True:
+            bound_host, bound_port = host, port
+            if "udp" in transports:
+                bound_host, bound_port = await self.endpoint.listen_udp(host, port)
+            if "tcp" not in transports:
+                return bound_host, bound_port
+            try:
+                return await self.endpoint.listen_tcp(bound_host, bound_port)
+            except OSError:
+                attempts -= 1
+                if attempts <= 0:
+                    raise
+                await self.endpoint.close_udp()
 
     @property
     def sip_port(self) -> int:
@@ -350,10 +367,10 @@ class AgentSipServer:
         """Admit and start an outbound call; DialError says why not (with an HTTP status)."""
         if not self._accepting or self.switchboard.draining:
             raise DialError("the server is shutting down", 503)
+        plan = plan_call(dial, registrations=self.registrations, local_host=self.media_address)
         if not self._dial_rate.take(asyncio.get_running_loop().time()):
             cps = self.settings.sip.max_outbound_cps
             raise DialError(f"more than sip.max_outbound_cps = {cps:g} calls per second", 429)
-        plan = plan_call(dial, registrations=self.registrations, local_host=self.media_address)
         admission = self.switchboard.admit(plan.request)
         if isinstance(admission, Refusal):
             status = 404 if admission.reason == "unknown_profile" else 503

@@ -130,6 +130,13 @@ class SipEndpoint:
         self.udp_address = (str(sockname[0]), int(sockname[1]))
         return self.udp_address
 
+    async def close_udp(self) -> None:
+        """Give the UDP port back (before listening again elsewhere)."""
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+            self.udp_address = None
+
     async def listen_tcp(self, host: str, port: int) -> tuple[str, int]:
         self._bind_loop()
         self._tcp_server = await asyncio.start_server(self._on_tcp_client, host, port)
