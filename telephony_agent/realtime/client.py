@@ -26,19 +26,11 @@ import dataclasses
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
 from typing import Literal
 
 import structlog
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import (
-    ConnectionClosed,
-    InvalidHandshake,
-    InvalidMessage,
-    InvalidStatus,
-    InvalidURI,
-    WebSocketException,
-)
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from telephony_agent.metrics import LatencySamples
 from telephony_agent.realtime.errors import (
@@ -54,62 +46,24 @@ from telephony_agent.realtime.events import (
     SessionClosed,
     SessionReconnected,
 )
-from telephony_agent.realtime.protocol import Fatal, RealtimeProtocol
+from telephony_agent.realtime.link import (
+    Link,
+    LinkEnd,
+    Transient,
+    open_websocket,
+    shutdown,
+    write_loop,
+)
+from telephony_agent.realtime.protocol import RealtimeProtocol
 from telephony_agent.realtime.providers import Endpoint
 from telephony_agent.realtime.session_config import SessionConfig
-from telephony_agent.realtime.wslog import websocket_logger
 
 log = structlog.get_logger(__name__)
 
-#: Largest frame accepted from the server (audio deltas are far smaller).
-MAX_FRAME_BYTES = 16 * 2**20
 #: A connection that lived this long resets the reconnect streak.
 STABLE_AFTER_S = 30.0
-#: How long `close()` lets queued frames (a last function output) go out.
-CLOSE_DRAIN_S = 0.5
-CLOSE_TIMEOUT_S = 2.0
 
 State = Literal["new", "connecting", "open", "reconnecting", "closed"]
-
-
-_WS_LOGGER = websocket_logger("telephony_agent.realtime.websocket")
-
-
-class _Transient(Exception):
-    """A failure worth retrying (network, 5xx, abnormal close); message is key-free."""
-
-
-@dataclass(frozen=True)
-class _LinkEnd:
-    """Why a connection's reader stopped."""
-
-    code: int | None
-    reason: str
-    fatal: Fatal | None = None
-    expired: bool = False
-
-    def describe(self) -> str:
-        if self.fatal is not None:
-            return self.fatal.message
-        if self.expired:
-            return "session expired"
-        detail = f" {self.reason}" if self.reason else ""
-        return f"close code {self.code}{detail}"
-
-
-@dataclass
-class _Link:
-    """One websocket connection and its two tasks."""
-
-    ws: ClientConnection
-    outgoing: asyncio.Queue[tuple[str, float]]
-    created: asyncio.Event = field(default_factory=asyncio.Event)
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    opened_at: float = field(default_factory=time.monotonic)
-    queued_audio: int = 0
-    backlog_full: bool = False
-    reader: asyncio.Task[_LinkEnd] | None = None
-    writer: asyncio.Task[None] | None = None
 
 
 class RealtimeSession:
@@ -151,7 +105,7 @@ class RealtimeSession:
         self._max_queued_audio = max(1, max_queued_audio_ms // chunk_ms)
         self._events: asyncio.Queue[ServerEvent] = asyncio.Queue()
         self._state: State = "new"
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -189,13 +143,13 @@ class RealtimeSession:
         if self._state != "new":
             raise RuntimeError("RealtimeSession.connect() may be called only once")
         self._state = "connecting"
-        last: _Transient | None = None
-        link: _Link | None = None
+        last: Transient | None = None
+        link: Link | None = None
         for attempt in range(1, self._connect_attempts + 1):
             try:
                 link = await self._establish()
                 break
-            except _Transient as exc:
+            except Transient as exc:
                 last = exc
                 self._log.warning("realtime_connect_failed", attempt=attempt, error=str(exc))
                 if attempt < self._connect_attempts:
@@ -231,7 +185,7 @@ class RealtimeSession:
                 await self._supervisor
         link, self._link = self._link, None
         if link is not None:
-            await self._shutdown(link, drain=True)
+            await shutdown(link, drain=True)
         await self._reap_background()
         self._finish("closed by client")
 
@@ -274,7 +228,7 @@ class RealtimeSession:
                 self.protocol.stats["audio_bytes_dropped"] += self.protocol.chunk_bytes
                 self.protocol.stats["audio_chunks_dropped_backlog"] += 1
                 continue
-            self._enqueue(link, frame, audio=True, captured_at=captured_at)
+            link.enqueue(frame, audio=True, captured_at=captured_at)
 
     def commit(self) -> None:
         link = self._live()
@@ -283,7 +237,7 @@ class RealtimeSession:
             self._log.info("realtime_send_dropped", type="input_audio_buffer.commit")
             return
         for frame in self.protocol.commit():
-            self._enqueue(link, frame)
+            link.enqueue(frame)
 
     def create_response(self, instructions: str | None = None) -> None:
         """Ask for a response; queued (once) while one is active or while reconnecting."""
@@ -294,20 +248,20 @@ class RealtimeSession:
             return
         frame = self.protocol.create_response(instructions)
         if frame is not None:
-            self._enqueue(link, frame)
+            link.enqueue(frame)
 
     def cancel_response(self) -> None:
         """Cancel the active response; nothing is sent when none is active."""
         link = self._live()
         frame = self.protocol.cancel_response() if link is not None else None
         if link is not None and frame is not None:
-            self._enqueue(link, frame)
+            link.enqueue(frame)
 
     def truncate(self, item_id: str, audio_end_ms: int) -> None:
         link = self._live()
         frame = self.protocol.truncate(item_id, audio_end_ms) if link is not None else None
         if link is not None and frame is not None:
-            self._enqueue(link, frame)
+            link.enqueue(frame)
 
     def send_function_output(self, call_id: str, output: str) -> None:
         link = self._live()
@@ -315,103 +269,52 @@ class RealtimeSession:
             # The call belonged to a connection that is gone; the new one never saw it.
             self._log.warning("realtime_function_output_dropped", call_id=call_id)
             return
-        self._enqueue(link, self.protocol.function_output(call_id, output))
+        link.enqueue(self.protocol.function_output(call_id, output))
 
     def add_message(self, role: str, text: str) -> None:
         """A text message item; while reconnecting it only joins the replayed recap."""
         frame = self.protocol.add_message(role, text)
         link = self._live()
         if link is not None:
-            self._enqueue(link, frame)
+            link.enqueue(frame)
 
-    def _live(self) -> _Link | None:
+    def _live(self) -> Link | None:
         return self._link if self._state == "open" else None
-
-    def _enqueue(
-        self, link: _Link, frame: str, *, audio: bool = False, captured_at: float = 0.0
-    ) -> None:
-        """Queue one frame for the writer. Audio carries when it was captured (> 0),
-        or -1.0 when the capture time is unknown; control frames carry 0.0."""
-        if audio:
-            link.queued_audio += 1
-            link.outgoing.put_nowait((frame, captured_at if captured_at > 0 else -1.0))
-        else:
-            link.outgoing.put_nowait((frame, 0.0))
 
     # ------------------------------------------------------------------ connections
 
     async def _open(self) -> ClientConnection:
-        """The websocket handshake, with every failure mapped to a key-free error."""
-        try:
-            return await connect(
-                self.endpoint.url,
-                additional_headers=dict(self.endpoint.headers),
-                open_timeout=self._open_timeout_s,
-                ping_interval=self._ping_interval_s,
-                ping_timeout=None,
-                close_timeout=CLOSE_TIMEOUT_S,
-                max_size=MAX_FRAME_BYTES,
-                compression=None,
-                proxy=None,
-                logger=_WS_LOGGER,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            if status in (401, 403):
-                raise RealtimeAuthError(
-                    f"{self._where} refused the credentials (HTTP {status} on the websocket "
-                    "upgrade): check the API key, its scope and the model name"
-                ) from None
-            if status in (408, 425, 429) or status >= 500:
-                raise _Transient(f"HTTP {status} on the websocket upgrade") from None
-            raise RealtimeProtocolError(
-                f"{self._where} answered HTTP {status} instead of upgrading to a websocket: "
-                "not a Realtime endpoint (check the URL)"
-            ) from None
-        except InvalidURI:
-            raise RealtimeProtocolError(f"{self._where}: not a valid ws:// or wss:// URL") from None
-        except InvalidMessage as exc:
-            if isinstance(exc.__cause__, EOFError | OSError):
-                raise _Transient("the server closed the connection during the handshake") from None
-            raise RealtimeProtocolError(
-                f"{self._where} did not answer with HTTP: not a websocket server (check the URL)"
-            ) from None
-        except InvalidHandshake as exc:
-            raise RealtimeProtocolError(
-                f"{self._where} failed the websocket handshake ({type(exc).__name__}): "
-                "not a Realtime endpoint (check the URL)"
-            ) from None
-        except TimeoutError:
-            raise _Transient(f"no websocket after {self._open_timeout_s:g} s") from None
-        except OSError as exc:
-            raise _Transient(f"{type(exc).__name__}: {exc.strerror or exc}") from None
-        except WebSocketException as exc:
-            raise RealtimeProtocolError(
-                f"{self._where}: websocket error {type(exc).__name__}"
-            ) from None
+        return await open_websocket(
+            self.endpoint,
+            self._where,
+            open_timeout_s=self._open_timeout_s,
+            ping_interval_s=self._ping_interval_s,
+        )
 
-    async def _establish(self) -> _Link:
+    async def _establish(self) -> Link:
         """Open a websocket and complete the Realtime handshake on it."""
         ws = await self._open()
         self.protocol.connection_opened()
-        link = _Link(ws=ws, outgoing=asyncio.Queue())
+        link = Link(ws=ws, outgoing=asyncio.Queue())
         link.reader = asyncio.create_task(self._read(link), name="realtime-reader")
-        link.writer = asyncio.create_task(self._write(link), name="realtime-writer")
+        link.writer = asyncio.create_task(
+            write_loop(link, self.uplink_latency), name="realtime-writer"
+        )
         try:
             await self._handshake(link)
         except BaseException:
-            await self._shutdown(link, drain=False)
+            await shutdown(link, drain=False)
             raise
         return link
 
-    async def _handshake(self, link: _Link) -> None:
+    async def _handshake(self, link: Link) -> None:
         """session.created, then our session.update, then session.updated (or a timeout)."""
         if not await self._wait(link, link.created):
             raise RealtimeProtocolError(
                 f"{self._where} accepted the websocket but sent no session.created within "
                 f"{self._ready_timeout_s:g} s: not a Realtime endpoint?"
             )
-        self._enqueue(link, self.protocol.session_update())
+        link.enqueue(self.protocol.session_update())
         if not await self._wait(link, link.ready):
             if self.protocol.force_ready():
                 self._log.warning(
@@ -421,7 +324,7 @@ class RealtimeSession:
                 )
             link.ready.set()
 
-    async def _wait(self, link: _Link, flag: asyncio.Event) -> bool:
+    async def _wait(self, link: Link, flag: asyncio.Event) -> bool:
         """Wait for `flag` up to the ready timeout; raise if the connection ends first."""
         assert link.reader is not None
         if not flag.is_set():
@@ -440,14 +343,14 @@ class RealtimeSession:
             raise self._setup_error(link.reader)
         return False
 
-    def _setup_error(self, reader: asyncio.Task[_LinkEnd]) -> Exception:
+    def _setup_error(self, reader: asyncio.Task[LinkEnd]) -> Exception:
         if reader.cancelled() or reader.exception() is not None:
-            return _Transient("the connection failed during setup")
+            return Transient("the connection failed during setup")
         end = reader.result()
         fatal = self._fatal_error(end)
-        return fatal if fatal is not None else _Transient(f"closed during setup ({end.describe()})")
+        return fatal if fatal is not None else Transient(f"closed during setup ({end.describe()})")
 
-    def _fatal_error(self, end: _LinkEnd) -> RealtimeError | None:
+    def _fatal_error(self, end: LinkEnd) -> RealtimeError | None:
         """The error that must end the session, or None when a new connection may help."""
         if end.fatal is not None:
             kinds: Mapping[str, type[RealtimeError]] = {
@@ -469,13 +372,13 @@ class RealtimeSession:
             )
         return None
 
-    def _go_live(self, link: _Link) -> None:
+    def _go_live(self, link: Link) -> None:
         self._link = link
         self._state = "open"
         for frame in self.protocol.resume_messages():
-            self._enqueue(link, frame)
+            link.enqueue(frame)
 
-    async def _read(self, link: _Link) -> _LinkEnd:
+    async def _read(self, link: Link) -> LinkEnd:
         protocol = self.protocol
         try:
             async for frame in link.ws:
@@ -491,55 +394,18 @@ class RealtimeSession:
                         event = dataclasses.replace(event, received_at=received_at)
                     self._events.put_nowait(event)
                 for out in protocol.take_outgoing():
-                    self._enqueue(link, out)
+                    link.enqueue(out)
                 if protocol.session_created:
                     link.created.set()
                 if protocol.ready:
                     link.ready.set()
                 if protocol.fatal is not None:
-                    return _LinkEnd(None, "", fatal=protocol.fatal)
+                    return LinkEnd(None, "", fatal=protocol.fatal)
                 if protocol.expired:
-                    return _LinkEnd(None, "session_expired", expired=True)
+                    return LinkEnd(None, "session_expired", expired=True)
         except ConnectionClosed:
             pass
-        return _LinkEnd(link.ws.close_code, link.ws.close_reason or "")
-
-    async def _write(self, link: _Link) -> None:
-        try:
-            while True:
-                frame, captured_at = await link.outgoing.get()
-                if captured_at != 0.0:
-                    link.queued_audio -= 1
-                try:
-                    await link.ws.send(frame)
-                    if captured_at > 0.0:
-                        self.uplink_latency.add(time.monotonic() - captured_at)
-                finally:
-                    link.outgoing.task_done()
-        except ConnectionClosed:
-            return
-        except Exception as exc:  # never leave a half-dead link: the reader will notice
-            self._log.error("realtime_writer_failed", error=type(exc).__name__)
-            link.ws.transport.abort()
-
-    async def _shutdown(self, link: _Link, *, drain: bool) -> None:
-        """Close one connection and stop its tasks (bounded in time)."""
-        if drain and link.writer is not None and not link.writer.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(link.outgoing.join(), CLOSE_DRAIN_S)
-        if link.writer is not None:
-            link.writer.cancel()
-        try:
-            await asyncio.wait_for(link.ws.close(), CLOSE_TIMEOUT_S + 0.5)
-        except (TimeoutError, OSError, WebSocketException):
-            link.ws.transport.abort()
-        for task in (link.reader, link.writer):
-            if task is None:
-                continue
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        return LinkEnd(link.ws.close_code, link.ws.close_reason or "")
 
     # ------------------------------------------------------------------ supervision
 
@@ -554,7 +420,7 @@ class RealtimeSession:
             if self._closing:
                 return
             if link.reader.cancelled() or link.reader.exception() is not None:
-                end = _LinkEnd(None, "reader failed")
+                end = LinkEnd(None, "reader failed")
             else:
                 end = link.reader.result()
             self._close_in_background(link)
@@ -576,7 +442,7 @@ class RealtimeSession:
                 streak = 0
             self._state = "reconnecting"
             self._link = None
-            replacement: _Link | None = None
+            replacement: Link | None = None
             last = end.describe()
             while replacement is None:
                 streak += 1
@@ -590,7 +456,7 @@ class RealtimeSession:
                     await asyncio.sleep(self._backoff(streak))
                 try:
                     replacement = await self._establish()
-                except _Transient as exc:
+                except Transient as exc:
                     last = str(exc)
                     self._log.warning("realtime_reconnect_failed", attempt=streak, error=last)
                 except RealtimeError as exc:
@@ -602,8 +468,8 @@ class RealtimeSession:
             self._log.info("realtime_session_reconnected", attempt=streak)
             self._events.put_nowait(SessionReconnected(streak))
 
-    def _close_in_background(self, link: _Link) -> None:
-        task = asyncio.create_task(self._shutdown(link, drain=False), name="realtime-close")
+    def _close_in_background(self, link: Link) -> None:
+        task = asyncio.create_task(shutdown(link, drain=False), name="realtime-close")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

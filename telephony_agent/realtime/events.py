@@ -7,7 +7,7 @@ dialect onto these frozen dataclasses once, at the edge.
 
 `AudioDelta.audio` holds exactly the decoded bytes of one delta, possibly empty or of
 odd length: byte-exact reassembly is the consumer's concatenation. A consumer that
-needs whole PCM16 samples per push uses `protocol.SampleAligner`.
+needs whole PCM16 samples per push uses `chunks.SampleAligner`.
 """
 
 from __future__ import annotations

@@ -22,13 +22,15 @@ import base64
 import dataclasses
 import json
 import uuid
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
 
+from telephony_agent.realtime.bounded import BoundedSet
+from telephony_agent.realtime.chunks import AudioChunker
 from telephony_agent.realtime.dialect import (
     Dialect,
     assistant_text_type,
@@ -47,7 +49,9 @@ from telephony_agent.realtime.events import (
     SessionCreated,
     SessionUpdated,
 )
+from telephony_agent.realtime.function_calls import FunctionCallTracker
 from telephony_agent.realtime.parse import MalformedEvent, decode_frame, parse_event
+from telephony_agent.realtime.recap import Recap
 from telephony_agent.realtime.session_config import SessionConfig
 
 log = structlog.get_logger(__name__)
@@ -78,7 +82,6 @@ SESSION_EXPIRED_CODE = "session_expired"
 _MAX_ITEMS = 256
 _MAX_SENT_IDS = 2048
 _MAX_STALE = 256
-_MAX_CALL_IDS = 256
 
 _SPEAKERS: Mapping[str, str] = {"user": "Caller", "assistant": "Agent"}
 
@@ -94,96 +97,6 @@ class Fatal:
 @dataclass(frozen=True)
 class _Create:
     instructions: str | None
-
-
-class SampleAligner:
-    """Whole PCM16 samples per item out of deltas that may split a sample.
-
-    `AudioDelta.audio` is byte-exact (a delta may end in the middle of a sample). This
-    helper keeps one odd trailing byte per item and prepends it to that item's next
-    delta, so a consumer that converts each push to int16 never sees half a sample.
-    Switching to another item drops the previous item's odd byte (it cannot be played).
-    """
-
-    def __init__(self) -> None:
-        self._item: str | None = None
-        self._carry = b""
-
-    def push(self, item_id: str, data: bytes) -> bytes:
-        if item_id != self._item:
-            self._item = item_id
-            self._carry = b""
-        if self._carry:
-            data = self._carry + data
-        usable = len(data) & ~1
-        self._carry = data[usable:]
-        return data[:usable]
-
-    def reset(self) -> None:
-        self._item = None
-        self._carry = b""
-
-
-class AudioChunker:
-    """Re-chunks uplink PCM16 into fixed `chunk_bytes` pieces; never yields an empty one.
-
-    An odd trailing byte (half a sample) always waits for more input, so appended
-    audio stays sample-aligned whatever the caller hands us.
-    """
-
-    def __init__(self, chunk_bytes: int) -> None:
-        if chunk_bytes <= 0 or chunk_bytes % 2:
-            raise ValueError(f"chunk_bytes must be a positive even number, got {chunk_bytes}")
-        self.chunk_bytes = chunk_bytes
-        self._pending = bytearray()
-
-    def push(self, data: bytes) -> list[bytes]:
-        """Full chunks now available, in order."""
-        self._pending += data
-        n = len(self._pending) // self.chunk_bytes
-        if n == 0:
-            return []
-        size = self.chunk_bytes
-        view = bytes(self._pending[: n * size])
-        del self._pending[: n * size]
-        return [view[i * size : (i + 1) * size] for i in range(n)]
-
-    def flush(self) -> bytes:
-        """The whole samples still pending (possibly empty); an odd byte stays."""
-        usable = len(self._pending) & ~1
-        out = bytes(self._pending[:usable])
-        del self._pending[:usable]
-        return out
-
-    def clear(self) -> int:
-        """Drop everything pending; returns the number of bytes dropped."""
-        dropped = len(self._pending)
-        self._pending.clear()
-        return dropped
-
-    @property
-    def pending_bytes(self) -> int:
-        return len(self._pending)
-
-
-class _BoundedSet:
-    """Insertion-ordered set that forgets its oldest members beyond `maxlen`."""
-
-    def __init__(self, maxlen: int) -> None:
-        self._items: OrderedDict[str, None] = OrderedDict()
-        self._maxlen = maxlen
-
-    def add(self, key: str) -> None:
-        self._items[key] = None
-        self._items.move_to_end(key)
-        while len(self._items) > self._maxlen:
-            self._items.popitem(last=False)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items
-
-    def clear(self) -> None:
-        self._items.clear()
 
 
 class RealtimeProtocol:
@@ -205,7 +118,6 @@ class RealtimeProtocol:
         self.dialect = dialect
         self.chunk_ms = chunk_ms
         self.recap_role = recap_role
-        self.recap_max_chars = recap_max_chars
         self._id_prefix = f"evt_{uuid.uuid4().hex[:8]}_"
         self._next_id = 0
         self._last_id = ""
@@ -231,16 +143,12 @@ class RealtimeProtocol:
         # conversation gained input (commit, tool output, message) since we sent it.
         self._open_create: _Create | None = None
         self._input_since_create = False
-        self._stale = _BoundedSet(_MAX_STALE)
+        self._stale = BoundedSet(_MAX_STALE)
         # Assistant audio items: bytes received, and where each was truncated.
         self._item_bytes: OrderedDict[str, int] = OrderedDict()
         self._truncated_at: dict[str, int] = {}
-        # Function calls: output_item.added tracking and once-per-call_id emission.
-        self._call_items: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        self._calls_emitted = _BoundedSet(_MAX_CALL_IDS)
-        self._calls_unnamed: dict[str, FunctionCall] = {}
-        # Conversation recap for replay after a reconnect.
-        self._recap: deque[tuple[str, str]] = deque(maxlen=max(0, recap_lines))
+        self._calls = FunctionCallTracker()
+        self.recap = Recap(recap_lines, recap_max_chars)
         # Conditions the shell acts on.
         self.fatal: Fatal | None = None
         self.expired = False
@@ -281,8 +189,7 @@ class RealtimeProtocol:
             self.stats["audio_bytes_dropped"] += dropped
         self._item_bytes.clear()
         self._truncated_at.clear()
-        self._call_items.clear()
-        self._calls_unnamed.clear()
+        self._calls.connection_lost()
         self.ready = False
         self.session_created = False
         self._updated_seen = False
@@ -322,7 +229,7 @@ class RealtimeProtocol:
             return []
         kind = normalize_event_type(obj["type"])
         if kind == "response.output_item.added":
-            self._track_output_item(obj)
+            self._calls.output_item_added(obj)
         try:
             event = parse_event(obj)
         except MalformedEvent as exc:
@@ -357,17 +264,17 @@ class RealtimeProtocol:
             self._awaiting = None
             return [event]
         if isinstance(event, ResponseDone):
-            return [*self._calls_from_output(event.response_id, obj), *self._on_done(event)]
+            calls = self._calls.from_response_done(event.response_id, obj)
+            return [*calls, *self._on_done(event)]
         if isinstance(event, FunctionCall):
-            call = self._complete_call(event)
+            call = self._calls.complete(event)
             return [call] if call is not None else []
         if isinstance(event, InputTranscript):
-            if event.final and event.transcript.strip():
-                self._recap.append(("Caller", event.transcript.strip()))
+            if event.final:
+                self.recap.add("Caller", event.transcript)
             return [event]
         if isinstance(event, AssistantTranscriptDone):
-            if event.text.strip():
-                self._recap.append(("Agent", event.text.strip()))
+            self.recap.add("Agent", event.text)
             return [event]
         if isinstance(event, ServerError):
             return self._on_error(event)
@@ -470,60 +377,6 @@ class RealtimeProtocol:
             log.warning("realtime_server_error", **log_fields)
         return [error]
 
-    # ------------------------------------------------------------------ function calls
-
-    def _track_output_item(self, obj: dict[str, Any]) -> None:
-        item = obj.get("item")
-        if not isinstance(item, dict) or item.get("type") != "function_call":
-            return
-        item_id, call_id, name = item.get("id"), item.get("call_id"), item.get("name")
-        if isinstance(item_id, str) and isinstance(call_id, str) and isinstance(name, str):
-            self._call_items[item_id] = (call_id, name)
-            while len(self._call_items) > _MAX_ITEMS:
-                self._call_items.popitem(last=False)
-
-    def _complete_call(self, call: FunctionCall) -> FunctionCall | None:
-        """Fill in what the event lacked; emit each call_id once, only with a name."""
-        tracked = self._call_items.get(call.item_id)
-        if tracked is not None:
-            call_id = call.call_id or tracked[0]
-            call = dataclasses.replace(call, call_id=call_id, name=call.name or tracked[1])
-        key = call.call_id or call.item_id
-        if key in self._calls_emitted:
-            return None
-        if not call.name:
-            self._calls_unnamed[key] = call  # output_item.done or response.done will name it
-            return None
-        self._calls_emitted.add(key)
-        self._calls_unnamed.pop(key, None)
-        return call
-
-    def _calls_from_output(self, response_id: str, obj: dict[str, Any]) -> list[ServerEvent]:
-        """Calls that only `response.done.output` completed (done events missed)."""
-        response = obj.get("response")
-        output = response.get("output") if isinstance(response, dict) else None
-        events: list[ServerEvent] = []
-        for item in output if isinstance(output, list) else []:
-            if not isinstance(item, dict) or item.get("type") != "function_call":
-                continue
-            if item.get("status") not in (None, "completed"):
-                continue
-            raw = FunctionCall(
-                response_id=response_id,
-                item_id=str(item.get("id") or ""),
-                call_id=str(item.get("call_id") or ""),
-                name=str(item.get("name") or ""),
-                arguments=str(item.get("arguments") or ""),
-            )
-            key = raw.call_id or raw.item_id
-            if not raw.name and key in self._calls_unnamed:
-                raw = dataclasses.replace(raw, arguments=self._calls_unnamed[key].arguments)
-            call = self._complete_call(raw)
-            if call is not None:
-                events.append(call)
-        self._calls_unnamed.clear()
-        return events
-
     # ------------------------------------------------------------------ accounting
 
     def _count_audio(self, item_id: str, size: int) -> None:
@@ -554,10 +407,6 @@ class RealtimeProtocol:
     def sent_type(self, event_id: str | None) -> str | None:
         """The type of the client event we sent with this id, while still remembered."""
         return self._sent_types.get(event_id) if event_id else None
-
-    @property
-    def recap_lines(self) -> list[tuple[str, str]]:
-        return list(self._recap)
 
     @property
     def chunk_bytes(self) -> int:
@@ -712,8 +561,7 @@ class RealtimeProtocol:
     def add_message(self, role: str, text: str) -> str:
         """A text message item; it also joins the recap replayed after a reconnect."""
         self._input_since_create = True
-        if text.strip():
-            self._recap.append((_SPEAKERS.get(role, "Note"), text.strip()))
+        self.recap.add(_SPEAKERS.get(role, "Note"), text)
         return self._message(role, text)
 
     def _message(self, role: str, text: str) -> str:
@@ -731,17 +579,7 @@ class RealtimeProtocol:
 
     def recap_text(self) -> str | None:
         """'Conversation so far:' and the last transcript lines, within the char budget."""
-        lines: list[str] = []
-        budget = self.recap_max_chars
-        for speaker, text in reversed(self._recap):
-            line = f"{speaker}: {text}"
-            if len(line) + 1 > budget:
-                break
-            lines.append(line)
-            budget -= len(line) + 1
-        if not lines:
-            return None
-        return "Conversation so far:\n" + "\n".join(reversed(lines))
+        return self.recap.text()
 
     def recap_message(self) -> str | None:
         text = self.recap_text()

@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from telephony_agent.realtime.chunks import AudioChunker, SampleAligner
 from telephony_agent.realtime.dialect import Dialect
 from telephony_agent.realtime.events import (
     AudioDelta,
@@ -20,7 +21,7 @@ from telephony_agent.realtime.events import (
     SessionUpdated,
     Unknown,
 )
-from telephony_agent.realtime.protocol import AudioChunker, RealtimeProtocol, SampleAligner
+from telephony_agent.realtime.protocol import RealtimeProtocol
 from telephony_agent.realtime.session_config import SessionConfig
 
 
