@@ -7,6 +7,7 @@ function calls already reported) are only interesting while they are recent.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 
 
 class BoundedSet:
@@ -21,6 +22,12 @@ class BoundedSet:
         self._items.move_to_end(key)
         while len(self._items) > self._maxlen:
             self._items.popitem(last=False)
+
+    def discard(self, key: str) -> None:
+        self._items.pop(key, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._items))
 
     def __contains__(self, key: object) -> bool:
         return key in self._items

@@ -4,16 +4,20 @@ Why a thin shell: every decision lives in the sans-I/O protocol; this module onl
 opens sockets, moves strings and supervises reconnects.
 
 * Sending never blocks the caller: the sync methods put frames on a queue that a
-  writer task drains. Uplink audio is dropped (and counted), never buffered without
-  bound, while no session is live or when the writer falls behind.
+  writer task drains. Uplink audio is never buffered without bound: between
+  connections it is kept (up to `replay_max_ms`) for the next one, and it is dropped
+  (and counted) when the writer falls behind.
 * A reader task feeds received frames to the protocol and queues the typed events
   that `events()` yields.
 * Opening the session raises `RealtimeAuthError` / `RealtimeProtocolError` /
   `RealtimeConfigError` at once and `RealtimeConnectError` after capped retries.
   Once open, faults never raise out of `events()`: a lost connection is replaced
-  (capped exponential backoff, `session.update` re-sent, a recap of the conversation
-  replayed, `SessionReconnected` emitted), and when that is no longer possible
-  `events()` yields `SessionClosed(reason)` and ends.
+  (capped exponential backoff, `session.update` re-sent, the recap and the caller's
+  unanswered audio replayed, see `continuity.py`; `SessionReconnected` emitted), and
+  when that is no longer possible `events()` yields `SessionClosed(reason)` and ends.
+* With `max_session_s`, a connection is replaced before the provider's lifetime limit:
+  the next one is opened ahead and the call switched to it at a pause
+  (`rollover.py`), so the caller hears nothing.
 * Keepalive pings are sent, but a missing pong is not fatal: some providers do not
   answer pings, and hanging up on a live caller for that would be worse.
 """
@@ -25,7 +29,7 @@ import contextlib
 import dataclasses
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 import structlog
@@ -34,13 +38,12 @@ from websockets.exceptions import ConnectionClosed
 
 from telephony_agent.metrics import LatencySamples
 from telephony_agent.realtime.errors import (
-    RealtimeAuthError,
-    RealtimeConfigError,
     RealtimeConnectError,
     RealtimeError,
     RealtimeProtocolError,
 )
 from telephony_agent.realtime.events import (
+    LINK_LOST,
     AudioDelta,
     ServerEvent,
     SessionClosed,
@@ -50,20 +53,29 @@ from telephony_agent.realtime.link import (
     Link,
     LinkEnd,
     Transient,
+    fatal_error,
     open_websocket,
+    setup_error,
     shutdown,
     write_loop,
 )
 from telephony_agent.realtime.protocol import RealtimeProtocol
 from telephony_agent.realtime.providers import Endpoint
+from telephony_agent.realtime.rollover import RolloverPolicy, StandbyHandshake
 from telephony_agent.realtime.session_config import SessionConfig
 
 log = structlog.get_logger(__name__)
 
 #: A connection that lived this long resets the reconnect streak.
 STABLE_AFTER_S = 30.0
+#: A standby connection that could not be opened is tried again after this long.
+STANDBY_RETRY_S = 5.0
 
 State = Literal["new", "connecting", "open", "reconnecting", "closed"]
+
+
+def _nothing_playing() -> bool:
+    return False
 
 
 class RealtimeSession:
@@ -84,6 +96,8 @@ class RealtimeSession:
         recap_lines: int = 12,
         recap_role: str = "system",
         max_queued_audio_ms: int = 120_000,
+        max_session_s: float | None = None,
+        replay_max_ms: int = 15_000,
     ) -> None:
         self.endpoint = endpoint
         self.config = config
@@ -95,7 +109,12 @@ class RealtimeSession:
             chunk_ms=chunk_ms,
             recap_lines=recap_lines,
             recap_role=recap_role,
+            replay_max_ms=replay_max_ms,
         )
+        self._rollover = RolloverPolicy(max_session_s) if max_session_s else None
+        self._standby: Link | None = None
+        self._standby_retry_at = 0.0
+        self._agent_playing: Callable[[], bool] = _nothing_playing
         self._ready_timeout_s = ready_timeout_s
         self._max_reconnects = max(0, max_reconnects)
         self._backoff_s = backoff_s
@@ -133,8 +152,13 @@ class RealtimeSession:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters: skipped frames, audio bytes sent and dropped, reconnects."""
+        """Counters: skipped frames, audio bytes sent, held and dropped, reconnects."""
         return dict(self.protocol.stats)
+
+    def watch_playout(self, playing: Callable[[], bool]) -> None:
+        """How to tell whether the caller is still hearing agent audio: a rollover waits
+        for a pause, and a pause includes the agent's queued speech having played."""
+        self._agent_playing = playing
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -164,7 +188,7 @@ class RealtimeSession:
             message = f"cannot reach {self._where} after {self._connect_attempts} attempts: {last}"
             self._finish(message)
             raise RealtimeConnectError(message)
-        self._go_live(link)
+        self._go_live(link, first=True)
         self._log.info(
             "realtime_session_ready",
             url=self.endpoint.redacted_url(),
@@ -186,6 +210,9 @@ class RealtimeSession:
         link, self._link = self._link, None
         if link is not None:
             await shutdown(link, drain=True)
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            await shutdown(standby, drain=False)
         await self._reap_background()
         self._finish("closed by client")
 
@@ -218,7 +245,11 @@ class RealtimeSession:
         """
         link = self._live()
         if link is None:
-            self.protocol.stats["audio_bytes_dropped"] += len(pcm24k)
+            # Between connections the audio is kept for the next one (bounded).
+            if self._state == "closed":
+                self.protocol.stats["audio_bytes_dropped"] += len(pcm24k)
+            else:
+                self.protocol.hold_audio(pcm24k)
             return
         for frame in self.protocol.append_audio(pcm24k):
             if link.queued_audio >= self._max_queued_audio:
@@ -233,8 +264,8 @@ class RealtimeSession:
     def commit(self) -> None:
         link = self._live()
         if link is None:
-            self.protocol.drop_pending_audio()
-            self._log.info("realtime_send_dropped", type="input_audio_buffer.commit")
+            if self._state != "closed":
+                self.protocol.hold_commit()
             return
         for frame in self.protocol.commit():
             link.enqueue(frame)
@@ -258,18 +289,20 @@ class RealtimeSession:
             link.enqueue(frame)
 
     def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        """The caller heard `audio_end_ms` of this item: the server's copy is truncated
+        when it still has the item, and the recap always keeps only what was heard."""
+        frame = self.protocol.truncate(item_id, audio_end_ms)
         link = self._live()
-        frame = self.protocol.truncate(item_id, audio_end_ms) if link is not None else None
         if link is not None and frame is not None:
             link.enqueue(frame)
 
     def send_function_output(self, call_id: str, output: str) -> None:
+        """The tool's result; between connections it joins the recap, and the next
+        connection is asked to answer it."""
+        frame = self.protocol.function_output(call_id, output)
         link = self._live()
-        if link is None:
-            # The call belonged to a connection that is gone; the new one never saw it.
-            self._log.warning("realtime_function_output_dropped", call_id=call_id)
-            return
-        link.enqueue(self.protocol.function_output(call_id, output))
+        if link is not None:
+            link.enqueue(frame)
 
     def add_message(self, role: str, text: str) -> None:
         """A text message item; while reconnecting it only joins the replayed recap."""
@@ -291,11 +324,15 @@ class RealtimeSession:
             ping_interval_s=self._ping_interval_s,
         )
 
-    async def _establish(self) -> Link:
-        """Open a websocket and complete the Realtime handshake on it."""
+    async def _establish(self, *, standby: bool = False) -> Link:
+        """Open a websocket and complete the Realtime handshake on it; a `standby` one
+        is read apart from the live conversation until it is adopted."""
         ws = await self._open()
-        self.protocol.connection_opened()
         link = Link(ws=ws, outgoing=asyncio.Queue())
+        if standby:
+            link.standby = StandbyHandshake()
+        else:
+            self.protocol.connection_opened()
         link.reader = asyncio.create_task(self._read(link), name="realtime-reader")
         link.writer = asyncio.create_task(
             write_loop(link, self.uplink_latency), name="realtime-writer"
@@ -316,7 +353,8 @@ class RealtimeSession:
             )
         link.enqueue(self.protocol.session_update())
         if not await self._wait(link, link.ready):
-            if self.protocol.force_ready():
+            forced = link.standby.force_ready() if link.standby else self.protocol.force_ready()
+            if forced:
                 self._log.warning(
                     "realtime_session_updated_missing",
                     waited_s=self._ready_timeout_s,
@@ -340,48 +378,31 @@ class RealtimeSession:
         if flag.is_set():
             return True
         if link.reader.done():
-            raise self._setup_error(link.reader)
+            raise setup_error(self._where, link.reader)
         return False
 
-    def _setup_error(self, reader: asyncio.Task[LinkEnd]) -> Exception:
-        if reader.cancelled() or reader.exception() is not None:
-            return Transient("the connection failed during setup")
-        end = reader.result()
-        fatal = self._fatal_error(end)
-        return fatal if fatal is not None else Transient(f"closed during setup ({end.describe()})")
-
-    def _fatal_error(self, end: LinkEnd) -> RealtimeError | None:
-        """The error that must end the session, or None when a new connection may help."""
-        if end.fatal is not None:
-            kinds: Mapping[str, type[RealtimeError]] = {
-                "auth": RealtimeAuthError,
-                "protocol": RealtimeProtocolError,
-                "config": RealtimeConfigError,
-            }
-            return kinds[end.fatal.kind](f"{self._where}: {end.fatal.message}")
-        if end.code == 1008:
-            return RealtimeAuthError(
-                f"{self._where} closed the session with code 1008 (policy violation"
-                f"{': ' + end.reason if end.reason else ''}): usually the API key or the "
-                "model is not accepted"
-            )
-        if end.code == 4000 or "beta_api_shape_disabled" in end.reason:
-            return RealtimeProtocolError(
-                f"{self._where} closed the session with code {end.code} ({end.reason}): "
-                "it does not accept this protocol shape; check the dialect"
-            )
-        return None
-
-    def _go_live(self, link: Link) -> None:
+    def _go_live(self, link: Link, *, first: bool = False) -> None:
         self._link = link
         self._state = "open"
-        for frame in self.protocol.resume_messages():
+        for frame in self.protocol.resume_messages(first=first):
             link.enqueue(frame)
 
     async def _read(self, link: Link) -> LinkEnd:
         protocol = self.protocol
         try:
             async for frame in link.ws:
+                if link.retired:
+                    break
+                standby = link.standby
+                if standby is not None:
+                    standby.feed(frame)
+                    if standby.created:
+                        link.created.set()
+                    if standby.ready:
+                        link.ready.set()
+                    if standby.failure is not None:
+                        return LinkEnd(None, standby.failure)
+                    continue
                 received_at = time.monotonic()
                 try:
                     events = protocol.feed(frame)
@@ -410,24 +431,31 @@ class RealtimeSession:
     # ------------------------------------------------------------------ supervision
 
     async def _supervise(self) -> None:
-        """Watch the live connection; replace it when lost, end the session when not."""
+        """Watch the live connection: roll it over before its lifetime runs out, replace
+        it when lost, end the session when it cannot be replaced."""
         streak = 0
         while True:
             link = self._link
             if link is None or link.reader is None:
                 return
-            await asyncio.wait({link.reader})
+            timeout = None
+            if self._rollover is not None:
+                timeout = self._rollover.next_check_s(time.monotonic() - link.opened_at)
+            await asyncio.wait({link.reader}, timeout=timeout)
             if self._closing:
                 return
+            if not link.reader.done():
+                await self._roll_over(link)
+                continue
             if link.reader.cancelled() or link.reader.exception() is not None:
                 end = LinkEnd(None, "reader failed")
             else:
                 end = link.reader.result()
             self._close_in_background(link)
-            fatal = self._fatal_error(end)
+            fatal = fatal_error(self._where, end)
             reconnect = fatal is None and self._max_reconnects > 0
             for event in self.protocol.connection_lost(
-                "session_reconnected" if reconnect else "session_closed"
+                LINK_LOST if reconnect else "session_closed"
             ):
                 self._events.put_nowait(event)
             if fatal is not None:
@@ -442,7 +470,11 @@ class RealtimeSession:
                 streak = 0
             self._state = "reconnecting"
             self._link = None
-            replacement: Link | None = None
+            replacement = self._ready_standby()
+            if replacement is not None:
+                self.protocol.connection_opened()
+                self._adopt(replacement)
+                streak = max(streak, 1)
             last = end.describe()
             while replacement is None:
                 streak += 1
@@ -468,8 +500,83 @@ class RealtimeSession:
             self._log.info("realtime_session_reconnected", attempt=streak)
             self._events.put_nowait(SessionReconnected(streak))
 
-    def _close_in_background(self, link: Link) -> None:
-        task = asyncio.create_task(shutdown(link, drain=False), name="realtime-close")
+    async def _roll_over(self, link: Link) -> None:
+        """One look at a connection near its lifetime limit (see `rollover.py`)."""
+        assert self._rollover is not None
+        now = time.monotonic()
+        standby = self._standby
+        if standby is not None and standby.reader is not None and standby.reader.done():
+            self._log.warning("realtime_standby_lost", why=setup_error(self._where, standby.reader))
+            self._close_in_background(standby)
+            self._standby = standby = None
+        quiet = self.protocol.quiet and not self._agent_playing()
+        decision = self._rollover.decide(
+            now - link.opened_at,
+            standby_ready=standby is not None and standby.ready.is_set(),
+            quiet=quiet,
+            busy=self.protocol.busy,
+        )
+        if decision == "prepare" and now >= self._standby_retry_at:
+            try:
+                self._standby = await self._establish(standby=True)
+            except (Transient, RealtimeError) as exc:
+                # The live connection still works; if it dies first, reconnecting reports.
+                self._log.warning("realtime_standby_failed", error=str(exc))
+                self._standby_retry_at = time.monotonic() + STANDBY_RETRY_S
+        elif decision in ("switch", "force") and standby is not None:
+            if decision == "force":
+                self._log.warning(
+                    "realtime_rollover_forced",
+                    age_s=round(now - link.opened_at, 1),
+                    why="no pause before the session's lifetime limit",
+                    agent_playing=self._agent_playing(),
+                    owed_answer=not self.protocol.quiet,
+                )
+            self._switch_to(standby, age_s=now - link.opened_at, at_pause=decision == "switch")
+
+    def _switch_to(self, standby: Link, *, age_s: float, at_pause: bool) -> None:
+        """Make-before-break: the call's audio goes to the standby from this frame on.
+
+        Synchronous on purpose: no caller audio can be appended between the old
+        connection's last frame and the new one's first. The recap and the last moment
+        of caller audio are replayed first, so words spoken as the switch happened are
+        heard by the new session too.
+        """
+        old = self._link
+        self._standby = None
+        self.protocol.connection_switched()
+        self._adopt(standby)
+        if old is not None:
+            old.retired = True
+            self._close_in_background(old, drain=True)
+        self.protocol.stats["rollovers"] += 1
+        self._go_live(standby)
+        self._log.info("realtime_session_rolled_over", age_s=round(age_s, 1), at_pause=at_pause)
+        self._events.put_nowait(SessionReconnected(0, rollover=True))
+
+    def _ready_standby(self) -> Link | None:
+        """The standby connection, if one is ready to take over at once."""
+        standby, self._standby = self._standby, None
+        if standby is None:
+            return None
+        if standby.ready.is_set() and standby.reader is not None and not standby.reader.done():
+            return standby
+        self._close_in_background(standby)
+        return None
+
+    def _adopt(self, link: Link) -> None:
+        """A standby connection becomes the protocol's: its held handshake is read now."""
+        handshake = link.standby
+        assert handshake is not None
+        link.standby = None
+        for frame in handshake.held:
+            for event in self.protocol.feed(frame):
+                self._events.put_nowait(event)
+        if handshake.forced or not self.protocol.ready:
+            self.protocol.force_ready()
+
+    def _close_in_background(self, link: Link, *, drain: bool = False) -> None:
+        task = asyncio.create_task(shutdown(link, drain=drain), name="realtime-close")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -479,6 +586,9 @@ class RealtimeSession:
             return
         self._state = "closed"
         self._link = None
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            self._close_in_background(standby)
         for event in self.protocol.connection_lost("session_closed"):
             self._events.put_nowait(event)
         self._events.put_nowait(SessionClosed(reason))

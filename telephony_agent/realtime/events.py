@@ -159,11 +159,18 @@ class TimeoutTriggered:
     item_id: str | None = None
 
 
+#: `ResponseDone.reason` of a response that ended because its connection was lost
+#: (the client emits it; the server never sends it).
+LINK_LOST = "session_reconnected"
+
+
 @dataclass(frozen=True, slots=True)
 class SessionReconnected:
-    """The client replaced a lost websocket; `attempt` counts tries in this streak."""
+    """The client replaced its websocket: a lost one (`attempt` counts tries in this
+    streak), or, with `rollover`, one near its lifetime limit, at a pause."""
 
     attempt: int
+    rollover: bool = False
 
 
 @dataclass(frozen=True, slots=True)

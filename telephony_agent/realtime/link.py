@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -25,9 +26,15 @@ from websockets.exceptions import (
 )
 
 from telephony_agent.metrics import LatencySamples
-from telephony_agent.realtime.errors import RealtimeAuthError, RealtimeProtocolError
+from telephony_agent.realtime.errors import (
+    RealtimeAuthError,
+    RealtimeConfigError,
+    RealtimeError,
+    RealtimeProtocolError,
+)
 from telephony_agent.realtime.protocol import Fatal
 from telephony_agent.realtime.providers import Endpoint
+from telephony_agent.realtime.rollover import StandbyHandshake
 from telephony_agent.realtime.wslog import websocket_logger
 
 log = structlog.get_logger(__name__)
@@ -76,6 +83,10 @@ class Link:
     backlog_full: bool = False
     reader: asyncio.Task[LinkEnd] | None = None
     writer: asyncio.Task[None] | None = None
+    #: Opened ahead of a rollover: its handshake is read apart from the live call.
+    standby: StandbyHandshake | None = None
+    #: Replaced by a rollover: whatever it still receives belongs to no one.
+    retired: bool = False
 
     def enqueue(self, frame: str, *, audio: bool = False, captured_at: float = 0.0) -> None:
         """Queue one frame for the writer. Audio carries when it was captured (> 0),
@@ -176,3 +187,35 @@ async def shutdown(link: Link, *, drain: bool) -> None:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+def setup_error(where: str, reader: asyncio.Task[LinkEnd]) -> Exception:
+    """What a connection that ended during its handshake means: fatal, or worth a retry."""
+    if reader.cancelled() or reader.exception() is not None:
+        return Transient("the connection failed during setup")
+    end = reader.result()
+    fatal = fatal_error(where, end)
+    return fatal if fatal is not None else Transient(f"closed during setup ({end.describe()})")
+
+
+def fatal_error(where: str, end: LinkEnd) -> RealtimeError | None:
+    """The error that must end the session, or None when a new connection may help."""
+    if end.fatal is not None:
+        kinds: Mapping[str, type[RealtimeError]] = {
+            "auth": RealtimeAuthError,
+            "protocol": RealtimeProtocolError,
+            "config": RealtimeConfigError,
+        }
+        return kinds[end.fatal.kind](f"{where}: {end.fatal.message}")
+    if end.code == 1008:
+        return RealtimeAuthError(
+            f"{where} closed the session with code 1008 (policy violation"
+            f"{': ' + end.reason if end.reason else ''}): usually the API key or the "
+            "model is not accepted"
+        )
+    if end.code == 4000 or "beta_api_shape_disabled" in end.reason:
+        return RealtimeProtocolError(
+            f"{where} closed the session with code {end.code} ({end.reason}): "
+            "it does not accept this protocol shape; check the dialect"
+        )
+    return None

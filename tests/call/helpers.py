@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -76,6 +77,7 @@ async def run_file_call(
     profile: CallProfile | None = None,
     dtmf_at: dict[int, str] | None = None,
     session_class: type[RealtimeSession] = RealtimeSession,
+    session_options: dict[str, Any] | None = None,
 ) -> CallResult:
     """One whole call: FileLeg ⇄ Call ⇄ RealtimeSession ⇄ local backend over loopback."""
     async with local_backend(options) as backend:
@@ -87,7 +89,7 @@ async def run_file_call(
             vad=VadConfig(silence_duration_ms=silence_duration_ms, prefix_padding_ms=200),
             tools=tools.specs(),
         )
-        session = session_class(endpoint, config)
+        session = session_class(endpoint, config, **(session_options or {}))
         await session.connect()
         clock = MediaClock(interval_ms=tick_ms)
         leg = FileLeg(caller, leg_rate, clock, tail_s=tail_s, dtmf_at=dtmf_at)

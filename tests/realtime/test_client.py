@@ -36,6 +36,7 @@ from telephony_agent.realtime.events import (
     SpeechStarted,
 )
 from telephony_agent.realtime.providers import Endpoint
+from telephony_agent.realtime.recap import HEADER
 from telephony_agent.realtime.session_config import SessionConfig
 from tests.realtime.scripted import (
     GA_SESSION,
@@ -418,9 +419,7 @@ async def assert_reconnected(server: ScriptedServer, session: RealtimeSession) -
     recap = await second.expect("conversation.item.create")
     assert recap["item"]["role"] == "system"
     assert recap["item"]["content"][0]["text"] == (
-        "Conversation so far:\n"
-        "Caller: I need a flight to Paris.\n"
-        "Agent: Which day would you like to fly?"
+        f"{HEADER}\nCaller: I need a flight to Paris.\nAgent: Which day would you like to fly?"
     )
     assert [e["type"] for e in second.received[:2]] == [
         "session.update",
@@ -475,7 +474,7 @@ async def test_session_expired_then_close_1001_reconnects() -> None:
         await session.close()
 
 
-async def test_audio_appended_while_reconnecting_is_dropped() -> None:
+async def test_audio_appended_while_reconnecting_reaches_the_next_connection() -> None:
     async def close_then_slow(peer: Peer) -> None:
         await peer.handshake()
         await peer.start_response("r1", "a1")
@@ -491,15 +490,19 @@ async def test_audio_appended_while_reconnecting_is_dropped() -> None:
         await session.connect()
         await collect(session, lambda e: isinstance(e, ResponseDone))
         assert session.state == "reconnecting"
-        session.append_audio(bytes(960 * 5))
+        spoken = bytes(range(256)) * 15  # 3840 bytes: four 20 ms chunks at 24 kHz
+        session.append_audio(spoken)
         session.commit()
         session.create_response("Where were we?")
         await collect(session, lambda e: isinstance(e, SessionReconnected))
-        assert session.stats["audio_bytes_dropped"] == 960 * 5
+        assert session.stats.get("audio_bytes_dropped", 0) == 0
+        assert session.stats["audio_bytes_held"] == len(spoken)
         second = server.peers[1]
         create = await second.expect("response.create")
         assert create["response"] == {"instructions": "Where were we?"}
-        assert second.of_type("input_audio_buffer.append") == []
+        appends = second.of_type("input_audio_buffer.append")
+        assert b"".join(base64.b64decode(a["audio"]) for a in appends) == spoken
+        # Server VAD is on: the replayed turn is committed by the server, not by us.
         assert second.of_type("input_audio_buffer.commit") == []
         await session.close()
 
