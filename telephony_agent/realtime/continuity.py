@@ -82,7 +82,7 @@ class Continuity:
             if event.audio and event.item_id not in self._item_response:
                 self._remember_item(event.item_id, event.response_id)
                 self.recap.agent_text(event.item_id, "")
-            if event.audio:
+            if event.audio and event.response_id not in self._with_audio:
                 self._with_audio.add(event.response_id)
         elif isinstance(event, AssistantTranscriptDelta):
             self._remember_item(event.item_id, event.response_id)
