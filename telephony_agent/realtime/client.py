@@ -57,6 +57,7 @@ from telephony_agent.realtime.link import (
     open_websocket,
     setup_error,
     shutdown,
+    wait_for_flag,
     write_loop,
 )
 from telephony_agent.realtime.protocol import RealtimeProtocol
@@ -70,6 +71,8 @@ log = structlog.get_logger(__name__)
 STABLE_AFTER_S = 30.0
 #: A standby connection that could not be opened is tried again after this long.
 STANDBY_RETRY_S = 5.0
+#: At most this long for the consumer to handle a lost connection's last events.
+CONSUMER_WAIT_S = 0.5
 
 State = Literal["new", "connecting", "open", "reconnecting", "closed"]
 
@@ -230,7 +233,10 @@ class RealtimeSession:
             if self._state == "closed" and self._events.empty():
                 return
             event = await self._events.get()
-            yield event
+            try:
+                yield event
+            finally:
+                self._events.task_done()  # the consumer has handled it
             if isinstance(event, SessionClosed):
                 return
 
@@ -346,13 +352,13 @@ class RealtimeSession:
 
     async def _handshake(self, link: Link) -> None:
         """session.created, then our session.update, then session.updated (or a timeout)."""
-        if not await self._wait(link, link.created):
+        if not await wait_for_flag(link, link.created, self._ready_timeout_s, self._where):
             raise RealtimeProtocolError(
                 f"{self._where} accepted the websocket but sent no session.created within "
                 f"{self._ready_timeout_s:g} s: not a Realtime endpoint?"
             )
         link.enqueue(self.protocol.session_update())
-        if not await self._wait(link, link.ready):
+        if not await wait_for_flag(link, link.ready, self._ready_timeout_s, self._where):
             forced = link.standby.force_ready() if link.standby else self.protocol.force_ready()
             if forced:
                 self._log.warning(
@@ -361,25 +367,6 @@ class RealtimeSession:
                     note="continuing with the configuration we asked for",
                 )
             link.ready.set()
-
-    async def _wait(self, link: Link, flag: asyncio.Event) -> bool:
-        """Wait for `flag` up to the ready timeout; raise if the connection ends first."""
-        assert link.reader is not None
-        if not flag.is_set():
-            waiter = asyncio.ensure_future(flag.wait())
-            try:
-                await asyncio.wait(
-                    {waiter, link.reader},
-                    timeout=self._ready_timeout_s,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                waiter.cancel()
-        if flag.is_set():
-            return True
-        if link.reader.done():
-            raise setup_error(self._where, link.reader)
-        return False
 
     def _go_live(self, link: Link, *, first: bool = False) -> None:
         self._link = link
@@ -496,9 +483,17 @@ class RealtimeSession:
                     self._finish(str(exc))
                     return
             self.protocol.stats["reconnects"] += 1
+            await self._consumer_caught_up()
             self._go_live(replacement)
             self._log.info("realtime_session_reconnected", attempt=streak)
             self._events.put_nowait(SessionReconnected(streak))
+
+    async def _consumer_caught_up(self) -> None:
+        """Let the consumer handle what the lost connection left before the replacement
+        is briefed: cutting an interrupted answer, it tells the session what the caller
+        heard, which decides the recap and whether the question is sent again."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._events.join(), CONSUMER_WAIT_S)
 
     async def _roll_over(self, link: Link) -> None:
         """One look at a connection near its lifetime limit (see `rollover.py`)."""

@@ -189,6 +189,24 @@ async def shutdown(link: Link, *, drain: bool) -> None:
             await task
 
 
+async def wait_for_flag(link: Link, flag: asyncio.Event, timeout_s: float, where: str) -> bool:
+    """Wait for `flag` up to `timeout_s`; raise the setup error if the connection ends first."""
+    assert link.reader is not None
+    if not flag.is_set():
+        waiter = asyncio.ensure_future(flag.wait())
+        try:
+            await asyncio.wait(
+                {waiter, link.reader}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waiter.cancel()
+    if flag.is_set():
+        return True
+    if link.reader.done():
+        raise setup_error(where, link.reader)
+    return False
+
+
 def setup_error(where: str, reader: asyncio.Task[LinkEnd]) -> Exception:
     """What a connection that ended during its handshake means: fatal, or worth a retry."""
     if reader.cancelled() or reader.exception() is not None:

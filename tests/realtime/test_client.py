@@ -24,6 +24,7 @@ from telephony_agent.realtime.errors import (
     RealtimeProtocolError,
 )
 from telephony_agent.realtime.events import (
+    LINK_LOST,
     InputTranscript,
     ResponseCreated,
     ResponseDone,
@@ -504,6 +505,49 @@ async def test_audio_appended_while_reconnecting_reaches_the_next_connection() -
         assert b"".join(base64.b64decode(a["audio"]) for a in appends) == spoken
         # Server VAD is on: the replayed turn is committed by the server, not by us.
         assert second.of_type("input_audio_buffer.commit") == []
+        await session.close()
+
+
+async def test_the_new_session_is_briefed_after_the_consumer_says_what_was_heard() -> None:
+    question = bytes([7]) * 960 * 10
+
+    async def answer_then_die(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.expect("input_audio_buffer.append", nth=10)
+        await peer.send({"type": "input_audio_buffer.committed", "item_id": "u1"})
+        await peer.start_response("r1", "a1", audio=bytes(960))
+        await peer.ws.close(1011, "boom")
+
+    async def ready_at_once(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.hold()
+
+    async with ScriptedServer(answer_then_die, ready_at_once) as server:
+        manual = SessionConfig(instructions="Be brief.", vad=None)
+        session = RealtimeSession(
+            server.endpoint(), manual, ready_timeout_s=1.0, backoff_s=(0.01, 0.05)
+        )
+        await session.connect()
+        session.append_audio(question)
+        session.commit()
+        async with asyncio.timeout(5):
+            async for event in session.events():
+                if isinstance(event, ResponseDone) and event.reason == LINK_LOST:
+                    # A consumer that plays audio takes a moment, then reports that
+                    # the caller heard none of the answer (it was still in the pre-roll).
+                    await asyncio.sleep(0.15)
+                    session.truncate("a1", 0)
+                if isinstance(event, SessionReconnected):
+                    break
+        second = server.peers[1]
+        await second.expect("input_audio_buffer.append", nth=10)
+        replayed = b"".join(
+            base64.b64decode(e["audio"]) for e in second.of_type("input_audio_buffer.append")
+        )
+        assert question in replayed
+        # The unheard answer left the question owed: committed again and answered.
+        await second.expect("response.create")
+        assert len(second.of_type("input_audio_buffer.commit")) == 1
         await session.close()
 
 
