@@ -23,8 +23,13 @@ def cut_answer(
     items: list[str],
     now_ms: int,
 ) -> list[Line]:
-    """Stop playing `items` (one lost response's), report what was heard, return lines."""
-    playback.interrupt(items[-1] if items else None)
+    """Stop playing `items` (one lost response's), report what was heard, return lines.
+
+    A response that had sent no audio yet leaves playback alone: what is playing then
+    belongs to an earlier, complete answer."""
+    if not items:
+        return []
+    playback.interrupt(items[-1])
     lines: list[Line] = []
     for item_id in items:
         played = playback.played_ms(item_id)
