@@ -1,9 +1,11 @@
-"""Rollovers of the real client: the next connection is opened ahead and the call is
-switched to it before the provider's lifetime ends, without losing caller audio."""
+"""The real client replacing its connection: what the next connection is told after a
+loss, and rollovers, where the next connection is opened ahead and the call switched to
+it before the provider's lifetime ends, without losing caller audio."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,13 +16,20 @@ from telephony_agent.realtime import client as client_module
 from telephony_agent.realtime.backend import BackendOptions, RunningBackend
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.realtime.dialect import Dialect
-from telephony_agent.realtime.events import ServerEvent, SessionCreated, SessionReconnected
+from telephony_agent.realtime.events import (
+    LINK_LOST,
+    ResponseDone,
+    ServerEvent,
+    SessionCreated,
+    SessionReconnected,
+)
 from telephony_agent.realtime.providers import Endpoint
 from telephony_agent.realtime.recap import HEADER
 from telephony_agent.realtime.session_config import SessionConfig, VadConfig
 from tests.backend.backend_wire import speech_like
 from tests.call.helpers import local_backend
 from tests.realtime.scripted import GA_SESSION, Peer, ScriptedServer
+from tests.realtime.test_client import collect, session_for
 
 CHUNK = 960  # 20 ms at 24 kHz
 
@@ -157,3 +166,79 @@ async def test_a_failed_standby_is_tried_again_and_the_call_goes_on(
         assert set(types[2:]) == {"input_audio_buffer.append"}
         recap = new.received[1]["item"]["content"][0]["text"]
         assert recap == f"{HEADER}\nCaller: Do you have a table tonight?"
+
+
+async def test_audio_appended_while_reconnecting_reaches_the_next_connection() -> None:
+    async def close_then_slow(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.start_response("r1", "a1")
+        await peer.ws.close(1011, "boom")
+
+    async def slow_second(peer: Peer) -> None:
+        await asyncio.sleep(0.2)
+        await peer.handshake()
+        await peer.hold()
+
+    async with ScriptedServer(close_then_slow, slow_second) as server:
+        session = session_for(server.endpoint())
+        await session.connect()
+        await collect(session, lambda e: isinstance(e, ResponseDone))
+        assert session.state == "reconnecting"
+        spoken = bytes(range(256)) * 15  # 3840 bytes: four 20 ms chunks at 24 kHz
+        session.append_audio(spoken)
+        session.commit()
+        session.create_response("Where were we?")
+        await collect(session, lambda e: isinstance(e, SessionReconnected))
+        assert session.stats.get("audio_bytes_dropped", 0) == 0
+        assert session.stats["audio_bytes_held"] == len(spoken)
+        second = server.peers[1]
+        create = await second.expect("response.create")
+        assert create["response"] == {"instructions": "Where were we?"}
+        appends = second.of_type("input_audio_buffer.append")
+        assert b"".join(base64.b64decode(a["audio"]) for a in appends) == spoken
+        # Server VAD is on: the replayed turn is committed by the server, not by us.
+        assert second.of_type("input_audio_buffer.commit") == []
+        await session.close()
+
+
+async def test_the_new_session_is_briefed_after_the_consumer_says_what_was_heard() -> None:
+    question = bytes([7]) * 960 * 10
+
+    async def answer_then_die(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.expect("input_audio_buffer.append", nth=10)
+        await peer.send({"type": "input_audio_buffer.committed", "item_id": "u1"})
+        await peer.start_response("r1", "a1", audio=bytes(960))
+        await peer.ws.close(1011, "boom")
+
+    async def ready_at_once(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.hold()
+
+    async with ScriptedServer(answer_then_die, ready_at_once) as server:
+        manual = SessionConfig(instructions="Be brief.", vad=None)
+        session = RealtimeSession(
+            server.endpoint(), manual, ready_timeout_s=1.0, backoff_s=(0.01, 0.05)
+        )
+        await session.connect()
+        session.append_audio(question)
+        session.commit()
+        async with asyncio.timeout(5):
+            async for event in session.events():
+                if isinstance(event, ResponseDone) and event.reason == LINK_LOST:
+                    # A consumer that plays audio takes a moment, then reports that
+                    # the caller heard none of the answer (it was still in the pre-roll).
+                    await asyncio.sleep(0.15)
+                    session.truncate("a1", 0)
+                if isinstance(event, SessionReconnected):
+                    break
+        second = server.peers[1]
+        await second.expect("input_audio_buffer.append", nth=10)
+        replayed = b"".join(
+            base64.b64decode(e["audio"]) for e in second.of_type("input_audio_buffer.append")
+        )
+        assert question in replayed
+        # The unheard answer left the question owed: committed again and answered.
+        await second.expect("response.create")
+        assert len(second.of_type("input_audio_buffer.commit")) == 1
+        await session.close()
