@@ -64,6 +64,9 @@ class ProviderSettings:
     auth_scheme: str | None = None
     api_key_env: str | None = None
     api_key_file: str | None = None
+    #: Seconds a provider session may live; it is replaced at a pause before then.
+    #: None: the provider's known limit (290 for Yandex, none otherwise); 0: never.
+    max_session_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -292,6 +295,7 @@ _SECRET_KEYS = frozenset({"api_key", "key", "token", "password", "secret"})
 
 _RANGES: dict[str, tuple[float, float]] = {
     "agent.output_rate": (8000, 48000),
+    "provider.max_session_s": (0.0, 86400.0),
     "vad.threshold": (0.0, 1.0),
     "vad.prefix_padding_ms": (0, 5000),
     "vad.silence_duration_ms": (100, 10000),
@@ -354,6 +358,8 @@ def _coerce(key: str, value: Any, tp: Any, *, from_env: bool) -> Any:
                 return _coerce(key, value, candidate, from_env=from_env)
             except ConfigError as exc:
                 errors.append(exc)
+        if len(errors) == 1:  # one possible type: its own message says more (e.g. a range)
+            raise errors[0]
         raise ConfigError(f"{key} = {value!r}: expected {_describe(tp)}")
     if origin is Literal:
         if value in typing.get_args(tp):

@@ -167,3 +167,22 @@ def test_records_urls_without_a_password_are_taken() -> None:
     for url in ("sqlite:///data/calls.db", "postgresql://bob@db:5432/calls"):
         settings = load_settings(None, environ={"TELEPHONY_AGENT_RECORDS_DATABASE": url})
         assert settings.records.database == url
+
+
+def test_max_session_s_defaults_to_the_providers_limit(tmp_path: Path) -> None:
+    from telephony_agent.switchboard.session import max_session_s
+
+    defaults = load_settings(None, environ={})
+    assert max_session_s(defaults, "yandex") == 290.0
+    assert max_session_s(defaults, "yandex-legacy") == 290.0
+    assert max_session_s(defaults, "openai") is None
+    assert max_session_s(defaults, "local") is None
+    chosen = load_settings(write(tmp_path, "[provider]\nmax_session_s = 120\n"), environ={})
+    assert max_session_s(chosen, "openai") == 120.0
+    off = load_settings(None, environ={"TELEPHONY_AGENT_PROVIDER_MAX_SESSION_S": "0"})
+    assert max_session_s(off, "yandex") is None
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, "[provider]\nmax_session_s = -5\n"), environ={})
+    assert str(info.value) == (
+        "provider.max_session_s = -5.0: expected a value from 0.0 to 86400.0"
+    )

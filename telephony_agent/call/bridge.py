@@ -32,9 +32,11 @@ from numpy.typing import NDArray
 from telephony_agent.audio.clock import MediaClock
 from telephony_agent.audio.playout import Frame
 from telephony_agent.audio.resample import InboundResampler
+from telephony_agent.call.greeting import Greeting
 from telephony_agent.call.idle import IdleWatch
 from telephony_agent.call.keypad import KeypadEntry
 from telephony_agent.call.lines import AgentLines, CallerLines
+from telephony_agent.call.link_loss import cut_answer
 from telephony_agent.call.playback import Playback
 from telephony_agent.call.profile import (
     GREETING_AUDIO_ITEM,
@@ -52,6 +54,7 @@ from telephony_agent.logs import bind_call
 from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded, MediaLeg, TransferResult
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.realtime.events import (
+    LINK_LOST,
     AssistantTranscriptDelta,
     AssistantTranscriptDone,
     AudioDelta,
@@ -158,8 +161,9 @@ class Call:
         self._downlink_probe: tuple[str, float] | None = None
         #: A response to ask for once the active one is done (keypad entry mid-speech).
         self._create_after_response = False
-        #: The model greets once the greeting recording has been played out.
-        self._greet_after_audio = False
+        self._greeting = Greeting(self.profile, self.playback, session, self._lines)
+        # A rollover waits until the caller has heard everything queued.
+        session.watch_playout(lambda: self.playback.buffer.is_playing)
         idle_s = self.profile.idle_reprompt_s
         self._idle = (
             IdleWatch(int(idle_s * 1000), self.profile.idle_max_reprompts) if idle_s else None
@@ -192,7 +196,7 @@ class Call:
         subscription = self.clock.subscribe(self._on_tick)
         uplink = asyncio.create_task(self._uplink(), name=f"uplink-{self.call_id}")
         downlink = asyncio.create_task(self._downlink(), name=f"downlink-{self.call_id}")
-        self._start_greeting()
+        self._greeting.start()
         try:
             timeout = self.profile.max_duration_s
             try:
@@ -233,22 +237,6 @@ class Call:
             **bridge_fields(self.record),
         )
         return self.record
-
-    def _start_greeting(self) -> None:
-        """Play the greeting recording, if any, then ask the model to greet, if asked."""
-        audio = self.profile.greeting_audio
-        if audio:
-            self.playback.push_delta(GREETING_AUDIO_ITEM, audio)
-            self.playback.end_item()
-            self._greet_after_audio = bool(self.profile.greeting)
-            self._lines.say("agent", "[greeting recording]")
-        elif self.profile.greeting:
-            self._greet()
-
-    def _greet(self) -> None:
-        self.session.create_response(
-            instructions=f"Greet the caller, saying: {self.profile.greeting}"
-        )
 
     def _end(self, reason: str, by: str) -> None:
         """End the call; `by` says who ended it (caller, agent, timeout, provider,
@@ -388,6 +376,8 @@ class Call:
         elif isinstance(event, FunctionCall):
             self._pending_calls.setdefault(event.response_id, []).append(event)
         elif isinstance(event, ResponseDone):
+            if event.reason == LINK_LOST and event.response_id == self._response_id:
+                self._cut_at_link_loss(event.response_id)
             self._on_response_done(event)
         elif isinstance(event, SessionUpdated):
             if event.output_rate and event.output_rate != self.playback.model_rate:
@@ -396,8 +386,11 @@ class Call:
         elif isinstance(event, ServerError):
             self.record.errors += 1
         elif isinstance(event, SessionReconnected):
-            self.record.reconnects += 1
-            self._lines.say("system", "[realtime session reconnected]")
+            if event.rollover:  # planned, at a pause: nothing for the caller or the record
+                self.record.rollovers += 1
+            else:
+                self.record.reconnects += 1
+                self._lines.say("system", "[realtime session reconnected]")
         elif isinstance(event, SessionClosed):
             log.warning("realtime_session_closed", reason=event.reason)
             self._end(f"realtime_closed: {event.reason}", "provider")
@@ -428,8 +421,7 @@ class Call:
         self.playback.push_delta(event.item_id, event.audio)
 
     def _on_speech_started(self, event: SpeechStarted) -> None:
-        # A caller who talks over the greeting recording is answered, not greeted again.
-        self._greet_after_audio = False
+        self._greeting.caller_spoke()
         self._tool_turns.caller_started()
         now_ms = self._now_ms()
         self._caller_lines.speech_started(event.item_id, now_ms)
@@ -469,6 +461,16 @@ class Call:
             received_ms=interruption.received_ms,
             dropped_ms=interruption.dropped_ms,
         )
+        self._heard_item = None
+        self._receiving_item = None
+
+    def _cut_at_link_loss(self, response_id: str) -> None:
+        """The connection died mid-answer: see `link_loss.py`. Nothing more of it plays."""
+        items = [item for item, rid in self._item_response.items() if rid == response_id]
+        self._stale_responses.append(response_id)
+        self._stale_items.extend(items)
+        now_ms = self._now_ms()
+        self._lines.emit(cut_answer(self.playback, self._agent_lines, self.session, items, now_ms))
         self._heard_item = None
         self._receiving_item = None
 
@@ -560,9 +562,7 @@ class Call:
                     self._record_latency(latency)
         if not self.playback.buffer.is_playing:
             self._wake_drain()
-            if self._greet_after_audio:
-                self._greet_after_audio = False
-                self._greet()
+            self._greeting.playout_idle()
         idle = self._idle
         if idle is not None:
             quiet = not (

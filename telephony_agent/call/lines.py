@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from telephony_agent.realtime.recap import cut_text
+
 __all__ = ["AgentLines", "CallerLines", "Line", "cut_text"]
 
 #: Items whose line was written are remembered this long (bounded memory on long calls).
@@ -44,21 +46,6 @@ class _AgentItem:
     played_out: bool = False
     cut: float | None = None  # the fraction heard, when a barge-in cut it
     label: str = ""  # put before the text, e.g. "[filler]"
-
-
-def cut_text(text: str, fraction: float) -> str:
-    """The part of `text` a caller heard when the audio stopped at `fraction` of it,
-    ended on a word boundary (never mid-word), with an ellipsis."""
-    fraction = min(max(fraction, 0.0), 1.0)
-    if fraction >= 1.0:
-        return text
-    keep = int(len(text) * fraction)
-    head = text[:keep]
-    mid_word = head[-1:].isalnum() and text[keep : keep + 1].isalnum()
-    if mid_word:  # drop the word the audio stopped in
-        head = head.rsplit(None, 1)[0] if " " in head.strip() else ""
-    head = head.rstrip(" ,;:-")
-    return f"{head}…" if head else "…"
 
 
 class AgentLines:

@@ -72,7 +72,10 @@ class CallRecord:
     #: Every tool the model called, with arguments, output, outcome and duration.
     tool_results: list[ToolResult] = field(default_factory=list)
     dtmf: str = ""
+    #: Realtime connections replaced after a fault, and replaced at a pause before the
+    #: provider's lifetime limit.
     reconnects: int = 0
+    rollovers: int = 0
     errors: int = 0
     #: Bridge latency, caller side in: packet arrival → websocket write done.
     uplink_latency: LatencySamples = field(default_factory=LatencySamples)

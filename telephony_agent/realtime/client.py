@@ -4,16 +4,20 @@ Why a thin shell: every decision lives in the sans-I/O protocol; this module onl
 opens sockets, moves strings and supervises reconnects.
 
 * Sending never blocks the caller: the sync methods put frames on a queue that a
-  writer task drains. Uplink audio is dropped (and counted), never buffered without
-  bound, while no session is live or when the writer falls behind.
+  writer task drains. Uplink audio is never buffered without bound: between
+  connections it is kept (up to `replay_max_ms`) for the next one, and it is dropped
+  (and counted) when the writer falls behind.
 * A reader task feeds received frames to the protocol and queues the typed events
   that `events()` yields.
 * Opening the session raises `RealtimeAuthError` / `RealtimeProtocolError` /
   `RealtimeConfigError` at once and `RealtimeConnectError` after capped retries.
   Once open, faults never raise out of `events()`: a lost connection is replaced
-  (capped exponential backoff, `session.update` re-sent, a recap of the conversation
-  replayed, `SessionReconnected` emitted), and when that is no longer possible
-  `events()` yields `SessionClosed(reason)` and ends.
+  (capped exponential backoff, `session.update` re-sent, the recap and the caller's
+  unanswered audio replayed, see `continuity.py`; `SessionReconnected` emitted), and
+  when that is no longer possible `events()` yields `SessionClosed(reason)` and ends.
+* With `max_session_s`, a connection is replaced before the provider's lifetime limit:
+  the next one is opened ahead and the call switched to it at a pause
+  (`rollover.py`), so the caller hears nothing.
 * Keepalive pings are sent, but a missing pong is not fatal: some providers do not
   answer pings, and hanging up on a live caller for that would be worse.
 """
@@ -25,91 +29,56 @@ import contextlib
 import dataclasses
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 import structlog
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import (
-    ConnectionClosed,
-    InvalidHandshake,
-    InvalidMessage,
-    InvalidStatus,
-    InvalidURI,
-    WebSocketException,
-)
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from telephony_agent.metrics import LatencySamples
 from telephony_agent.realtime.errors import (
-    RealtimeAuthError,
-    RealtimeConfigError,
     RealtimeConnectError,
     RealtimeError,
     RealtimeProtocolError,
 )
 from telephony_agent.realtime.events import (
+    LINK_LOST,
     AudioDelta,
     ServerEvent,
     SessionClosed,
     SessionReconnected,
 )
-from telephony_agent.realtime.protocol import Fatal, RealtimeProtocol
+from telephony_agent.realtime.link import (
+    Link,
+    LinkEnd,
+    Transient,
+    fatal_error,
+    open_websocket,
+    setup_error,
+    shutdown,
+    wait_for_flag,
+    write_loop,
+)
+from telephony_agent.realtime.protocol import RealtimeProtocol
 from telephony_agent.realtime.providers import Endpoint
+from telephony_agent.realtime.rollover import RolloverPolicy, StandbyHandshake
 from telephony_agent.realtime.session_config import SessionConfig
-from telephony_agent.realtime.wslog import websocket_logger
 
 log = structlog.get_logger(__name__)
 
-#: Largest frame accepted from the server (audio deltas are far smaller).
-MAX_FRAME_BYTES = 16 * 2**20
 #: A connection that lived this long resets the reconnect streak.
 STABLE_AFTER_S = 30.0
-#: How long `close()` lets queued frames (a last function output) go out.
-CLOSE_DRAIN_S = 0.5
-CLOSE_TIMEOUT_S = 2.0
+#: A standby connection that could not be opened is tried again after this long.
+STANDBY_RETRY_S = 5.0
+#: At most this long for the consumer to handle a lost connection's last events.
+CONSUMER_WAIT_S = 0.5
 
 State = Literal["new", "connecting", "open", "reconnecting", "closed"]
 
 
-_WS_LOGGER = websocket_logger("telephony_agent.realtime.websocket")
-
-
-class _Transient(Exception):
-    """A failure worth retrying (network, 5xx, abnormal close); message is key-free."""
-
-
-@dataclass(frozen=True)
-class _LinkEnd:
-    """Why a connection's reader stopped."""
-
-    code: int | None
-    reason: str
-    fatal: Fatal | None = None
-    expired: bool = False
-
-    def describe(self) -> str:
-        if self.fatal is not None:
-            return self.fatal.message
-        if self.expired:
-            return "session expired"
-        detail = f" {self.reason}" if self.reason else ""
-        return f"close code {self.code}{detail}"
-
-
-@dataclass
-class _Link:
-    """One websocket connection and its two tasks."""
-
-    ws: ClientConnection
-    outgoing: asyncio.Queue[tuple[str, float]]
-    created: asyncio.Event = field(default_factory=asyncio.Event)
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    opened_at: float = field(default_factory=time.monotonic)
-    queued_audio: int = 0
-    backlog_full: bool = False
-    reader: asyncio.Task[_LinkEnd] | None = None
-    writer: asyncio.Task[None] | None = None
+def _nothing_playing() -> bool:
+    return False
 
 
 class RealtimeSession:
@@ -130,6 +99,8 @@ class RealtimeSession:
         recap_lines: int = 12,
         recap_role: str = "system",
         max_queued_audio_ms: int = 120_000,
+        max_session_s: float | None = None,
+        replay_max_ms: int = 15_000,
     ) -> None:
         self.endpoint = endpoint
         self.config = config
@@ -141,7 +112,12 @@ class RealtimeSession:
             chunk_ms=chunk_ms,
             recap_lines=recap_lines,
             recap_role=recap_role,
+            replay_max_ms=replay_max_ms,
         )
+        self._rollover = RolloverPolicy(max_session_s) if max_session_s else None
+        self._standby: Link | None = None
+        self._standby_retry_at = 0.0
+        self._agent_playing: Callable[[], bool] = _nothing_playing
         self._ready_timeout_s = ready_timeout_s
         self._max_reconnects = max(0, max_reconnects)
         self._backoff_s = backoff_s
@@ -151,7 +127,7 @@ class RealtimeSession:
         self._max_queued_audio = max(1, max_queued_audio_ms // chunk_ms)
         self._events: asyncio.Queue[ServerEvent] = asyncio.Queue()
         self._state: State = "new"
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -179,8 +155,13 @@ class RealtimeSession:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters: skipped frames, audio bytes sent and dropped, reconnects."""
+        """Counters: skipped frames, audio bytes sent, held and dropped, reconnects."""
         return dict(self.protocol.stats)
+
+    def watch_playout(self, playing: Callable[[], bool]) -> None:
+        """How to tell whether the caller is still hearing agent audio: a rollover waits
+        for a pause, and a pause includes the agent's queued speech having played."""
+        self._agent_playing = playing
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -189,13 +170,13 @@ class RealtimeSession:
         if self._state != "new":
             raise RuntimeError("RealtimeSession.connect() may be called only once")
         self._state = "connecting"
-        last: _Transient | None = None
-        link: _Link | None = None
+        last: Transient | None = None
+        link: Link | None = None
         for attempt in range(1, self._connect_attempts + 1):
             try:
                 link = await self._establish()
                 break
-            except _Transient as exc:
+            except Transient as exc:
                 last = exc
                 self._log.warning("realtime_connect_failed", attempt=attempt, error=str(exc))
                 if attempt < self._connect_attempts:
@@ -210,7 +191,7 @@ class RealtimeSession:
             message = f"cannot reach {self._where} after {self._connect_attempts} attempts: {last}"
             self._finish(message)
             raise RealtimeConnectError(message)
-        self._go_live(link)
+        self._go_live(link, first=True)
         self._log.info(
             "realtime_session_ready",
             url=self.endpoint.redacted_url(),
@@ -231,7 +212,10 @@ class RealtimeSession:
                 await self._supervisor
         link, self._link = self._link, None
         if link is not None:
-            await self._shutdown(link, drain=True)
+            await shutdown(link, drain=True)
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            await shutdown(standby, drain=False)
         await self._reap_background()
         self._finish("closed by client")
 
@@ -249,7 +233,10 @@ class RealtimeSession:
             if self._state == "closed" and self._events.empty():
                 return
             event = await self._events.get()
-            yield event
+            try:
+                yield event
+            finally:
+                self._events.task_done()  # the consumer has handled it
             if isinstance(event, SessionClosed):
                 return
 
@@ -264,7 +251,11 @@ class RealtimeSession:
         """
         link = self._live()
         if link is None:
-            self.protocol.stats["audio_bytes_dropped"] += len(pcm24k)
+            # Between connections the audio is kept for the next one (bounded).
+            if self._state == "closed":
+                self.protocol.stats["audio_bytes_dropped"] += len(pcm24k)
+            else:
+                self.protocol.hold_audio(pcm24k)
             return
         for frame in self.protocol.append_audio(pcm24k):
             if link.queued_audio >= self._max_queued_audio:
@@ -274,16 +265,16 @@ class RealtimeSession:
                 self.protocol.stats["audio_bytes_dropped"] += self.protocol.chunk_bytes
                 self.protocol.stats["audio_chunks_dropped_backlog"] += 1
                 continue
-            self._enqueue(link, frame, audio=True, captured_at=captured_at)
+            link.enqueue(frame, audio=True, captured_at=captured_at)
 
     def commit(self) -> None:
         link = self._live()
         if link is None:
-            self.protocol.drop_pending_audio()
-            self._log.info("realtime_send_dropped", type="input_audio_buffer.commit")
+            if self._state != "closed":
+                self.protocol.hold_commit()
             return
         for frame in self.protocol.commit():
-            self._enqueue(link, frame)
+            link.enqueue(frame)
 
     def create_response(self, instructions: str | None = None) -> None:
         """Ask for a response; queued (once) while one is active or while reconnecting."""
@@ -294,126 +285,82 @@ class RealtimeSession:
             return
         frame = self.protocol.create_response(instructions)
         if frame is not None:
-            self._enqueue(link, frame)
+            link.enqueue(frame)
 
     def cancel_response(self) -> None:
         """Cancel the active response; nothing is sent when none is active."""
         link = self._live()
         frame = self.protocol.cancel_response() if link is not None else None
         if link is not None and frame is not None:
-            self._enqueue(link, frame)
+            link.enqueue(frame)
 
     def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        """The caller heard `audio_end_ms` of this item: the server's copy is truncated
+        when it still has the item, and the recap always keeps only what was heard."""
+        frame = self.protocol.truncate(item_id, audio_end_ms)
         link = self._live()
-        frame = self.protocol.truncate(item_id, audio_end_ms) if link is not None else None
         if link is not None and frame is not None:
-            self._enqueue(link, frame)
+            link.enqueue(frame)
 
     def send_function_output(self, call_id: str, output: str) -> None:
+        """The tool's result; between connections it joins the recap, and the next
+        connection is asked to answer it."""
+        frame = self.protocol.function_output(call_id, output)
         link = self._live()
-        if link is None:
-            # The call belonged to a connection that is gone; the new one never saw it.
-            self._log.warning("realtime_function_output_dropped", call_id=call_id)
-            return
-        self._enqueue(link, self.protocol.function_output(call_id, output))
+        if link is not None:
+            link.enqueue(frame)
 
     def add_message(self, role: str, text: str) -> None:
         """A text message item; while reconnecting it only joins the replayed recap."""
         frame = self.protocol.add_message(role, text)
         link = self._live()
         if link is not None:
-            self._enqueue(link, frame)
+            link.enqueue(frame)
 
-    def _live(self) -> _Link | None:
+    def _live(self) -> Link | None:
         return self._link if self._state == "open" else None
-
-    def _enqueue(
-        self, link: _Link, frame: str, *, audio: bool = False, captured_at: float = 0.0
-    ) -> None:
-        """Queue one frame for the writer. Audio carries when it was captured (> 0),
-        or -1.0 when the capture time is unknown; control frames carry 0.0."""
-        if audio:
-            link.queued_audio += 1
-            link.outgoing.put_nowait((frame, captured_at if captured_at > 0 else -1.0))
-        else:
-            link.outgoing.put_nowait((frame, 0.0))
 
     # ------------------------------------------------------------------ connections
 
     async def _open(self) -> ClientConnection:
-        """The websocket handshake, with every failure mapped to a key-free error."""
-        try:
-            return await connect(
-                self.endpoint.url,
-                additional_headers=dict(self.endpoint.headers),
-                open_timeout=self._open_timeout_s,
-                ping_interval=self._ping_interval_s,
-                ping_timeout=None,
-                close_timeout=CLOSE_TIMEOUT_S,
-                max_size=MAX_FRAME_BYTES,
-                compression=None,
-                proxy=None,
-                logger=_WS_LOGGER,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            if status in (401, 403):
-                raise RealtimeAuthError(
-                    f"{self._where} refused the credentials (HTTP {status} on the websocket "
-                    "upgrade): check the API key, its scope and the model name"
-                ) from None
-            if status in (408, 425, 429) or status >= 500:
-                raise _Transient(f"HTTP {status} on the websocket upgrade") from None
-            raise RealtimeProtocolError(
-                f"{self._where} answered HTTP {status} instead of upgrading to a websocket: "
-                "not a Realtime endpoint (check the URL)"
-            ) from None
-        except InvalidURI:
-            raise RealtimeProtocolError(f"{self._where}: not a valid ws:// or wss:// URL") from None
-        except InvalidMessage as exc:
-            if isinstance(exc.__cause__, EOFError | OSError):
-                raise _Transient("the server closed the connection during the handshake") from None
-            raise RealtimeProtocolError(
-                f"{self._where} did not answer with HTTP: not a websocket server (check the URL)"
-            ) from None
-        except InvalidHandshake as exc:
-            raise RealtimeProtocolError(
-                f"{self._where} failed the websocket handshake ({type(exc).__name__}): "
-                "not a Realtime endpoint (check the URL)"
-            ) from None
-        except TimeoutError:
-            raise _Transient(f"no websocket after {self._open_timeout_s:g} s") from None
-        except OSError as exc:
-            raise _Transient(f"{type(exc).__name__}: {exc.strerror or exc}") from None
-        except WebSocketException as exc:
-            raise RealtimeProtocolError(
-                f"{self._where}: websocket error {type(exc).__name__}"
-            ) from None
+        return await open_websocket(
+            self.endpoint,
+            self._where,
+            open_timeout_s=self._open_timeout_s,
+            ping_interval_s=self._ping_interval_s,
+        )
 
-    async def _establish(self) -> _Link:
-        """Open a websocket and complete the Realtime handshake on it."""
+    async def _establish(self, *, standby: bool = False) -> Link:
+        """Open a websocket and complete the Realtime handshake on it; a `standby` one
+        is read apart from the live conversation until it is adopted."""
         ws = await self._open()
-        self.protocol.connection_opened()
-        link = _Link(ws=ws, outgoing=asyncio.Queue())
+        link = Link(ws=ws, outgoing=asyncio.Queue())
+        if standby:
+            link.standby = StandbyHandshake()
+        else:
+            self.protocol.connection_opened()
         link.reader = asyncio.create_task(self._read(link), name="realtime-reader")
-        link.writer = asyncio.create_task(self._write(link), name="realtime-writer")
+        link.writer = asyncio.create_task(
+            write_loop(link, self.uplink_latency), name="realtime-writer"
+        )
         try:
             await self._handshake(link)
         except BaseException:
-            await self._shutdown(link, drain=False)
+            await shutdown(link, drain=False)
             raise
         return link
 
-    async def _handshake(self, link: _Link) -> None:
+    async def _handshake(self, link: Link) -> None:
         """session.created, then our session.update, then session.updated (or a timeout)."""
-        if not await self._wait(link, link.created):
+        if not await wait_for_flag(link, link.created, self._ready_timeout_s, self._where):
             raise RealtimeProtocolError(
                 f"{self._where} accepted the websocket but sent no session.created within "
                 f"{self._ready_timeout_s:g} s: not a Realtime endpoint?"
             )
-        self._enqueue(link, self.protocol.session_update())
-        if not await self._wait(link, link.ready):
-            if self.protocol.force_ready():
+        link.enqueue(self.protocol.session_update())
+        if not await wait_for_flag(link, link.ready, self._ready_timeout_s, self._where):
+            forced = link.standby.force_ready() if link.standby else self.protocol.force_ready()
+            if forced:
                 self._log.warning(
                     "realtime_session_updated_missing",
                     waited_s=self._ready_timeout_s,
@@ -421,64 +368,28 @@ class RealtimeSession:
                 )
             link.ready.set()
 
-    async def _wait(self, link: _Link, flag: asyncio.Event) -> bool:
-        """Wait for `flag` up to the ready timeout; raise if the connection ends first."""
-        assert link.reader is not None
-        if not flag.is_set():
-            waiter = asyncio.ensure_future(flag.wait())
-            try:
-                await asyncio.wait(
-                    {waiter, link.reader},
-                    timeout=self._ready_timeout_s,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                waiter.cancel()
-        if flag.is_set():
-            return True
-        if link.reader.done():
-            raise self._setup_error(link.reader)
-        return False
-
-    def _setup_error(self, reader: asyncio.Task[_LinkEnd]) -> Exception:
-        if reader.cancelled() or reader.exception() is not None:
-            return _Transient("the connection failed during setup")
-        end = reader.result()
-        fatal = self._fatal_error(end)
-        return fatal if fatal is not None else _Transient(f"closed during setup ({end.describe()})")
-
-    def _fatal_error(self, end: _LinkEnd) -> RealtimeError | None:
-        """The error that must end the session, or None when a new connection may help."""
-        if end.fatal is not None:
-            kinds: Mapping[str, type[RealtimeError]] = {
-                "auth": RealtimeAuthError,
-                "protocol": RealtimeProtocolError,
-                "config": RealtimeConfigError,
-            }
-            return kinds[end.fatal.kind](f"{self._where}: {end.fatal.message}")
-        if end.code == 1008:
-            return RealtimeAuthError(
-                f"{self._where} closed the session with code 1008 (policy violation"
-                f"{': ' + end.reason if end.reason else ''}): usually the API key or the "
-                "model is not accepted"
-            )
-        if end.code == 4000 or "beta_api_shape_disabled" in end.reason:
-            return RealtimeProtocolError(
-                f"{self._where} closed the session with code {end.code} ({end.reason}): "
-                "it does not accept this protocol shape; check the dialect"
-            )
-        return None
-
-    def _go_live(self, link: _Link) -> None:
+    def _go_live(self, link: Link, *, first: bool = False) -> None:
         self._link = link
         self._state = "open"
-        for frame in self.protocol.resume_messages():
-            self._enqueue(link, frame)
+        for frame in self.protocol.resume_messages(first=first):
+            link.enqueue(frame)
 
-    async def _read(self, link: _Link) -> _LinkEnd:
+    async def _read(self, link: Link) -> LinkEnd:
         protocol = self.protocol
         try:
             async for frame in link.ws:
+                if link.retired:
+                    break
+                standby = link.standby
+                if standby is not None:
+                    standby.feed(frame)
+                    if standby.created:
+                        link.created.set()
+                    if standby.ready:
+                        link.ready.set()
+                    if standby.failure is not None:
+                        return LinkEnd(None, standby.failure)
+                    continue
                 received_at = time.monotonic()
                 try:
                     events = protocol.feed(frame)
@@ -491,77 +402,47 @@ class RealtimeSession:
                         event = dataclasses.replace(event, received_at=received_at)
                     self._events.put_nowait(event)
                 for out in protocol.take_outgoing():
-                    self._enqueue(link, out)
+                    link.enqueue(out)
                 if protocol.session_created:
                     link.created.set()
                 if protocol.ready:
                     link.ready.set()
                 if protocol.fatal is not None:
-                    return _LinkEnd(None, "", fatal=protocol.fatal)
+                    return LinkEnd(None, "", fatal=protocol.fatal)
                 if protocol.expired:
-                    return _LinkEnd(None, "session_expired", expired=True)
+                    return LinkEnd(None, "session_expired", expired=True)
         except ConnectionClosed:
             pass
-        return _LinkEnd(link.ws.close_code, link.ws.close_reason or "")
-
-    async def _write(self, link: _Link) -> None:
-        try:
-            while True:
-                frame, captured_at = await link.outgoing.get()
-                if captured_at != 0.0:
-                    link.queued_audio -= 1
-                try:
-                    await link.ws.send(frame)
-                    if captured_at > 0.0:
-                        self.uplink_latency.add(time.monotonic() - captured_at)
-                finally:
-                    link.outgoing.task_done()
-        except ConnectionClosed:
-            return
-        except Exception as exc:  # never leave a half-dead link: the reader will notice
-            self._log.error("realtime_writer_failed", error=type(exc).__name__)
-            link.ws.transport.abort()
-
-    async def _shutdown(self, link: _Link, *, drain: bool) -> None:
-        """Close one connection and stop its tasks (bounded in time)."""
-        if drain and link.writer is not None and not link.writer.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(link.outgoing.join(), CLOSE_DRAIN_S)
-        if link.writer is not None:
-            link.writer.cancel()
-        try:
-            await asyncio.wait_for(link.ws.close(), CLOSE_TIMEOUT_S + 0.5)
-        except (TimeoutError, OSError, WebSocketException):
-            link.ws.transport.abort()
-        for task in (link.reader, link.writer):
-            if task is None:
-                continue
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        return LinkEnd(link.ws.close_code, link.ws.close_reason or "")
 
     # ------------------------------------------------------------------ supervision
 
     async def _supervise(self) -> None:
-        """Watch the live connection; replace it when lost, end the session when not."""
+        """Watch the live connection: roll it over before its lifetime runs out, replace
+        it when lost, end the session when it cannot be replaced."""
         streak = 0
         while True:
             link = self._link
             if link is None or link.reader is None:
                 return
-            await asyncio.wait({link.reader})
+            timeout = None
+            if self._rollover is not None:
+                timeout = self._rollover.next_check_s(time.monotonic() - link.opened_at)
+            await asyncio.wait({link.reader}, timeout=timeout)
             if self._closing:
                 return
+            if not link.reader.done():
+                await self._roll_over(link)
+                continue
             if link.reader.cancelled() or link.reader.exception() is not None:
-                end = _LinkEnd(None, "reader failed")
+                end = LinkEnd(None, "reader failed")
             else:
                 end = link.reader.result()
             self._close_in_background(link)
-            fatal = self._fatal_error(end)
+            fatal = fatal_error(self._where, end)
             reconnect = fatal is None and self._max_reconnects > 0
             for event in self.protocol.connection_lost(
-                "session_reconnected" if reconnect else "session_closed"
+                LINK_LOST if reconnect else "session_closed"
             ):
                 self._events.put_nowait(event)
             if fatal is not None:
@@ -576,7 +457,11 @@ class RealtimeSession:
                 streak = 0
             self._state = "reconnecting"
             self._link = None
-            replacement: _Link | None = None
+            replacement = self._ready_standby()
+            if replacement is not None:
+                self.protocol.connection_opened()
+                self._adopt(replacement)
+                streak = max(streak, 1)
             last = end.describe()
             while replacement is None:
                 streak += 1
@@ -590,7 +475,7 @@ class RealtimeSession:
                     await asyncio.sleep(self._backoff(streak))
                 try:
                     replacement = await self._establish()
-                except _Transient as exc:
+                except Transient as exc:
                     last = str(exc)
                     self._log.warning("realtime_reconnect_failed", attempt=streak, error=last)
                 except RealtimeError as exc:
@@ -598,12 +483,95 @@ class RealtimeSession:
                     self._finish(str(exc))
                     return
             self.protocol.stats["reconnects"] += 1
+            await self._consumer_caught_up()
             self._go_live(replacement)
             self._log.info("realtime_session_reconnected", attempt=streak)
             self._events.put_nowait(SessionReconnected(streak))
 
-    def _close_in_background(self, link: _Link) -> None:
-        task = asyncio.create_task(self._shutdown(link, drain=False), name="realtime-close")
+    async def _consumer_caught_up(self) -> None:
+        """Let the consumer handle what the lost connection left before the replacement
+        is briefed: cutting an interrupted answer, it tells the session what the caller
+        heard, which decides the recap and whether the question is sent again."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._events.join(), CONSUMER_WAIT_S)
+
+    async def _roll_over(self, link: Link) -> None:
+        """One look at a connection near its lifetime limit (see `rollover.py`)."""
+        assert self._rollover is not None
+        now = time.monotonic()
+        standby = self._standby
+        if standby is not None and standby.reader is not None and standby.reader.done():
+            self._log.warning("realtime_standby_lost", why=setup_error(self._where, standby.reader))
+            self._close_in_background(standby)
+            self._standby = standby = None
+        quiet = self.protocol.quiet and not self._agent_playing()
+        decision = self._rollover.decide(
+            now - link.opened_at,
+            standby_ready=standby is not None and standby.ready.is_set(),
+            quiet=quiet,
+            busy=self.protocol.busy,
+        )
+        if decision == "prepare" and now >= self._standby_retry_at:
+            try:
+                self._standby = await self._establish(standby=True)
+            except (Transient, RealtimeError) as exc:
+                # The live connection still works; if it dies first, reconnecting reports.
+                self._log.warning("realtime_standby_failed", error=str(exc))
+                self._standby_retry_at = time.monotonic() + STANDBY_RETRY_S
+        elif decision in ("switch", "force") and standby is not None:
+            if decision == "force":
+                self._log.warning(
+                    "realtime_rollover_forced",
+                    age_s=round(now - link.opened_at, 1),
+                    why="no pause before the session's lifetime limit",
+                    agent_playing=self._agent_playing(),
+                    owed_answer=not self.protocol.quiet,
+                )
+            self._switch_to(standby, age_s=now - link.opened_at, at_pause=decision == "switch")
+
+    def _switch_to(self, standby: Link, *, age_s: float, at_pause: bool) -> None:
+        """Make-before-break: the call's audio goes to the standby from this frame on.
+
+        Synchronous on purpose: no caller audio can be appended between the old
+        connection's last frame and the new one's first. The recap and the last moment
+        of caller audio are replayed first, so words spoken as the switch happened are
+        heard by the new session too.
+        """
+        old = self._link
+        self._standby = None
+        self.protocol.connection_switched()
+        self._adopt(standby)
+        if old is not None:
+            old.retired = True
+            self._close_in_background(old, drain=True)
+        self.protocol.stats["rollovers"] += 1
+        self._go_live(standby)
+        self._log.info("realtime_session_rolled_over", age_s=round(age_s, 1), at_pause=at_pause)
+        self._events.put_nowait(SessionReconnected(0, rollover=True))
+
+    def _ready_standby(self) -> Link | None:
+        """The standby connection, if one is ready to take over at once."""
+        standby, self._standby = self._standby, None
+        if standby is None:
+            return None
+        if standby.ready.is_set() and standby.reader is not None and not standby.reader.done():
+            return standby
+        self._close_in_background(standby)
+        return None
+
+    def _adopt(self, link: Link) -> None:
+        """A standby connection becomes the protocol's: its held handshake is read now."""
+        handshake = link.standby
+        assert handshake is not None
+        link.standby = None
+        for frame in handshake.held:
+            for event in self.protocol.feed(frame):
+                self._events.put_nowait(event)
+        if handshake.forced or not self.protocol.ready:
+            self.protocol.force_ready()
+
+    def _close_in_background(self, link: Link, *, drain: bool = False) -> None:
+        task = asyncio.create_task(shutdown(link, drain=drain), name="realtime-close")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -613,6 +581,9 @@ class RealtimeSession:
             return
         self._state = "closed"
         self._link = None
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            self._close_in_background(standby)
         for event in self.protocol.connection_lost("session_closed"):
             self._events.put_nowait(event)
         self._events.put_nowait(SessionClosed(reason))

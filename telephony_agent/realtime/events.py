@@ -7,7 +7,7 @@ dialect onto these frozen dataclasses once, at the edge.
 
 `AudioDelta.audio` holds exactly the decoded bytes of one delta, possibly empty or of
 odd length: byte-exact reassembly is the consumer's concatenation. A consumer that
-needs whole PCM16 samples per push uses `protocol.SampleAligner`.
+needs whole PCM16 samples per push uses `chunks.SampleAligner`.
 """
 
 from __future__ import annotations
@@ -159,11 +159,18 @@ class TimeoutTriggered:
     item_id: str | None = None
 
 
+#: `ResponseDone.reason` of a response that ended because its connection was lost
+#: (the client emits it; the server never sends it).
+LINK_LOST = "session_reconnected"
+
+
 @dataclass(frozen=True, slots=True)
 class SessionReconnected:
-    """The client replaced a lost websocket; `attempt` counts tries in this streak."""
+    """The client replaced its websocket: a lost one (`attempt` counts tries in this
+    streak), or, with `rollover`, one near its lifetime limit, at a pause."""
 
     attempt: int
+    rollover: bool = False
 
 
 @dataclass(frozen=True, slots=True)

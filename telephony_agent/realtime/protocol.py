@@ -18,28 +18,25 @@ Conventions:
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
-import uuid
-from collections import Counter, OrderedDict, deque
-from collections.abc import Mapping
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
 
+from telephony_agent.realtime.bounded import BoundedSet
+from telephony_agent.realtime.chunks import AudioChunker
+from telephony_agent.realtime.continuity import Continuity
 from telephony_agent.realtime.dialect import (
     Dialect,
-    assistant_text_type,
     normalize_event_type,
     session_payload,
 )
 from telephony_agent.realtime.events import (
-    AssistantTranscriptDone,
+    LINK_LOST,
     AudioDelta,
     FunctionCall,
-    InputTranscript,
     ResponseCreated,
     ResponseDone,
     ServerError,
@@ -47,6 +44,8 @@ from telephony_agent.realtime.events import (
     SessionCreated,
     SessionUpdated,
 )
+from telephony_agent.realtime.function_calls import FunctionCallTracker
+from telephony_agent.realtime.outgoing import ClientEvents
 from telephony_agent.realtime.parse import MalformedEvent, decode_frame, parse_event
 from telephony_agent.realtime.session_config import SessionConfig
 
@@ -76,11 +75,7 @@ SESSION_EXPIRED_CODE = "session_expired"
 
 #: Bounded memories: long calls must not grow state without limit.
 _MAX_ITEMS = 256
-_MAX_SENT_IDS = 2048
 _MAX_STALE = 256
-_MAX_CALL_IDS = 256
-
-_SPEAKERS: Mapping[str, str] = {"user": "Caller", "assistant": "Agent"}
 
 
 @dataclass(frozen=True)
@@ -96,96 +91,6 @@ class _Create:
     instructions: str | None
 
 
-class SampleAligner:
-    """Whole PCM16 samples per item out of deltas that may split a sample.
-
-    `AudioDelta.audio` is byte-exact (a delta may end in the middle of a sample). This
-    helper keeps one odd trailing byte per item and prepends it to that item's next
-    delta, so a consumer that converts each push to int16 never sees half a sample.
-    Switching to another item drops the previous item's odd byte (it cannot be played).
-    """
-
-    def __init__(self) -> None:
-        self._item: str | None = None
-        self._carry = b""
-
-    def push(self, item_id: str, data: bytes) -> bytes:
-        if item_id != self._item:
-            self._item = item_id
-            self._carry = b""
-        if self._carry:
-            data = self._carry + data
-        usable = len(data) & ~1
-        self._carry = data[usable:]
-        return data[:usable]
-
-    def reset(self) -> None:
-        self._item = None
-        self._carry = b""
-
-
-class AudioChunker:
-    """Re-chunks uplink PCM16 into fixed `chunk_bytes` pieces; never yields an empty one.
-
-    An odd trailing byte (half a sample) always waits for more input, so appended
-    audio stays sample-aligned whatever the caller hands us.
-    """
-
-    def __init__(self, chunk_bytes: int) -> None:
-        if chunk_bytes <= 0 or chunk_bytes % 2:
-            raise ValueError(f"chunk_bytes must be a positive even number, got {chunk_bytes}")
-        self.chunk_bytes = chunk_bytes
-        self._pending = bytearray()
-
-    def push(self, data: bytes) -> list[bytes]:
-        """Full chunks now available, in order."""
-        self._pending += data
-        n = len(self._pending) // self.chunk_bytes
-        if n == 0:
-            return []
-        size = self.chunk_bytes
-        view = bytes(self._pending[: n * size])
-        del self._pending[: n * size]
-        return [view[i * size : (i + 1) * size] for i in range(n)]
-
-    def flush(self) -> bytes:
-        """The whole samples still pending (possibly empty); an odd byte stays."""
-        usable = len(self._pending) & ~1
-        out = bytes(self._pending[:usable])
-        del self._pending[:usable]
-        return out
-
-    def clear(self) -> int:
-        """Drop everything pending; returns the number of bytes dropped."""
-        dropped = len(self._pending)
-        self._pending.clear()
-        return dropped
-
-    @property
-    def pending_bytes(self) -> int:
-        return len(self._pending)
-
-
-class _BoundedSet:
-    """Insertion-ordered set that forgets its oldest members beyond `maxlen`."""
-
-    def __init__(self, maxlen: int) -> None:
-        self._items: OrderedDict[str, None] = OrderedDict()
-        self._maxlen = maxlen
-
-    def add(self, key: str) -> None:
-        self._items[key] = None
-        self._items.move_to_end(key)
-        while len(self._items) > self._maxlen:
-            self._items.popitem(last=False)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items
-
-    def clear(self) -> None:
-        self._items.clear()
-
-
 class RealtimeProtocol:
     """State of one logical session across websocket reconnects (see module docstring)."""
 
@@ -198,6 +103,8 @@ class RealtimeProtocol:
         recap_lines: int = 12,
         recap_role: str = "system",
         recap_max_chars: int = 4000,
+        replay_max_ms: int = 15_000,
+        replay_lead_ms: int = 1_000,
     ) -> None:
         if chunk_ms <= 0:
             raise ValueError(f"chunk_ms must be positive, got {chunk_ms}")
@@ -205,11 +112,7 @@ class RealtimeProtocol:
         self.dialect = dialect
         self.chunk_ms = chunk_ms
         self.recap_role = recap_role
-        self.recap_max_chars = recap_max_chars
-        self._id_prefix = f"evt_{uuid.uuid4().hex[:8]}_"
-        self._next_id = 0
-        self._last_id = ""
-        self._sent_types: OrderedDict[str, str] = OrderedDict()
+        self._out = ClientEvents(dialect)
         self._chunker = AudioChunker(config.input_rate * chunk_ms // 1000 * 2)
         self._outbox: list[str] = []
         self.stats: Counter[str] = Counter()
@@ -231,16 +134,22 @@ class RealtimeProtocol:
         # conversation gained input (commit, tool output, message) since we sent it.
         self._open_create: _Create | None = None
         self._input_since_create = False
-        self._stale = _BoundedSet(_MAX_STALE)
-        # Assistant audio items: bytes received, and where each was truncated.
+        self._stale = BoundedSet(_MAX_STALE)
+        # Assistant audio items: bytes received, and where each was truncated; only
+        # items of the live connection (`_live_items`) can be truncated on the server.
         self._item_bytes: OrderedDict[str, int] = OrderedDict()
         self._truncated_at: dict[str, int] = {}
-        # Function calls: output_item.added tracking and once-per-call_id emission.
-        self._call_items: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        self._calls_emitted = _BoundedSet(_MAX_CALL_IDS)
-        self._calls_unnamed: dict[str, FunctionCall] = {}
-        # Conversation recap for replay after a reconnect.
-        self._recap: deque[tuple[str, str]] = deque(maxlen=max(0, recap_lines))
+        self._live_items = BoundedSet(_MAX_ITEMS)
+        self._calls = FunctionCallTracker()
+        self._live_calls = BoundedSet(_MAX_ITEMS)
+        self._dead_calls = BoundedSet(_MAX_ITEMS)
+        # What a replacement connection is briefed from (recap, unanswered audio).
+        self.continuity = Continuity(
+            recap_lines=recap_lines,
+            recap_max_chars=recap_max_chars,
+            replay_chunks=max(1, replay_max_ms // chunk_ms),
+            lead_chunks=max(0, replay_lead_ms // chunk_ms),
+        )
         # Conditions the shell acts on.
         self.fatal: Fatal | None = None
         self.expired = False
@@ -257,7 +166,7 @@ class RealtimeProtocol:
         self.fatal = None
         self._outbox.clear()
 
-    def connection_lost(self, reason: str = "session_reconnected") -> list[ServerEvent]:
+    def connection_lost(self, reason: str = LINK_LOST) -> list[ServerEvent]:
         """The websocket is gone: everything in flight has ended.
 
         Returns a synthetic `ResponseDone(status="cancelled", reason=reason)` for an
@@ -267,26 +176,39 @@ class RealtimeProtocol:
         once the next connection is ready (see `resume_messages`).
         """
         events: list[ServerEvent] = []
-        if self.response_active and self.response_id is not None:
-            events.append(ResponseDone(self.response_id, "cancelled", reason))
-            self._stale.add(self.response_id)
+        active = self.response_id if self.response_active else None
+        if active is not None:
+            events.append(ResponseDone(active, "cancelled", reason))
+            self._stale.add(active)
+        self.continuity.link_lost(active)
         self.response_active = False
         self.response_id = None
         self._cancel_sent = False
         self._awaiting = None
         self._open_create = None
-        self._outbox.clear()
-        dropped = self._chunker.clear()
-        if dropped:
-            self.stats["audio_bytes_dropped"] += dropped
-        self._item_bytes.clear()
-        self._truncated_at.clear()
-        self._call_items.clear()
-        self._calls_unnamed.clear()
-        self.ready = False
-        self.session_created = False
-        self._updated_seen = False
+        self._forget_connection()
         return events
+
+    def connection_switched(self) -> None:
+        """A rollover: the live connection is replaced at a pause (nothing in flight).
+
+        The new connection's handshake frames are fed in after this call, so readiness
+        and rates follow the same rules as for any connection.
+        """
+        self.continuity.link_lost(self.response_id if self.response_active else None)
+        self._forget_connection()
+
+    def _forget_connection(self) -> None:
+        """The server-side items, calls and handshake of the old connection are gone.
+
+        Caller audio waiting to fill a chunk is kept: it goes to the next connection.
+        """
+        self._live_items.clear()
+        for call_id in self._live_calls:
+            self._dead_calls.add(call_id)
+        self._live_calls.clear()
+        self._calls.connection_lost()
+        self.connection_opened()
 
     def force_ready(self) -> bool:
         """Ready without a `session.updated` (the ready timeout ran out). True if it changed."""
@@ -295,16 +217,36 @@ class RealtimeProtocol:
         self._set_ready()
         return True
 
-    def resume_messages(self) -> list[str]:
-        """What to send once a replacement connection is ready: recap, then a queued create."""
-        messages: list[str] = []
-        recap = self.recap_message()
-        if recap is not None:
-            messages.append(recap)
-        if self._pending is not None:
-            create, self._pending = self._pending, None
-            messages.append(self._send_create(create))
-        return messages
+    def resume_messages(self, *, first: bool = False) -> list[str]:
+        """What to send once a connection is ready: the briefing built by
+        `Continuity.resume` (no recap on the `first` connection, which has heard it all),
+        then one `response.create` if an answer is still owed that the replayed audio
+        alone will not bring, or if one was queued."""
+        resume = self.continuity.resume(
+            self._out,
+            role=self.recap_role,
+            chunk_ms=self.chunk_ms,
+            server_vad=self.config.vad is not None,
+            recap=not first,
+        )
+        self.stats["audio_ms_replayed"] += resume.replayed_ms
+        frames = resume.frames
+        if resume.ask_response or self._pending is not None:
+            create, self._pending = self._pending or _Create(None), None
+            frames.append(self._send_create(create))
+        return frames
+
+    @property
+    def quiet(self) -> bool:
+        """A pause on the wire: nothing owed or in flight, the caller not speaking."""
+        return not self.busy and self._pending is None and self.continuity.settled
+
+    @property
+    def busy(self) -> bool:
+        """A response or a tool call is in flight: switching now would lose it."""
+        return (
+            self.response_active or self._awaiting is not None or bool(self.continuity.open_calls)
+        )
 
     # ------------------------------------------------------------------ receive
 
@@ -322,14 +264,17 @@ class RealtimeProtocol:
             return []
         kind = normalize_event_type(obj["type"])
         if kind == "response.output_item.added":
-            self._track_output_item(obj)
+            self._calls.output_item_added(obj)
         try:
             event = parse_event(obj)
         except MalformedEvent as exc:
             self.stats["malformed_events"] += 1
             log.warning("realtime_malformed_event_skipped", type=kind, error=str(exc))
             return []
-        return self._handle(event, obj)
+        events = self._handle(event, obj)
+        for handled in events:
+            self.continuity.observe(handled)
+        return events
 
     def take_outgoing(self) -> list[str]:
         """Frames the protocol decided to send in reaction to received events."""
@@ -357,18 +302,16 @@ class RealtimeProtocol:
             self._awaiting = None
             return [event]
         if isinstance(event, ResponseDone):
-            return [*self._calls_from_output(event.response_id, obj), *self._on_done(event)]
+            calls = self._calls.from_response_done(event.response_id, obj)
+            for call in calls:
+                self._live_calls.add(call.call_id)
+            return [*calls, *self._on_done(event)]
         if isinstance(event, FunctionCall):
-            call = self._complete_call(event)
-            return [call] if call is not None else []
-        if isinstance(event, InputTranscript):
-            if event.final and event.transcript.strip():
-                self._recap.append(("Caller", event.transcript.strip()))
-            return [event]
-        if isinstance(event, AssistantTranscriptDone):
-            if event.text.strip():
-                self._recap.append(("Agent", event.text.strip()))
-            return [event]
+            found = self._calls.complete(event)
+            if found is not None:
+                self._live_calls.add(found.call_id)
+                self._dead_calls.discard(found.call_id)
+            return [found] if found is not None else []
         if isinstance(event, ServerError):
             return self._on_error(event)
         return [event]
@@ -470,63 +413,10 @@ class RealtimeProtocol:
             log.warning("realtime_server_error", **log_fields)
         return [error]
 
-    # ------------------------------------------------------------------ function calls
-
-    def _track_output_item(self, obj: dict[str, Any]) -> None:
-        item = obj.get("item")
-        if not isinstance(item, dict) or item.get("type") != "function_call":
-            return
-        item_id, call_id, name = item.get("id"), item.get("call_id"), item.get("name")
-        if isinstance(item_id, str) and isinstance(call_id, str) and isinstance(name, str):
-            self._call_items[item_id] = (call_id, name)
-            while len(self._call_items) > _MAX_ITEMS:
-                self._call_items.popitem(last=False)
-
-    def _complete_call(self, call: FunctionCall) -> FunctionCall | None:
-        """Fill in what the event lacked; emit each call_id once, only with a name."""
-        tracked = self._call_items.get(call.item_id)
-        if tracked is not None:
-            call_id = call.call_id or tracked[0]
-            call = dataclasses.replace(call, call_id=call_id, name=call.name or tracked[1])
-        key = call.call_id or call.item_id
-        if key in self._calls_emitted:
-            return None
-        if not call.name:
-            self._calls_unnamed[key] = call  # output_item.done or response.done will name it
-            return None
-        self._calls_emitted.add(key)
-        self._calls_unnamed.pop(key, None)
-        return call
-
-    def _calls_from_output(self, response_id: str, obj: dict[str, Any]) -> list[ServerEvent]:
-        """Calls that only `response.done.output` completed (done events missed)."""
-        response = obj.get("response")
-        output = response.get("output") if isinstance(response, dict) else None
-        events: list[ServerEvent] = []
-        for item in output if isinstance(output, list) else []:
-            if not isinstance(item, dict) or item.get("type") != "function_call":
-                continue
-            if item.get("status") not in (None, "completed"):
-                continue
-            raw = FunctionCall(
-                response_id=response_id,
-                item_id=str(item.get("id") or ""),
-                call_id=str(item.get("call_id") or ""),
-                name=str(item.get("name") or ""),
-                arguments=str(item.get("arguments") or ""),
-            )
-            key = raw.call_id or raw.item_id
-            if not raw.name and key in self._calls_unnamed:
-                raw = dataclasses.replace(raw, arguments=self._calls_unnamed[key].arguments)
-            call = self._complete_call(raw)
-            if call is not None:
-                events.append(call)
-        self._calls_unnamed.clear()
-        return events
-
     # ------------------------------------------------------------------ accounting
 
     def _count_audio(self, item_id: str, size: int) -> None:
+        self._live_items.add(item_id)
         self._item_bytes[item_id] = self._item_bytes.get(item_id, 0) + size
         self._item_bytes.move_to_end(item_id)
         while len(self._item_bytes) > _MAX_ITEMS:
@@ -553,57 +443,24 @@ class RealtimeProtocol:
 
     def sent_type(self, event_id: str | None) -> str | None:
         """The type of the client event we sent with this id, while still remembered."""
-        return self._sent_types.get(event_id) if event_id else None
-
-    @property
-    def recap_lines(self) -> list[tuple[str, str]]:
-        return list(self._recap)
+        return self._out.sent_type(event_id)
 
     @property
     def chunk_bytes(self) -> int:
         """Size of one uplink append: `chunk_ms` of PCM16 at the configured input rate."""
         return self._chunker.chunk_bytes
 
-    @property
-    def pending_response(self) -> bool:
-        """A `response.create` is queued until the active response ends."""
-        return self._pending is not None
-
     # ------------------------------------------------------------------ send builders
 
-    def _encode(self, event: dict[str, Any]) -> str:
-        self._next_id += 1
-        event_id = self._last_id = f"{self._id_prefix}{self._next_id}"
-        kind = str(event["type"])
-        self._sent_types[event_id] = kind
-        if len(self._sent_types) > _MAX_SENT_IDS:
-            self._sent_types.popitem(last=False)
-        if kind != "input_audio_buffer.append":
-            log.debug("realtime_send", type=kind, event_id=event_id)
-        return json.dumps({"type": kind, "event_id": event_id, **event}, separators=(",", ":"))
-
     def session_update(self) -> str:
-        return self._encode(
+        return self._out.encode(
             {"type": "session.update", "session": session_payload(self.config, self.dialect)}
         )
 
     def _append(self, chunk: bytes) -> str:
-        """One append, formatted directly: 50 of these per second per call, and
-        `json.dumps` spends ~3.5 µs escaping a base64 string that never needs it."""
         self.stats["audio_bytes_sent"] += len(chunk)
-        self._next_id += 1
-        event_id = self._last_id = f"{self._id_prefix}{self._next_id}"
-        self._sent_types[event_id] = "input_audio_buffer.append"
-        if len(self._sent_types) > _MAX_SENT_IDS:
-            self._sent_types.popitem(last=False)
-        audio = base64.b64encode(chunk).decode("ascii")
-        return (
-            '{"type":"input_audio_buffer.append","event_id":"'
-            + event_id
-            + '","audio":"'
-            + audio
-            + '"}'
-        )
+        self.continuity.appended(chunk)
+        return self._out.append(chunk)
 
     def append_audio(self, pcm: bytes) -> list[str]:
         """Appends for every full `chunk_ms` chunk now available (often none or one)."""
@@ -616,16 +473,27 @@ class RealtimeProtocol:
         rest = self._chunker.flush()
         return [self._append(rest)] if rest else []
 
-    def drop_pending_audio(self) -> int:
-        """Forget audio waiting to fill a chunk; returns bytes dropped."""
-        dropped = self._chunker.clear()
-        self.stats["audio_bytes_dropped"] += dropped
-        return dropped
+    def hold_audio(self, pcm: bytes) -> None:
+        """No connection is live: keep the audio for the replay to the next one."""
+        for chunk in self._chunker.push(pcm):
+            self.stats["audio_bytes_held"] += len(chunk)
+            self.continuity.appended(chunk)
+
+    def hold_commit(self) -> None:
+        """A commit while no connection is live: the turn is replayed and committed later."""
+        rest = self._chunker.flush()
+        if rest:
+            self.stats["audio_bytes_held"] += len(rest)
+            self.continuity.appended(rest)
+        self._input_since_create = True
+        self.continuity.committed()
 
     def commit(self) -> list[str]:
         """Flush the partial chunk (so the turn is complete), then commit the buffer."""
         self._input_since_create = True
-        return [*self.flush_audio(), self._encode({"type": "input_audio_buffer.commit"})]
+        frames = [*self.flush_audio(), self._out.encode({"type": "input_audio_buffer.commit"})]
+        self.continuity.committed()
+        return frames
 
     def create_response(self, instructions: str | None = None) -> str | None:
         """`response.create` now, or None when it is queued behind a response in flight.
@@ -659,8 +527,8 @@ class RealtimeProtocol:
         event: dict[str, Any] = {"type": "response.create"}
         if create.instructions:
             event["response"] = {"instructions": create.instructions}
-        text = self._encode(event)
-        self._awaiting = (self._last_id, create)
+        text = self._out.encode(event)
+        self._awaiting = (self._out.last_id, create)
         self._open_create = create
         self._input_since_create = False
         return text
@@ -672,16 +540,20 @@ class RealtimeProtocol:
         self._cancel_sent = True
         if self.response_id is not None:
             self._stale.add(self.response_id)
-        return self._encode({"type": "response.cancel"})
+        return self._out.encode({"type": "response.cancel"})
 
     def truncate(self, item_id: str, audio_end_ms: int) -> str | None:
         """`conversation.item.truncate`, clamped to what was received; None when pointless.
 
-        Never sent for an item without assistant audio, at 0 ms or below, or at or past
-        a point this item was already truncated to: those are all server errors.
+        The caller heard `audio_end_ms` of this item: the recap keeps only that, whether
+        or not the item can still be truncated on the server. Never sent for an item
+        without assistant audio, of a connection that is gone, at 0 ms or below, or at or
+        past a point it was already truncated to: those are all server errors.
         """
-        if item_id not in self._item_bytes:
-            log.info("realtime_truncate_skipped", item_id=item_id, why="no_assistant_audio")
+        self.continuity.heard(item_id, int(audio_end_ms), self.received_ms(item_id))
+        if item_id not in self._live_items:
+            why = "connection_gone" if item_id in self._item_bytes else "no_assistant_audio"
+            log.info("realtime_truncate_skipped", item_id=item_id, why=why)
             return None
         end_ms = min(int(audio_end_ms), self.received_ms(item_id))
         previous = self._truncated_at.get(item_id)
@@ -691,7 +563,7 @@ class RealtimeProtocol:
             log.info("realtime_truncate_skipped", item_id=item_id, audio_end_ms=audio_end_ms)
             return None
         self._truncated_at[item_id] = end_ms
-        return self._encode(
+        return self._out.encode(
             {
                 "type": "conversation.item.truncate",
                 "item_id": item_id,
@@ -701,8 +573,14 @@ class RealtimeProtocol:
         )
 
     def function_output(self, call_id: str, output: str) -> str:
+        """The tool's result for the model. A call made on a connection that is gone is
+        unknown to the live one, so its result goes as a message (and into the recap)."""
         self._input_since_create = True
-        return self._encode(
+        name = self.continuity.tool_name(call_id)
+        self.continuity.tool_output(call_id, output)
+        if call_id in self._dead_calls:
+            return self._out.message(self.recap_role, f"Tool {name} returned: {output}")
+        return self._out.encode(
             {
                 "type": "conversation.item.create",
                 "item": {"type": "function_call_output", "call_id": call_id, "output": output},
@@ -712,37 +590,9 @@ class RealtimeProtocol:
     def add_message(self, role: str, text: str) -> str:
         """A text message item; it also joins the recap replayed after a reconnect."""
         self._input_since_create = True
-        if text.strip():
-            self._recap.append((_SPEAKERS.get(role, "Note"), text.strip()))
-        return self._message(role, text)
-
-    def _message(self, role: str, text: str) -> str:
-        content_type = assistant_text_type(self.dialect) if role == "assistant" else "input_text"
-        return self._encode(
-            {
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "message",
-                    "role": role,
-                    "content": [{"type": content_type, "text": text}],
-                },
-            }
-        )
+        self.continuity.message(role, text)
+        return self._out.message(role, text)
 
     def recap_text(self) -> str | None:
-        """'Conversation so far:' and the last transcript lines, within the char budget."""
-        lines: list[str] = []
-        budget = self.recap_max_chars
-        for speaker, text in reversed(self._recap):
-            line = f"{speaker}: {text}"
-            if len(line) + 1 > budget:
-                break
-            lines.append(line)
-            budget -= len(line) + 1
-        if not lines:
-            return None
-        return "Conversation so far:\n" + "\n".join(reversed(lines))
-
-    def recap_message(self) -> str | None:
-        text = self.recap_text()
-        return None if text is None else self._message(self.recap_role, text)
+        """The recap a replacement connection would get now (see `recap.py`)."""
+        return self.continuity.recap.text()

@@ -56,6 +56,9 @@ class ProviderPreset:
     #: Input transcription asked for by default, so the caller's side of records has
     #: words; None where the provider transcribes without being asked or cannot.
     default_transcription_model: str | None = None
+    #: The session lifetime the provider enforces, less a margin: sessions are rolled
+    #: over at a pause before it. None: no limit a call is likely to reach.
+    max_session_s: float | None = None
 
 
 PRESETS: dict[str, ProviderPreset] = {
@@ -69,6 +72,7 @@ PRESETS: dict[str, ProviderPreset] = {
         default_voice="marina",
         key_env=("YANDEX_API_KEY",),
         needs_folder=True,
+        max_session_s=290.0,
     ),
     "yandex-legacy": ProviderPreset(
         name="yandex-legacy",
@@ -83,6 +87,7 @@ PRESETS: dict[str, ProviderPreset] = {
         default_voice="marina",
         key_env=("YANDEX_API_KEY",),
         needs_folder=True,
+        max_session_s=290.0,
     ),
     "openai": ProviderPreset(
         name="openai",

@@ -40,7 +40,7 @@ from telephony_agent.media.leg import MediaLeg
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.switchboard.deployment import Deployment
 from telephony_agent.switchboard.request import CallRequest, Refusal
-from telephony_agent.switchboard.session import session_config
+from telephony_agent.switchboard.session import max_session_s, session_config
 from telephony_agent.tools import BUILTIN_TOOL_NAMES, CallInfo
 
 __all__ = ["Admission", "CallListener", "LiveCall", "Switchboard", "SwitchboardStats"]
@@ -204,6 +204,7 @@ class Admission:
             chunk_ms=settings.realtime.chunk_ms,
             ready_timeout_s=settings.realtime.ready_timeout_s,
             max_reconnects=settings.realtime.max_reconnects,
+            max_session_s=max_session_s(settings, self.provider),
         )
 
     async def run(

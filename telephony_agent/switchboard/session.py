@@ -13,7 +13,7 @@ from telephony_agent.config import Settings, effective_voice
 from telephony_agent.realtime.providers import PRESETS
 from telephony_agent.realtime.session_config import SessionConfig, ToolSpec, VadConfig
 
-__all__ = ["session_config"]
+__all__ = ["max_session_s", "session_config"]
 
 
 def session_config(
@@ -57,3 +57,13 @@ def _transcription_model(settings: Settings, provider_name: str) -> str | None:
         return None if configured.lower() == "none" else configured
     preset = PRESETS.get(provider_name)
     return preset.default_transcription_model if preset is not None else None
+
+
+def max_session_s(settings: Settings, provider_name: str) -> float | None:
+    """`[provider] max_session_s` (0: never roll over); else the provider's known limit
+    (Yandex ends a session after about five minutes)."""
+    configured = settings.provider.max_session_s
+    if configured is not None:
+        return configured or None
+    preset = PRESETS.get(provider_name)
+    return preset.max_session_s if preset is not None else None

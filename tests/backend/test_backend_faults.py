@@ -118,6 +118,52 @@ async def test_close_mid_response_without_error(start: Start) -> None:
         assert (await again.until("response.done"))[-1]["response"]["status"] == "completed"
 
 
+@pytest.mark.parametrize("stage", ["speech_started", "committed"])
+async def test_close_mid_question_once_per_backend(start: Start, stage: str) -> None:
+    backend = await start(
+        close_mid_question_code=1011, close_mid_question_at=stage, keep_input_audio=True
+    )
+    question = np.concatenate([speech_like(600, seed=3), silence(500)])
+    async with WireClient.open(backend.url) as c:
+        await c.next()
+        await c.configure(vad_session())
+        await c.append(question)
+        code, _ = await _closed(c)
+    assert code == 1011
+    names = types(c.seen)
+    assert "input_audio_buffer.speech_started" in names
+    assert ("input_audio_buffer.committed" in names) == (stage == "committed")
+    assert "response.created" not in names and "error" not in names
+    # The fault fires once per backend: the same question on a new connection is answered.
+    async with WireClient.open(backend.url) as again:
+        await again.next()
+        await again.configure(vad_session())
+        await again.append(question)
+        assert (await again.until("response.done"))[-1]["response"]["status"] == "completed"
+    # Each connection's received audio is kept apart, exactly as sent.
+    assert len(backend.stats.input_audio) == 2
+    assert bytes(backend.stats.input_audio[1]) == question.astype("<i2").tobytes()
+
+
+async def test_messages_and_response_instructions_are_tapped(start: Start) -> None:
+    backend = await start()
+    async with WireClient.open(backend.url) as c:
+        await c.next()
+        item = {
+            "type": "message",
+            "role": "system",
+            "content": [{"type": "input_text", "text": "Hi"}],
+        }
+        await c.send("conversation.item.create", item=item)
+        await c.send("response.create", response={"instructions": "Greet the caller"})
+        await c.until("response.done")
+        await c.send("response.create")
+        await c.until("response.done")
+    assert list(backend.stats.messages) == ["system: Hi"]
+    assert list(backend.stats.response_instructions) == ["Greet the caller", None]
+    assert "messages" not in backend.stats.snapshot()
+
+
 async def test_session_expiry_error_then_close_1001(start: Start) -> None:
     backend = await start(session_expire_after_s=0.2)
     async with WireClient.open(backend.url) as c:

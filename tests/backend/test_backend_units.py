@@ -193,6 +193,8 @@ def test_bad_updates_name_the_parameter(update: dict[str, Any], param: str) -> N
         {"session_updated_count": 3},
         {"realtime_factor": 0.0},
         {"close_mid_response_code": 1006},
+        {"close_mid_question_code": 1006},
+        {"close_mid_question_code": 1011, "close_mid_question_at": "answered"},
         {"close_on_connect": (1005, "x")},
         {"output_rate": 22050},
         {"dialect": "klingon"},

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -78,6 +79,7 @@ async def run_file_call(
     session_class: type[RealtimeSession] = RealtimeSession,
     tools: ToolRegistry | None = None,
     recorder: FrameRecorder | None = None,
+    session_options: dict[str, Any] | None = None,
 ) -> CallResult:
     """One whole call: FileLeg ⇄ Call ⇄ RealtimeSession ⇄ local backend over loopback."""
     async with local_backend(options) as backend:
@@ -89,7 +91,7 @@ async def run_file_call(
             vad=VadConfig(silence_duration_ms=silence_duration_ms, prefix_padding_ms=200),
             tools=tools.specs(),
         )
-        session = session_class(endpoint, config)
+        session = session_class(endpoint, config, **(session_options or {}))
         await session.connect()
         clock = MediaClock(interval_ms=tick_ms)
         leg = FileLeg(caller, leg_rate, clock, tail_s=tail_s, dtmf_at=dtmf_at)

@@ -95,10 +95,10 @@ def _is_free(port: int) -> bool:
     return True
 
 
-def agent_environment() -> dict[str, str]:
+def agent_environment(provider: str = "local") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _KEY_VARIABLES}
     env = {k: v for k, v in env.items() if not k.startswith("TELEPHONY_AGENT_")}
-    env["TELEPHONY_AGENT_PROVIDER_NAME"] = "local"
+    env["TELEPHONY_AGENT_PROVIDER_NAME"] = provider
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -168,11 +168,14 @@ class AgentServer:
         return int(self.process.returncode)
 
 
-def start_agent(workdir: Path, overrides: Sections, extra_toml: str = "") -> AgentServer:
+def start_agent(
+    workdir: Path, overrides: Sections, extra_toml: str = "", provider: str = "local"
+) -> AgentServer:
     """Write a settings file into `workdir`, start serve on free ports, wait until it is ready.
 
     `extra_toml` is appended to the file as written (arrays of tables such as
-    `[[profiles]]`, which the section overrides cannot express).
+    `[[profiles]]`, which the section overrides cannot express). `provider` is what
+    serve is told to use (`custom` with `provider.url` reaches a backend the test runs).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "agent.toml"
@@ -190,7 +193,7 @@ def start_agent(workdir: Path, overrides: Sections, extra_toml: str = "") -> Age
         "--http-listen",
         "127.0.0.1:0",
         "--provider",
-        "local",
+        provider,
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -198,7 +201,7 @@ def start_agent(workdir: Path, overrides: Sections, extra_toml: str = "") -> Age
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=log,
-            env=agent_environment(),
+            env=agent_environment(provider),
             cwd=workdir,
         )
     deadline = time.monotonic() + READY_TIMEOUT_S

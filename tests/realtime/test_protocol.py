@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from telephony_agent.realtime.chunks import AudioChunker, SampleAligner
 from telephony_agent.realtime.dialect import Dialect
 from telephony_agent.realtime.events import (
     AudioDelta,
@@ -20,7 +21,8 @@ from telephony_agent.realtime.events import (
     SessionUpdated,
     Unknown,
 )
-from telephony_agent.realtime.protocol import AudioChunker, RealtimeProtocol, SampleAligner
+from telephony_agent.realtime.protocol import RealtimeProtocol
+from telephony_agent.realtime.recap import HEADER
 from telephony_agent.realtime.session_config import SessionConfig
 
 
@@ -598,8 +600,14 @@ def test_connection_lost_ends_the_active_response() -> None:
     assert not p.response_active
     assert p.is_stale("r7")
     assert p.truncate("a1", 10) is None  # the old connection's items are gone
-    assert p.stats["audio_bytes_dropped"] == 100
+    # Caller audio waiting to fill a chunk is kept for the next connection.
+    assert p.stats["audio_bytes_dropped"] == 0
+    p.append_audio(bytes(p.chunk_bytes - 100))
     assert p.connection_lost() == []
+    p.connection_opened()
+    ready(p)
+    replayed = [sent(f) for f in p.resume_messages()]
+    assert [base64.b64decode(e["audio"]) for e in replayed] == [bytes(p.chunk_bytes)]
 
 
 def test_pending_create_survives_reconnect_and_follows_recap() -> None:
@@ -626,7 +634,7 @@ def test_pending_create_survives_reconnect_and_follows_recap() -> None:
     assert item["content"] == [
         {
             "type": "input_text",
-            "text": "Conversation so far:\nCaller: I need a flight to Paris.\nAgent: Which day?",
+            "text": f"{HEADER}\nCaller: I need a flight to Paris.\nAgent: Which day?",
         }
     ]
     # The queued create went out once; the recap would be replayed again.
@@ -634,7 +642,7 @@ def test_pending_create_survives_reconnect_and_follows_recap() -> None:
 
 
 def test_recap_keeps_last_lines_within_budget() -> None:
-    p = make(recap_lines=3, recap_max_chars=64, recap_role="user")
+    p = make(recap_lines=6, recap_max_chars=len(HEADER) + 64, recap_role="user")
     for i in range(6):
         feed(
             p,
@@ -651,16 +659,19 @@ def test_recap_keeps_last_lines_within_budget() -> None:
         )
     text = p.recap_text()
     assert text is not None
-    assert text.splitlines()[0] == "Conversation so far:"
+    assert text.splitlines()[0] == HEADER
     assert text.endswith("Agent: answer 5" + "!" * 30)
     assert "line 5" in text
     assert "answer 4" not in text  # pushed out by the budget
-    assert sent(p.recap_message())["item"]["role"] == "user"
+    p.connection_lost()
+    p.connection_opened()
+    ready(p)
+    assert sent(p.resume_messages()[0])["item"]["role"] == "user"
 
 
 def test_no_recap_without_transcript() -> None:
     p = make()
-    assert p.recap_message() is None
+    assert p.recap_text() is None
     assert p.resume_messages() == []
 
 

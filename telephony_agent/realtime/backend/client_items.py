@@ -45,6 +45,33 @@ def decode_pcm16(data: object) -> NDArray[np.int16]:
     return np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2").astype(np.int16, copy=False)
 
 
+def append_bytes(message: dict[str, Any]) -> bytes:
+    """The audio of an `input_audio_buffer.append`, or `Rejected` as the service words it."""
+    audio = message.get("audio")
+    if audio is None:
+        raise Rejected(errors.missing("audio"))
+    if not isinstance(audio, str):
+        raise Rejected(errors.bad_type("audio", "a base64 string"))
+    try:
+        raw = base64.b64decode(audio, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise Rejected(errors.bad_base64()) from exc
+    if not raw:
+        raise Rejected(errors.empty_audio())
+    return raw
+
+
+def message_text(record: ItemRecord) -> str | None:
+    """`role: text` of a message item with text parts (what a recap looks like)."""
+    if record.type != "message":
+        return None
+    parts: list[Any] = record.wire.get("content") or []
+    texts = [
+        str(p["text"]) for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)
+    ]
+    return f"{record.role}: {' '.join(texts)}" if texts else None
+
+
 def parse_item(item: Any, conversation: Conversation, new_id: Callable[[], str]) -> ClientItem:
     """A `conversation.item.create` item: message, function_call or function_call_output."""
     if not isinstance(item, dict):

@@ -59,6 +59,12 @@ class BackendOptions:
     of the backend's first response, without an error event. Once per backend, so a
     client that reconnects is then served normally."""
     close_after_deltas: int = 3
+    close_mid_question_code: int | None = None
+    """Close the socket with this code, without an error event, while the backend's
+    first caller turn is unanswered: at its `speech_started` (the caller is mid-sentence)
+    or right after it is committed, before any response starts (`close_mid_question_at`).
+    Once per backend, like `close_mid_response_code`."""
+    close_mid_question_at: Literal["speech_started", "committed"] = "committed"
     session_expire_after_s: float | None = None
     """Case 8: `session_expired` error, then close 1001, this long after connecting."""
     close_on_connect: tuple[int, str] | None = None
@@ -78,6 +84,9 @@ class BackendOptions:
     """Case 9: input transcript before the response, after its `response.done`, or never."""
     ignore_pings: bool = False
     """Case 10: websocket PINGs are never answered."""
+    keep_input_audio: bool = False
+    """Keep every connection's received caller audio in `stats.input_audio` (tests
+    measure what reached the server across reconnects and rollovers)."""
     output_rate: int | None = None
     """Force this output rate whatever the client asks (default: honour
     `audio.output.format.rate`, 24000 if absent)."""
@@ -117,7 +126,9 @@ class BackendOptions:
             raise ValueError(f"output_rate must be one of {SUPPORTED_RATES}")
         if not 0 < self.tone_hz < 4000:
             raise ValueError("tone_hz must be between 0 and 4000")
-        codes = [self.close_mid_response_code]
+        if self.close_mid_question_at not in ("speech_started", "committed"):
+            raise ValueError("close_mid_question_at must be speech_started or committed")
+        codes = [self.close_mid_response_code, self.close_mid_question_code]
         if self.close_on_connect is not None:
             codes.append(self.close_on_connect[0])
         for code in codes:

@@ -26,10 +26,11 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from telephony_agent.realtime.backend.behaviours import ScriptTurn, load_script
+from telephony_agent.realtime.backend.faults import SharedFaults
 from telephony_agent.realtime.backend.options import BackendOptions
 from telephony_agent.realtime.backend.outbox import CloseConnection
 from telephony_agent.realtime.backend.phrases import booking_phrases
-from telephony_agent.realtime.backend.session import BackendSession, SharedFaults
+from telephony_agent.realtime.backend.session import BackendSession
 from telephony_agent.realtime.backend.stats import BackendStats
 from telephony_agent.realtime.wslog import websocket_logger
 

@@ -15,11 +15,9 @@ response, which is exactly what a real server does when the caller talks over it
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,13 +27,16 @@ from numpy.typing import NDArray
 from telephony_agent.realtime.backend import errors
 from telephony_agent.realtime.backend.behaviours import ScriptTurn, make_behaviour, seconds
 from telephony_agent.realtime.backend.client_items import (
+    append_bytes,
     delete_item,
+    message_text,
     parse_item,
     retrieve_item,
     truncate_item,
 )
 from telephony_agent.realtime.backend.conversation import Conversation, ItemRecord
 from telephony_agent.realtime.backend.errors import ClientFault, Rejected
+from telephony_agent.realtime.backend.faults import JUNK_BINARY, JUNK_TEXT, SharedFaults
 from telephony_agent.realtime.backend.ids import IdSource
 from telephony_agent.realtime.backend.input_buffer import InputBuffer, Pcm16Joiner
 from telephony_agent.realtime.backend.options import BackendOptions
@@ -65,17 +66,6 @@ RESYNC_S = 0.5
 """A paced stream that fell this far behind (blocked loop) restarts its schedule
 instead of bursting to catch up."""
 STALE_CODES = frozenset({"response_cancel_not_active", "conversation_already_has_active_response"})
-JUNK_TEXT = "this is not JSON {"
-JUNK_BINARY = b"\x00\xffnot-a-realtime-event\x00"
-
-
-@dataclass
-class SharedFaults:
-    """Faults that happen once per backend rather than once per connection."""
-
-    mid_response_close_pending: bool = True
-    """The close-mid-response fault hits the backend's first response only, so a
-    client that reconnects afterwards is served normally (and can prove it recovers)."""
 
 
 class BackendSession:
@@ -125,6 +115,7 @@ class BackendSession:
         self._responses_started = 0
         self._injected_commit_empty = False
         self._inject_invalid_append = False
+        self._captured = stats.capture_input() if options.keep_input_audio else None
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -186,6 +177,12 @@ class BackendSession:
         self._stream.clear()
         self._immediate.clear()
         self._active = None
+
+    def _close_now(self, close: CloseConnection | None) -> bool:
+        """Queue a fault's close after what is already queued; True if there is one."""
+        if close is not None:
+            self._immediate.append(close)
+        return close is not None
 
     def _expire(self) -> None:
         self._expire_at = None
@@ -260,11 +257,7 @@ class BackendSession:
         self._idle_anchor = self.buffer.end
 
     def _on_append(self, message: dict[str, Any]) -> None:
-        audio = message.get("audio")
-        if audio is None:
-            raise Rejected(errors.missing("audio"))
-        if not isinstance(audio, str):
-            raise Rejected(errors.bad_type("audio", "a base64 string"))
+        raw = append_bytes(message)
         if self._inject_invalid_append:
             # Injected fault (conformance case 7): reject one valid append, echoing its id.
             self._inject_invalid_append = False
@@ -274,17 +267,13 @@ class BackendSession:
                 errors.empty_audio(), event_id if isinstance(event_id, str) else None
             )
             return
-        try:
-            raw = base64.b64decode(audio, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise Rejected(errors.bad_base64()) from exc
-        if not raw:
-            raise Rejected(errors.empty_audio())
         self.feed_audio(self._pcm.join(raw))
 
     def feed_audio(self, pcm: NDArray[np.int16]) -> None:
         """Append caller audio (already decoded) and run turn detection over it."""
         rate = self.config.input_rate
+        if self._captured is not None:
+            self._captured += pcm.tobytes()
         self.stats.audio_appends += 1
         self.stats.audio_ms_received += len(pcm) * 1000 / rate
         self.buffer.append(pcm)
@@ -330,6 +319,7 @@ class BackendSession:
             self.stats.barge_ins += 1
             if td.interrupt_response and self.options.auto_cancel_on_speech:
                 self._cancel_active("turn_detected")
+        self._close_now(self.shared.question_close(self.options, "speech_started"))
 
     def _on_speech_stopped(self, sample: int) -> None:
         td = self.config.turn_detection
@@ -346,6 +336,8 @@ class BackendSession:
         )
         self.buffer.drop_before(self._speech_start)
         self._commit(item_id, self.buffer.take(sample))
+        if self._close_now(self.shared.question_close(self.options, "committed")):
+            return
         if td.create_response:
             self._auto_response()
         else:
@@ -425,6 +417,9 @@ class BackendSession:
         params = message.get("response")
         audio_out = self.config.audio_out
         instructions = None
+        self.stats.response_instructions.append(
+            params.get("instructions") if isinstance(params, dict) else None
+        )
         if isinstance(params, dict):
             modalities = params.get("output_modalities", params.get("modalities"))
             if isinstance(modalities, list) and modalities:
@@ -544,6 +539,9 @@ class BackendSession:
         self.inputs.client_item(record, call_name)
         if record.type == "function_call_output":
             self.stats.function_outputs += 1
+        text = message_text(record)
+        if text is not None:
+            self.stats.messages.append(text)
         previous = self.conversation.add(record)
         self.stats.items_created += 1
         for kind in ("conversation.item.added", "conversation.item.done"):

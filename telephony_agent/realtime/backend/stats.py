@@ -1,4 +1,4 @@
-"""Counters of one running backend, summed over all its connections.
+"""Counters of one running backend, summed over all its connections, and a few taps.
 
 Client tests assert on these (a correct client never gets a truncate rejected, sends
 exactly one follow-up `response.create`, …), and benchmarks print them. Plain ints
@@ -18,6 +18,11 @@ class TruncateRecord:
     item_id: str
     audio_end_ms: int
     sent_ms: float
+
+
+_NOT_COUNTERS = frozenset(
+    {"errors_by_code", "truncations", "messages", "response_instructions", "input_audio"}
+)
 
 
 @dataclass
@@ -71,13 +76,25 @@ class BackendStats:
     errors_by_code: Counter[str] = field(default_factory=Counter)
     truncations: deque[TruncateRecord] = field(default_factory=lambda: deque(maxlen=1000))
     """Most recent accepted truncates (bounded: benchmarks run for a long time)."""
+    messages: deque[str] = field(default_factory=lambda: deque(maxlen=1000))
+    """`role: text` of the most recent message items clients created (a recap, a note)."""
+    response_instructions: deque[str | None] = field(default_factory=lambda: deque(maxlen=1000))
+    """The `instructions` of the most recent `response.create` events (None: none given)."""
+    input_audio: list[bytearray] = field(default_factory=list)
+    """Per connection, all caller audio received (only with `keep_input_audio`)."""
+
+    def capture_input(self) -> bytearray:
+        """A new connection's buffer for the caller audio it receives (in `input_audio`)."""
+        buffer = bytearray()
+        self.input_audio.append(buffer)
+        return buffer
 
     def snapshot(self) -> dict[str, object]:
         """Plain-data copy for printing and JSON."""
         data: dict[str, object] = {
             name: getattr(self, name)
             for name in self.__dataclass_fields__
-            if name not in ("errors_by_code", "truncations")
+            if name not in _NOT_COUNTERS
         }
         data["errors_by_code"] = dict(self.errors_by_code)
         return data
