@@ -140,9 +140,7 @@ class AgentSipServer:
             max_calls=self.settings.sip.max_calls,
         )
 
-    async def _listen_udp_tcp(
-        self, host: str, port: int, transports: list[str]
-    ) -> tuple[str, int]:
+    async def _listen_udp_tcp(self, host: str, port: int, transports: list[str]) -> tuple[str, int]:
         """UDP and TCP on one port. With port 0 the kernel picks the UDP port, and the
         same TCP port may be taken by someone else: pick again a few times then."""
         attempts = 5 if port == 0 and "udp" in transports and "tcp" in transports else 1
