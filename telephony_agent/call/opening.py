@@ -1,0 +1,105 @@
+"""The first seconds of a call we placed: who answered, and when the agent may speak.
+
+Why its own piece: on an outbound call the agent must not talk into the void or over a
+voicemail greeting. It waits for the callee's first words (the model then greets, as
+its instructions for outbound calls say) or, if the callee stays silent, greets after
+`greet_after_s`. With answering-machine detection on, nothing the model says is
+played until the detector has decided: a person gets the greeting, a machine gets the
+profile's action — hang up, leave a message once the greeting (or its beep) is over,
+or carry on as with a person.
+
+Sans-I/O: the Call feeds it the callee's frames, speech events and the media clock,
+and carries out the actions it returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from telephony_agent.audio.amd import AmdVerdict, AnsweringMachineDetector
+
+__all__ = ["OpeningAction", "OpeningSettings", "OutboundOpening"]
+
+OpeningAction = Literal["greet", "hangup", "leave_message", "proceed"]
+MachineAction = Literal["hangup", "leave_message", "continue"]
+
+
+@dataclass(frozen=True)
+class OpeningSettings:
+    """How an outbound call opens (per profile)."""
+
+    greet_after_s: float = 3.0
+    amd: Literal["off", "detect"] = "off"
+    on_machine: MachineAction = "hangup"
+    #: What the agent says to a machine with `on_machine = "leave_message"`.
+    machine_message: str = ""
+
+
+class OutboundOpening:
+    """Decides the opening of one outbound call; `verdict` ends up in the record."""
+
+    def __init__(self, settings: OpeningSettings, leg_rate: int) -> None:
+        self.settings = settings
+        self._detector = AnsweringMachineDetector(leg_rate) if settings.amd == "detect" else None
+        self.verdict: AmdVerdict | None = None
+        self._callee_spoke = False
+        self._done = False
+        self._waiting_for_message_slot = False
+
+    @property
+    def holds_responses(self) -> bool:
+        """While True the model's own responses are cancelled, not played: the detector
+        has not decided, or a machine is still talking before our message."""
+        if self._detector is None or self._done:
+            return False
+        return self.verdict is None or self._waiting_for_message_slot
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def audio(self, pcm: NDArray[np.int16]) -> None:
+        """One frame of the callee's audio (ignored once the opening is over)."""
+        detector = self._detector
+        if detector is None or self._done:
+            return
+        size = detector.rate // 50
+        for start in range(0, pcm.size - size + 1, size):
+            verdict = detector.feed(pcm[start : start + size])
+            if verdict is not None:
+                self.verdict = verdict
+
+    def callee_spoke(self) -> None:
+        self._callee_spoke = True
+
+    def tick(self, now_ms: int) -> OpeningAction | None:
+        """What to do now, once; None while waiting."""
+        if self._done:
+            return None
+        if self._detector is None:
+            if self._callee_spoke:
+                self._done = True
+                return "proceed"  # the model answers their "Hello?" with the greeting
+            if now_ms >= self.settings.greet_after_s * 1000:
+                self._done = True
+                return "greet"
+            return None
+        verdict = self.verdict
+        if verdict is None:
+            return None
+        if verdict.kind != "machine" or self.settings.on_machine == "continue":
+            self._done = True
+            return "greet"
+        if self.settings.on_machine == "hangup":
+            self._done = True
+            return "hangup"
+        self._waiting_for_message_slot = True
+        if self._detector.ready_for_message:
+            self._done = True
+            self._waiting_for_message_slot = False
+            return "leave_message"
+        return None
