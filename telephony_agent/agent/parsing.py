@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, cast
 
 from telephony_agent.agent.numbers import normalise_number
+from telephony_agent.agent.outbound import OUTBOUND_KEYS, parse_outbound
 from telephony_agent.agent.profiles import (
     BUILTIN_PLACEHOLDERS,
     DEFAULT_PROFILE_NAME,
@@ -56,6 +57,7 @@ KNOWN_KEYS: tuple[str, ...] = (
     "record",
     "keep_records",
     *TOOL_WAIT_KEYS,
+    *OUTBOUND_KEYS,
     "transfer_targets",
 )
 
@@ -251,6 +253,7 @@ def _parse_table(
             check, "dtmf_message", table.get("dtmf_message", defaults.dtmf_message)
         ),
         tool_wait=parse_tool_wait(check, table, defaults.tool_wait, base_dir),
+        outbound=parse_outbound(check, table),
     )
 
 

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from telephony_agent.agent.outbound import OpeningSettings
 from telephony_agent.agent.tool_wait import ToolWait
 
 ProviderName = Literal["yandex", "yandex-legacy", "openai", "custom", "local"]
@@ -96,6 +97,8 @@ class Profile:
     keep_records: bool | None = None
     #: What the caller hears while a tool runs, and the longest a tool may take.
     tool_wait: ToolWait = field(default_factory=ToolWait)
+    #: How calls this profile places open (greeting wait, answering-machine detection).
+    outbound: OpeningSettings = field(default_factory=OpeningSettings)
     #: name → SIP URI or number; when set, `transfer_call` may only use these names.
     transfer_targets: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), hash=False

@@ -14,29 +14,17 @@ and carries out the actions it returns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
+from telephony_agent.agent.outbound import OpeningSettings
 from telephony_agent.audio.amd import AmdVerdict, AnsweringMachineDetector
 
 __all__ = ["OpeningAction", "OpeningSettings", "OutboundOpening"]
 
 OpeningAction = Literal["greet", "hangup", "leave_message", "proceed"]
-MachineAction = Literal["hangup", "leave_message", "continue"]
-
-
-@dataclass(frozen=True)
-class OpeningSettings:
-    """How an outbound call opens (per profile)."""
-
-    greet_after_s: float = 3.0
-    amd: Literal["off", "detect"] = "off"
-    on_machine: MachineAction = "hangup"
-    #: What the agent says to a machine with `on_machine = "leave_message"`.
-    machine_message: str = ""
 
 
 class OutboundOpening:
