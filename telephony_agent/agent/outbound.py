@@ -14,7 +14,13 @@ from typing import Any, Literal, cast
 
 from telephony_agent.agent.values import KeyChecker
 
-__all__ = ["OUTBOUND_KEYS", "MachineAction", "OpeningSettings", "parse_outbound"]
+__all__ = [
+    "OUTBOUND_KEYS",
+    "MachineAction",
+    "OpeningSettings",
+    "outbound_note",
+    "parse_outbound",
+]
 
 MachineAction = Literal["hangup", "leave_message", "continue"]
 
@@ -53,3 +59,13 @@ def parse_outbound(check: KeyChecker, table: Mapping[str, Any]) -> OpeningSettin
         on_machine=cast("MachineAction", action),
         machine_message=message,
     )
+
+
+def outbound_note(greeting: str | None) -> str:
+    """Added to the instructions of a call we placed, so the model's first words to the
+    callee's "Hello?" are the profile's greeting, not an answer to a question."""
+    note = (
+        "\n\nThis is an outbound call: you placed it. Wait for the person to speak first; "
+        "when they do, introduce yourself"
+    )
+    return note + (f" by saying: {greeting}" if greeting else ".")

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from telephony_agent.agent import DEFAULT_DTMF_MESSAGE
+from telephony_agent.agent.outbound import OpeningSettings
 from telephony_agent.call.hold import ToolFeedback
 from telephony_agent.call.idle import DEFAULT_GOODBYE, DEFAULT_REPROMPT
 from telephony_agent.call.record import BargeIn, TurnLatency
@@ -75,3 +76,5 @@ class CallProfile:
     idle_goodbye_instructions: str = DEFAULT_GOODBYE
     #: What the caller hears while a tool runs, and the longest a tool turn may take.
     tool_feedback: ToolFeedback = field(default_factory=ToolFeedback)
+    #: Set for calls we placed: wait for the callee, answering-machine detection.
+    opening: OpeningSettings | None = None

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 import structlog
 
 from telephony_agent.agent import CallFacts, Profile, render_greeting, render_instructions
+from telephony_agent.agent.outbound import outbound_note
 from telephony_agent.audio.clock import MediaClock
 from telephony_agent.call.bridge import Call
 from telephony_agent.call.profile import CallProfile, FrameRecorder
@@ -190,10 +191,13 @@ class Admission:
         """A Realtime session for this call's profile (not yet connected)."""
         settings = self.deployment.settings
         profile = self.profile
+        instructions = render_instructions(profile, self.facts)
+        if self.request.direction == "outbound":
+            instructions += outbound_note(render_greeting(profile, self.facts))
         config = session_config(
             settings,
             self.provider,
-            instructions=render_instructions(profile, self.facts),
+            instructions=instructions,
             voice=profile.voice,
             language=profile.language,
             tools=self.tools.specs(),
@@ -237,6 +241,7 @@ class Admission:
                 idle_reprompt_instructions=settings.agent.idle_reprompt_instructions,
                 idle_goodbye_instructions=settings.agent.idle_goodbye_instructions,
                 tool_feedback=self.deployment.tool_feedback(profile),
+                opening=profile.outbound if self.request.direction == "outbound" else None,
             ),
             call_id=self.request.external_id[:128],
             provider=self.provider,
