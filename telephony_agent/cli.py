@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument(
         "--tls-ca", type=Path, help="PEM CA file that signed the agent's TLS certificate"
     )
+    call.add_argument("--srtp", action="store_true", help="offer SRTP (SDES) and require it")
     call.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], default="warning"
     )

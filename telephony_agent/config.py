@@ -199,6 +199,8 @@ class RtpSettings:
     port_max: int = 20999
     #: No RTP for this long ends the call with BYE (not while the caller holds).
     inactivity_timeout_s: float = 30.0
+    #: SDES-SRTP: "off", "optional" (answer RTP/SAVP offers with SRTP), "required".
+    srtp: Literal["off", "optional", "required"] = "optional"
 
 
 @dataclass(frozen=True)

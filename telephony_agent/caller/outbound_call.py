@@ -25,10 +25,12 @@ from telephony_agent.audio.playout import Frame
 from telephony_agent.caller.turns import TurnMeter
 from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded
 from telephony_agent.media.rtp import PortAllocator, RtpLeg
+from telephony_agent.media.rtp.srtp import SrtpContext
 from telephony_agent.sip.dialog import Dialog, new_tag, peer_for_uri
 from telephony_agent.sip.endpoint import SipEndpoint
 from telephony_agent.sip.message import Headers, NameAddr, SipRequest, SipResponse, SipUri, Via
-from telephony_agent.sip.sdp import Negotiated, SdpError, accept_answer, build_offer, parse_sdp
+from telephony_agent.sip.sdp import Negotiated, SdpError, build_offer, parse_sdp
+from telephony_agent.sip.sdp_srtp import accept_secure, offer_secure
 from telephony_agent.sip.tls import client_context
 from telephony_agent.sip.transaction import Peer, ServerTransaction, Timers, new_branch
 
@@ -57,6 +59,8 @@ class CallOptions:
     answer_timeout_s: float = 30.0
     from_user: str = "caller"
     t1_s: float = 0.5
+    #: Offer SRTP (RTP/SAVP with an SDES key) and accept nothing less.
+    srtp: bool = False
     #: The status this softphone reports for a transfer asked of it (REFER → NOTIFY).
     transfer_status: int = 200
 
@@ -74,14 +78,17 @@ class CallResult:
     ended_by: str = ""
     setup_ms: float = 0.0
     transferred_to: str | None = None
+    srtp: bool = False
 
     def summary(self) -> str:
         if not self.answered:
             return f"not answered: {self.status} {self.reason}"
         turns = ", ".join(f"{ms:.0f}" for ms in self.turn_latencies_ms) or "none"
         transfer = f", transferred to {self.transferred_to}" if self.transferred_to else ""
+        secure = " over SRTP" if self.srtp else ""
         return (
-            f"answered: codec {self.codec}, {self.seconds:.1f} s, setup {self.setup_ms:.0f} ms, "
+            f"answered: codec {self.codec}{secure}, {self.seconds:.1f} s, "
+            f"setup {self.setup_ms:.0f} ms, "
             f"ended by {self.ended_by}{transfer}, turn latencies (ms): {turns}"
         )
 
@@ -203,6 +210,7 @@ async def _run(
         session_id=session_id,
         session_version=1,
     )
+    offer, our_key = offer_secure(offer, "required" if options.srtp else "off")
     invite = _invite(options, target, via_host, via_port, peer.transport, offer.to_bytes())
     started = time.monotonic()
     answer_future = endpoint.send_request(invite, peer)
@@ -231,7 +239,10 @@ async def _run(
     hop = peer_for_uri(dialog.next_hop_uri(), peer.transport)
     endpoint.send_stateless(ack, hop)
     try:
-        negotiated = accept_answer(offer, parse_sdp(response.body))
+        secure = accept_secure(offer, parse_sdp(response.body), our_key)
+        negotiated = secure.negotiated
+        if secure.keys is not None:
+            rtp.use_srtp(SrtpContext(ours=secure.keys[0], theirs=secure.keys[1]))
     except SdpError as exc:
         await _bye(endpoint, dialog, hop, via_host, via_port)
         return CallResult(False, 488, f"unusable answer: {exc}")
@@ -244,6 +255,7 @@ async def _run(
     result = await _media(options, rtp, clock, handler, negotiated)
     result.setup_ms = setup_ms
     result.transferred_to = handler.referred_to
+    result.srtp = rtp.srtp is not None
     if result.ended_by == "caller":
         await _bye(endpoint, dialog, hop, via_host, via_port)
     endpoint.forget_invite(answer_future)

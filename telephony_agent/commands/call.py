@@ -55,6 +55,7 @@ def call_options(args: argparse.Namespace) -> CallOptions:
         dtmf=digits.upper(),
         transport=args.transport.upper(),
         tls_ca_file=args.tls_ca,
+        srtp=args.srtp,
     )
 
 

@@ -23,19 +23,21 @@ from telephony_agent.call.record import CallRecord
 from telephony_agent.config import Settings
 from telephony_agent.media.leg import TransferResult
 from telephony_agent.media.rtp import RtpLeg
+from telephony_agent.media.rtp.srtp import SrtpContext
 from telephony_agent.server.sip_leg import SipCallLeg
 from telephony_agent.sip.dialog import Dialog, DialogError, make_response
 from telephony_agent.sip.endpoint import SipEndpoint
 from telephony_agent.sip.message import Headers, NameAddr, SipRequest
 from telephony_agent.sip.refer import TransferProgress
+from telephony_agent.sip.sdes import CryptoLine
 from telephony_agent.sip.sdp import (
     Negotiated,
     SdpError,
     SessionDescription,
-    negotiate_answer,
     parse_sdp,
     with_direction,
 )
+from telephony_agent.sip.sdp_srtp import SrtpMode, answer_secure
 from telephony_agent.sip.transaction import Peer, ServerTransaction
 from telephony_agent.switchboard import Admission
 
@@ -143,6 +145,17 @@ class DialogCall:
     def key(self) -> tuple[str, str, str]:
         return self.dialog.key
 
+    def _srtp_mode(self) -> SrtpMode:
+        """`[rtp] srtp`, raised to "required" for a call reached through a sips: URI."""
+        mode: SrtpMode = self.server.settings.rtp.srtp
+        return "required" if self.dialog.secure else mode
+
+    def _use_keys(self, rtp: RtpLeg, keys: tuple[CryptoLine, CryptoLine] | None) -> None:
+        """SRTP with (our key, their key) from now on, or plain RTP."""
+        rtp.use_srtp(SrtpContext(ours=keys[0], theirs=keys[1]) if keys else None)
+        if keys:
+            self.log.info("srtp_on", suite=keys[0].suite)
+
     def on_ack(self, request: SipRequest) -> None:
         """An ACK in this dialog; only the answering side expects one."""
         del request
@@ -214,14 +227,17 @@ class DialogCall:
             # Keep the call's sample rate: the Call's resamplers were built for it.
             same_rate = [c for c in self.server.codecs if _rate(c) == _rate(current.codec)]
             preference = [current.codec, *[c for c in same_rate if c != current.codec]]
-            negotiated = negotiate_answer(
+            secure = answer_secure(
                 offer,
+                self._srtp_mode(),
                 local_address=self.server.media_address,
                 local_port=rtp.local_port,
                 codec_preference=preference,
                 session_id=self._session_id,
                 session_version=self._sdp_version + 1,
             )
+            negotiated = secure.negotiated
+            self._use_keys(rtp, secure.keys)
         except SdpError as exc:
             # RFC 3261 §14.2: a rejected re-offer leaves the session as it was.
             endpoint.respond(

@@ -38,9 +38,9 @@ from telephony_agent.sip.sdp import (
     SdpError,
     accept_answer,
     build_offer,
-    negotiate_answer,
     parse_sdp,
 )
+from telephony_agent.sip.sdp_srtp import answer_secure
 from telephony_agent.sip.transaction import Peer, ServerTransaction
 from telephony_agent.switchboard import Admission
 
@@ -157,14 +157,17 @@ class InboundCall(DialogCall):
     async def _answer_offer(self, rtp: RtpLeg, timeout_s: float) -> RealtimeSession | None:
         """The usual case: the INVITE carries the offer, our 200 the answer."""
         try:
-            self.negotiated = negotiate_answer(
+            secure = answer_secure(
                 parse_sdp(self.invite.body),
+                self._srtp_mode(),
                 local_address=self.server.media_address,
                 local_port=rtp.local_port,
                 codec_preference=self.server.codecs,
                 session_id=self._session_id,
                 session_version=self._sdp_version,
             )
+            self.negotiated = secure.negotiated
+            self._use_keys(rtp, secure.keys)
         except SdpError as exc:
             self._respond(488, f"Not Acceptable Here ({reason_phrase(str(exc))})")
             self.end_reason = "sdp_rejected"

@@ -37,7 +37,8 @@ from telephony_agent.sip.digest import (
 )
 from telephony_agent.sip.message import Headers, NameAddr, SipRequest, SipResponse, SipUri, Via
 from telephony_agent.sip.refer import reason_for_status
-from telephony_agent.sip.sdp import SdpError, accept_answer, build_offer, parse_sdp
+from telephony_agent.sip.sdp import SdpError, build_offer, parse_sdp
+from telephony_agent.sip.sdp_srtp import accept_secure, offer_secure
 from telephony_agent.sip.transaction import Peer, new_branch
 from telephony_agent.switchboard import Admission
 
@@ -140,6 +141,8 @@ class OutboundCall(DialogCall):
             session_id=self._session_id,
             session_version=self._sdp_version,
         )
+        mode = "required" if self.target.scheme == "sips" else self.server.settings.rtp.srtp
+        offer, our_key = offer_secure(offer, "required" if mode == "required" else "off")
         session = self.admission.new_session()
         connect = asyncio.ensure_future(session.connect())
         started = time.monotonic()
@@ -167,13 +170,15 @@ class OutboundCall(DialogCall):
         self._send_ack(response)
         self._on_dialog(self)
         try:
-            negotiated = accept_answer(offer, parse_sdp(response.body))
+            secure = accept_secure(offer, parse_sdp(response.body), our_key)
         except SdpError as exc:
             self.log.warning("outbound_answer_unusable", why=str(exc)[:80])
             self.answered = True  # so that cleanup sends BYE
             self.end_reason = "sdp_rejected"
             await _close(session)
             return
+        negotiated = secure.negotiated
+        self._use_keys(rtp, secure.keys)
         self.negotiated = negotiated
         self._local_sdp = offer
         self._start_media(rtp, negotiated)

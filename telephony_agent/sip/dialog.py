@@ -161,6 +161,8 @@ class Dialog:
             remote_seq=invite.cseq[0],
             route_set=invite.headers.get_all("Record-Route"),
             transport=transport,
+            # §26.2.1: a sips: Request-URI asks for security end to end.
+            secure=invite.uri.lower().startswith("sips:"),
         )
 
     @classmethod

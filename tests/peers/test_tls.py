@@ -67,7 +67,7 @@ def _call(uri: str, *extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_call_over_tls_is_answered_and_verified(
+def test_a_call_over_tls_with_srtp_is_answered_and_verified(
     start_agent_server: StartAgent, tmp_path: Path
 ) -> None:
     cert, key = _certificate(tmp_path / "tls")
@@ -83,9 +83,15 @@ def test_a_call_over_tls_is_answered_and_verified(
     tls_address = str(listening["tls_address"])
     uri = f"sip:agent@{tls_address};transport=tls"
 
-    result = _call(uri, "--tls-ca", str(cert))
+    result = _call(uri, "--tls-ca", str(cert), "--srtp")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("answered: codec"), result.stdout
+    assert result.stdout.startswith("answered: codec ") and " over SRTP, " in result.stdout
+    # Media really flowed both ways under SRTP: the caller measured the agent's answers.
+    assert "turn latencies (ms): none" not in result.stdout, result.stdout
+    (srtp_on,) = agent.log_events("srtp_on")
+    assert srtp_on["suite"] == "AES_CM_128_HMAC_SHA1_80"
+    (leg,) = agent.log_events("rtp_leg_ended")
+    assert leg["packets_in"] > 100 and leg["malformed"] == 0, leg
     health = agent.wait_health(lambda h: h["completed"] >= 1)
     assert health["answered"] == 1
 

@@ -50,6 +50,7 @@ from telephony_agent.media.rtp.packetizer import Packetizer
 from telephony_agent.media.rtp.ports import BoundPair, PortAllocator, bind_pair
 from telephony_agent.media.rtp.receiver import InboundStream
 from telephony_agent.media.rtp.rtcp import RtcpReporter, SenderCounters, parse_compound
+from telephony_agent.media.rtp.srtp import SrtpContext
 from telephony_agent.media.rtp.stats import RtpStats
 
 __all__ = ["Address", "RtpLeg"]
@@ -153,6 +154,8 @@ class RtpLeg(MediaLeg):
         self._send = True
         self._recv = True
         self._pair: BoundPair | None = None
+        #: SDES-keyed SRTP once negotiated (`use_srtp`); None: plain RTP.
+        self._srtp: SrtpContext | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[LegEvent] = asyncio.Queue()
         self._subscription: Subscription | None = None
@@ -343,12 +346,22 @@ class RtpLeg(MediaLeg):
         data = packetizer.packetize(frame)
         if data is None:
             return
+        if self._srtp is not None:
+            data = self._srtp.protect(data)
         pair.rtp.sendto(data, destination)
         self._stats.packets_out += 1
 
     async def hangup(self, reason: str) -> None:
         """End the leg from our side: RTCP BYE, close sockets, release the ports."""
         self.close(reason)
+
+    def use_srtp(self, context: SrtpContext | None) -> None:
+        """Protect what we send and check what we receive with these keys from now on."""
+        self._srtp = context
+
+    @property
+    def srtp(self) -> SrtpContext | None:
+        return self._srtp
 
     def send_dtmf(self, digits: str) -> bool:
         """Queue RFC 4733 digits; False without a negotiated telephone-event type."""
@@ -465,6 +478,12 @@ class RtpLeg(MediaLeg):
         if _is_rtcp(data):
             self._handle_rtcp(data, addr)
             return
+        if self._srtp is not None:
+            plain = self._srtp.unprotect(data)
+            if plain is None:  # not authentic: noise or an attack, never audio
+                self._stats.malformed += 1
+                return
+            data = plain
         try:
             packet = RtpPacket.parse(data)
         except (ValueError, IndexError):
@@ -509,6 +528,12 @@ class RtpLeg(MediaLeg):
         if latched is not None and source[0] != latched[0]:
             self._stats.foreign_source += 1
             return
+        if self._srtp is not None:
+            plain = self._srtp.unprotect_rtcp(data)
+            if plain is None:
+                self._stats.rtcp_malformed += 1
+                return
+            data = plain
         try:
             report = parse_compound(data)
         except (ValueError, IndexError):
@@ -560,6 +585,8 @@ class RtpLeg(MediaLeg):
         pair = self._pair
         if destination is None or pair is None:
             return
+        if self._srtp is not None:
+            data = self._srtp.protect_rtcp(data)
         pair.rtcp.sendto(data, destination)
         self._stats.rtcp_out += 1
 

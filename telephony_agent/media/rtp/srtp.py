@@ -10,13 +10,23 @@ never passed on: it is noise or an attack, not audio.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from pylibsrtp import Error as LibSrtpError
 from pylibsrtp import Policy, Session
 
-from telephony_agent.sip.sdes import CryptoLine
+__all__ = ["SrtpContext", "SrtpKey", "SrtpStats"]
 
-__all__ = ["SrtpContext", "SrtpStats"]
+
+class SrtpKey(Protocol):
+    """A suite name and its 30-byte master key and salt (an SDES crypto line)."""
+
+    @property
+    def suite(self) -> str: ...
+
+    @property
+    def key_salt(self) -> bytes: ...
+
 
 _PROFILES = {
     "AES_CM_128_HMAC_SHA1_80": Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
@@ -34,7 +44,7 @@ class SrtpStats:
 class SrtpContext:
     """Outbound (our key) and inbound (their key) SRTP sessions of one media stream."""
 
-    def __init__(self, ours: CryptoLine, theirs: CryptoLine) -> None:
+    def __init__(self, ours: SrtpKey, theirs: SrtpKey) -> None:
         self.stats = SrtpStats()
         self.suite = ours.suite
         outbound = Policy(
