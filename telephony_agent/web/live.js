@@ -113,11 +113,31 @@
 
   // ------------------------------------------------------------------ ended calls
 
-  function link(href, text) {
+  // Records and recordings are behind the token too: a click fetches them with it and
+  // shows the result (the record as JSON in a new tab, the recording in a player).
+  function link(href, text, row) {
     if (!href) return document.createTextNode('—');
     const a = document.createElement('a');
     a.href = href;
     a.textContent = text;
+    a.addEventListener('click', async (event) => {
+      if (!ui.token.value.trim()) return;
+      event.preventDefault();
+      const response = await fetch(href, { headers: headers() });
+      if (!response.ok) {
+        setStatus(`Could not open the ${text}: ${response.status} ${response.statusText}`);
+        return;
+      }
+      const url = URL.createObjectURL(await response.blob());
+      if (text === 'recording') {
+        const player = document.createElement('audio');
+        player.controls = true;
+        player.src = url;
+        row.lastChild.append(player);
+      } else {
+        window.open(url, '_blank', 'noopener');
+      }
+    });
     return a;
   }
 
@@ -136,9 +156,9 @@
       row.append(td);
     }
     const links = document.createElement('td');
-    links.append(link(call.record, 'record'));
+    links.append(link(call.record, 'record', row));
     if (call.recording) {
-      links.append(document.createTextNode(' · '), link(call.recording, 'recording'));
+      links.append(document.createTextNode(' · '), link(call.recording, 'recording', row));
     }
     row.append(links);
     if (atTop) ui.ended.prepend(row);
