@@ -28,7 +28,7 @@ RECENT_KEPT = 20
 QUEUE_SIZE = 512
 
 
-@dataclass
+@dataclass(eq=False)
 class Subscription:
     """One open page: its events, and whether it fell too far behind."""
 
