@@ -43,6 +43,7 @@ HEARTBEAT_S = 15.0
 #: The end reason of a call hung up from the page.
 OPERATOR_HANGUP = "operator_hangup"
 
+
 class _Streams:
     """The event streams open on one application (ended when it shuts down)."""
 
