@@ -84,6 +84,12 @@ def readyz(server: AgentServer) -> tuple[int, dict[str, Any]]:
         return int(error.code), json.loads(error.read())
 
 
+def metrics_text(server: AgentServer) -> str:
+    url = f"http://127.0.0.1:{server.http_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
 def sip_probe(server: AgentServer, method: str, *, within_s: float = 3.0) -> SipResponse:
     """Send one OPTIONS or INVITE from a fresh UDP socket; the first final response."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

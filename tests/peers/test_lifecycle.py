@@ -15,9 +15,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.observability.support import metric
+
 from .agent_process import AgentServer, free_port
 from .conftest import StartAgent
-from .lifecycle_support import failed_start, finish, readyz, sip_probe, start_sipp
+from .lifecycle_support import (
+    failed_start,
+    finish,
+    metrics_text,
+    readyz,
+    sip_probe,
+    start_sipp,
+)
 
 needs_sipp = pytest.mark.skipif(
     shutil.which("sipp") is None,
@@ -54,6 +63,17 @@ def test_sigterm_drains_live_calls_refuses_new_ones_and_exits_0(
     )
     agent.wait_health(lambda h: h["active_calls"] == 1)
     assert readyz(agent)[0] == 200
+    # curl /metrics during the call: the call, and its first turn's latency.
+    deadline = time.monotonic() + 15
+    while True:
+        text = metrics_text(agent)
+        turns = metric(text, "telephony_agent_turn_first_frame_seconds_count")
+        if turns >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert turns >= 1, text
+    assert metric(text, "telephony_agent_calls_active", kind="sip") == 1
+    assert metric(text, "telephony_agent_turn_first_audio_seconds_count") >= 1
     agent.process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 5
     while readyz(agent)[0] == 200 and time.monotonic() < deadline:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from telephony_agent.server.http_app import HttpServer
 from telephony_agent.server.operations import Operations
 from tests.call.helpers import sample_speech
 from tests.http.support import OFFER, FakeLegFactory, spoken_turn, wait_until
+from tests.observability.support import metric
 from tests.switchboard.support import Rig, running_rig
 
 TOKEN = "live-page-token-0123456789"
@@ -31,20 +31,6 @@ TOKEN = "live-page-token-0123456789"
 def _speech(seconds: float = 2.0) -> NDArray[np.int16]:
     speech = sample_speech(16000)[: int(seconds * 16000)]
     return np.concatenate([speech, np.zeros(16000, np.int16)])
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """One sample's value from the exposition text (0 when absent)."""
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        match = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
-        if match is None or match[1] != name:
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', match[2] or ""))
-        if all(found.get(k) == v for k, v in labels.items()):
-            return float(match[3])
-    return 0.0
 
 
 @asynccontextmanager
