@@ -47,6 +47,12 @@ from telephony_agent.trunk.settings import RegistrationSettings, parse_registrat
 
 ENV_PREFIX = "TELEPHONY_AGENT_"
 
+#: What the model is asked to say when a drain runs out of time (`[server]` may change it).
+DEFAULT_DRAIN_GOODBYE = (
+    "The service is restarting: say briefly that you have to end the call now, "
+    "that the caller may call again in a minute, and goodbye."
+)
+
 ProviderName = Literal["yandex", "yandex-legacy", "openai", "custom", "local"]
 Behaviour = Literal["echo", "tone", "script", "booking"]
 
@@ -213,6 +219,10 @@ class HttpSettings:
     token_env: str | None = None
     #: Or a file holding the token (a mounted secret).
     token_file: str | None = None
+    #: PEM certificate chain and private key: serve HTTPS instead of HTTP (a browser on
+    #: another machine grants the microphone only to a secure page). None: plain HTTP.
+    tls_certificate: str | None = None
+    tls_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -252,11 +262,28 @@ class RecordsSettings:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """How `serve` stops: draining on SIGTERM (see docs/operations.md)."""
+
+    #: Seconds live calls may go on after SIGTERM before they are ended politely.
+    drain_timeout_s: float = 30.0
+    #: What the model is asked to say to calls still live when the drain time is up;
+    #: empty: they are hung up without a goodbye.
+    drain_goodbye_instructions: str = DEFAULT_DRAIN_GOODBYE
+
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[str, ...] = typing.get_args(LogLevel)
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """Log level and renderer; `auto` is console on a terminal and JSON otherwise."""
 
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: LogLevel = "info"
     format: Literal["auto", "console", "json"] = "auto"
+    #: Per-module levels, e.g. "telephony_agent.sip=debug, aiortc=warning".
+    levels: str = ""
 
 
 @dataclass(frozen=True)
@@ -273,6 +300,7 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     webrtc: WebRtcSettings = field(default_factory=WebRtcSettings)
     records: RecordsSettings = field(default_factory=RecordsSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
     log: LogSettings = field(default_factory=LogSettings)
     #: `[[profiles]]`, in file order (first match wins); validated with the rest.
     profiles: tuple[Profile, ...] = ()
@@ -330,6 +358,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "webrtc.ice_timeout_s": (0.5, 60.0),
     "records.retention_days": (1, 36500),
     "records.queue_size": (100, 1_000_000),
+    "server.drain_timeout_s": (0.0, 86400.0),
 }
 
 KNOWN_CODECS = ("opus", "G722", "PCMA", "PCMU")
@@ -650,6 +679,30 @@ def _check_consistency(settings: Settings) -> None:
             "of at least 4 ports (one even/odd pair per call)"
         )
     _check_database_url(settings.records.database)
+    module_levels(settings.log.levels)
+    http = settings.http
+    if (http.tls_certificate is None) != (http.tls_key is None):
+        given = "http.tls_certificate" if http.tls_certificate else "http.tls_key"
+        raise ConfigError(
+            f"{given} is set alone: expected both http.tls_certificate and http.tls_key "
+            "(or neither, for plain HTTP)"
+        )
+
+
+def module_levels(text: str) -> dict[str, str]:
+    """`log.levels` as {logger name: level}: "telephony_agent.sip=debug, aiortc=warning"."""
+    result: dict[str, str] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        name, sep, level = (piece.strip() for piece in part.partition("="))
+        if not sep or not name or level.lower() not in LOG_LEVELS:
+            raise ConfigError(
+                f"log.levels = {text!r}: {part.strip()!r} is not MODULE=LEVEL, expected "
+                f"entries like telephony_agent.sip=debug with a level of {', '.join(LOG_LEVELS)}"
+            )
+        result[name] = level.lower()
+    return result
 
 
 def _check_database_url(url: str | None) -> None:

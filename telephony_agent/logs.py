@@ -1,9 +1,14 @@
-"""Structured logging with call context and secret redaction.
+"""Structured logging with call context, per-module levels and secret redaction.
 
 Why a processor and not care: a key pasted into an f-string by a future change must
 still not reach the log. Every registered secret value is replaced wherever it
 appears (event text, values, nested structures, exception text), and keys whose
 name says "secret" are masked regardless of value.
+
+Why per-module levels: an operator chasing one SIP peer wants `telephony_agent.sip`
+at debug without drowning in media and records lines. Each line carries the module
+that wrote it (`logger`), which is also the name `[log] levels` matches on (the
+longest matching prefix wins).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -99,13 +104,77 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+class _NamedPrintLogger(structlog.PrintLogger):
+    """A print logger that knows the module it was made for (`get_logger(__name__)`)."""
+
+    def __init__(self, file: TextIO, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class _NamedPrintLoggerFactory:
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def __call__(self, *args: Any) -> _NamedPrintLogger:
+        return _NamedPrintLogger(self._file, str(args[0]) if args and args[0] else "")
+
+
+def _add_logger_name(
+    logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    name = getattr(logger, "name", "")
+    if name:
+        event_dict.setdefault("logger", name)
+    return event_dict
+
+
+class _ModuleLevels:
+    """structlog processor: drops a line below its module's level (longest prefix wins)."""
+
+    def __init__(self, default: int, levels: Mapping[str, int]) -> None:
+        self._default = default
+        # Longest names first, so "telephony_agent.sip.endpoint" beats "telephony_agent".
+        self._levels = sorted(levels.items(), key=lambda item: len(item[0]), reverse=True)
+
+    def level_for(self, name: str) -> int:
+        for prefix, level in self._levels:
+            if name == prefix or name.startswith(prefix + "."):
+                return level
+        return self._default
+
+    def __call__(
+        self, logger: Any, method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        numeric = _METHOD_LEVELS.get(method, logging.INFO)
+        if numeric < self.level_for(getattr(logger, "name", "")):
+            raise structlog.DropEvent
+        return event_dict
+
+
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+
 def configure_logging(
     level: str = "info",
     fmt: Literal["auto", "console", "json"] = "auto",
     stream: TextIO | None = None,
     secrets: Iterable[str | None] = (),
+    levels: Mapping[str, str] | None = None,
 ) -> None:
-    """Set up structlog and stdlib logging once per process (idempotent)."""
+    """Set up structlog and stdlib logging once per process (idempotent).
+
+    `levels` maps module (logger) names to their own level; the rest use `level`.
+    """
     for value in secrets:
         register_secret(value)
     out = stream or sys.stderr
@@ -115,18 +184,26 @@ def configure_logging(
         if use_console
         else structlog.processors.JSONRenderer()
     )
-    numeric = logging.getLevelNamesMapping()[level.upper()]
+    names = logging.getLevelNamesMapping()
+    numeric = names[level.upper()]
+    per_module = {name: names[value.upper()] for name, value in (levels or {}).items()}
+    module_levels = _ModuleLevels(numeric, per_module)
+    # The bound logger drops cheaply below the lowest level anyone asked for; the
+    # processor then applies each module's own level.
+    lowest = min([numeric, *per_module.values()])
     structlog.configure(
         processors=[
+            module_levels,
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            _add_logger_name,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redact_processor,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        wrapper_class=structlog.make_filtering_bound_logger(lowest),
+        logger_factory=_NamedPrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
     root = logging.getLogger()
@@ -138,10 +215,20 @@ def configure_logging(
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler._telephony_agent = True  # type: ignore[attr-defined]
     root.addHandler(handler)
-    # Third-party libraries are chatty at debug and may print headers there.
+    # Third-party libraries are chatty at debug and may print headers there; a library
+    # named in `levels` gets exactly the level asked for.
     root.setLevel(max(numeric, logging.WARNING))
+    for module, module_level in per_module.items():
+        if not module.startswith("telephony_agent"):
+            logging.getLogger(module).setLevel(module_level)
 
 
-def bind_call(call_id: str) -> None:
-    """Bind the call id to every log line of the current task (and tasks it creates)."""
-    structlog.contextvars.bind_contextvars(call_id=call_id)
+def bind_call(call_id: str, *, sip_call_id: str | None = None, profile: str | None = None) -> None:
+    """Bind the call's ids (ours, and the SIP Call-ID for SIP calls) and its profile to
+    every log line of the current task and the tasks it creates."""
+    fields: dict[str, str] = {"call_id": call_id}
+    if sip_call_id is not None:
+        fields["sip_call_id"] = sip_call_id
+    if profile is not None:
+        fields["profile"] = profile
+    structlog.contextvars.bind_contextvars(**fields)

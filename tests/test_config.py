@@ -52,6 +52,19 @@ def test_file_then_environment_precedence(tmp_path: Path) -> None:
         ("[agnet]\n", "unknown section [agnet] (did you mean [agent]?)"),
         ('[provider]\napi_key = "x"\n', "provider.api_key is a secret and is never read from here"),
         ("[vad\n", "not valid TOML"),
+        (
+            '[log]\nlevels = "telephony_agent.sip=loud"\n',
+            "log.levels = 'telephony_agent.sip=loud': 'telephony_agent.sip=loud' is not "
+            "MODULE=LEVEL",
+        ),
+        (
+            "[server]\ndrain_timeout_s = -1\n",
+            "server.drain_timeout_s = -1.0: expected a value from 0.0 to 86400.0",
+        ),
+        (
+            '[http]\ntls_certificate = "cert.pem"\n',
+            "http.tls_certificate is set alone: expected both",
+        ),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, expected: str) -> None:

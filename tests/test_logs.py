@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 
 import structlog
@@ -42,3 +43,25 @@ def test_endpoint_repr_hides_headers_and_query_keys() -> None:
     assert SECRET not in repr(endpoint)
     assert SECRET not in endpoint.redacted_url()
     assert "model=m" in endpoint.redacted_url()
+
+
+def test_each_module_logs_at_its_own_level_and_names_itself() -> None:
+    out = io.StringIO()
+    configure_logging(
+        "info",
+        "json",
+        stream=out,
+        levels={"telephony_agent.sip": "debug", "telephony_agent.records": "error"},
+    )
+    structlog.get_logger("telephony_agent.sip.endpoint").debug("sip_detail")
+    structlog.get_logger("telephony_agent.sipx").debug("not_a_submodule")
+    structlog.get_logger("telephony_agent.records.writer").warning("records_quiet")
+    structlog.get_logger("telephony_agent.records.writer").error("records_loud")
+    structlog.get_logger("telephony_agent.call.bridge").debug("bridge_detail")
+    structlog.get_logger("telephony_agent.call.bridge").info("bridge_info")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(r["event"], r["logger"]) for r in lines] == [
+        ("sip_detail", "telephony_agent.sip.endpoint"),
+        ("records_loud", "telephony_agent.records.writer"),
+        ("bridge_info", "telephony_agent.call.bridge"),
+    ]

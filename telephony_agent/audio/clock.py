@@ -209,6 +209,11 @@ class MediaClock:
         self._lateness_count += 1
 
     @property
+    def lateness_count(self) -> int:
+        """Ticks whose lateness was recorded since start (or the last `reset_stats`)."""
+        return self._lateness_count
+
+    @property
     def lateness_ms(self) -> NDArray[np.float64]:
         """Lateness of the most recent ticks (up to `stats_size`), oldest first."""
         size = self._lateness.size

@@ -18,6 +18,7 @@ from telephony_agent.config import (
     Settings,
     load_settings,
     local_endpoint,
+    module_levels,
     remote_endpoint,
     resolve_provider,
 )
@@ -90,7 +91,12 @@ async def open_provider(
 ) -> ProviderRuntime:
     """Resolve the provider; start the local backend when that is what runs."""
     resolved = resolve_provider(settings, environ)
-    configure_logging(settings.log.level, settings.log.format, secrets=[resolved.api_key])
+    configure_logging(
+        settings.log.level,
+        settings.log.format,
+        secrets=[resolved.api_key],
+        levels=module_levels(settings.log.levels),
+    )
     if resolved.notice:
         print(resolved.notice, file=sys.stderr)
     wants_local = any(profile.provider == "local" for profile in settings.profiles)

@@ -367,6 +367,8 @@ class RealtimeProtocol:
         sent_type = self.sent_type(error.event_id) if error.event_id else None
         error = dataclasses.replace(error, sent_type=sent_type)
         code = error.code or ""
+        # By code (or type when there is none), for the error metrics.
+        self.stats[f"error.{code or error.type or 'unknown'}"] += 1
         ours = self._awaiting is not None and error.event_id == self._awaiting[0]
         if ours:
             assert self._awaiting is not None

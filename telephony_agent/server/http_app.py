@@ -8,6 +8,10 @@ token and one body limit cover them all.
 Routes and what they answer:
 
 * ``GET /health`` — JSON counters for load balancers (open, no token).
+* ``GET /metrics``, ``/healthz``, ``/readyz`` — Prometheus metrics, liveness and
+  readiness (see `operations.py`; open, no token).
+* ``GET /live`` and ``/live/...`` — the live calls page and its data (see
+  `live_calls.py`; the data behind the token, loopback only without one).
 * ``GET /calls``, ``/calls/{id}``, ``/calls/{id}/recording`` — call records (see
   `calls_api.py`; behind the token, loopback only without one).
 * ``GET /`` and ``GET /static/{name}`` — the demo page and its script and style, from
@@ -42,6 +46,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib.resources import files
 
@@ -61,6 +66,8 @@ from telephony_agent.server.calls_api import (
 from telephony_agent.server.dialing import DialRequest
 from telephony_agent.server.http_errors import HttpRejection
 from telephony_agent.server.http_settings import ice_servers_from_settings, resolve_http_token
+from telephony_agent.server.live_calls import init_live_streams, live_routes
+from telephony_agent.server.operations import OPERATIONS_KEY, Operations, operations_routes
 from telephony_agent.server.sip_server import AgentSipServer
 from telephony_agent.switchboard import Switchboard
 
@@ -81,7 +88,8 @@ log = structlog.get_logger(__name__)
 #: A browser's offer is 3-8 KiB; anything far larger is a mistake or an attack.
 MAX_BODY_BYTES = 64 * 1024
 
-_STATIC_TYPES = {"app.js": "text/javascript", "style.css": "text/css"}
+_STATIC_TYPES = {"app.js": "text/javascript", "live.js": "text/javascript", "style.css": "text/css"}
+_PAGES = ("index.html", "live.html")
 _PAGE_HEADERS = {
     # The page is a demo that changes with the package: never serve a stale script.
     "Cache-Control": "no-cache",
@@ -158,9 +166,13 @@ def _is_whip(request: web.Request) -> bool:
 
 
 def _is_signalling(request: web.Request) -> bool:
-    """Routes behind the bearer token: call signalling and the call records."""
+    """Routes behind the bearer token: call signalling, the call records, live calls."""
     path = request.path
-    return _is_whip(request) or path.startswith("/webrtc/") or path.split("/")[1:2] == ["calls"]
+    return (
+        _is_whip(request)
+        or path.startswith(("/webrtc/", "/live/"))
+        or path.split("/")[1:2] == ["calls"]
+    )
 
 
 def _problem(request: web.Request, rejection: HttpRejection) -> web.Response:
@@ -279,6 +291,10 @@ async def _index(request: web.Request) -> web.Response:
     return _static_response(request, "index.html", "text/html")
 
 
+async def _live_page(request: web.Request) -> web.Response:
+    return _static_response(request, "live.html", "text/html")
+
+
 async def _static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     content_type = _STATIC_TYPES.get(name)
@@ -382,7 +398,7 @@ async def _add_cors(request: web.Request, response: web.StreamResponse) -> None:
 def _load_static() -> dict[str, bytes]:
     """The page's files, read once: they are small, and this works from any install."""
     web_dir = files("telephony_agent").joinpath("web")
-    return {name: web_dir.joinpath(name).read_bytes() for name in ("index.html", *_STATIC_TYPES)}
+    return {name: web_dir.joinpath(name).read_bytes() for name in (*_PAGES, *_STATIC_TYPES)}
 
 
 def build_http_app(
@@ -394,25 +410,34 @@ def build_http_app(
     ice_servers: Sequence[IceServer] = (),
     calls_reader: CallsReader | None = None,
     health_extra: Callable[[], Mapping[str, object]] | None = None,
+    operations: Operations | None = None,
 ) -> web.Application:
     """The whole HTTP application for one switchboard; `token` guards signalling routes.
 
-    `sip` is the SIP front door beside it, whose counters `/health` also shows.
+    `sip` is the SIP front door beside it, whose counters `/health` and `/metrics` also
+    show. Without `operations`, metrics and the live page are attached to the board here.
     """
+    if operations is None:
+        operations = Operations.attach(switchboard, sip=sip, records_health=health_extra)
     app = web.Application(middlewares=[_guard], client_max_size=MAX_BODY_BYTES)
     app[BOARD_KEY] = switchboard
     app[SIP_KEY] = sip
     app[CALLS_KEY] = BrowserCalls(switchboard, leg_factory=leg_factory, ice_servers=ice_servers)
     app[CALLS_READER_KEY] = calls_reader
     app[HEALTH_EXTRA_KEY] = health_extra
+    app[OPERATIONS_KEY] = operations
     app[_STATIC_KEY] = _load_static()
+    init_live_streams(app)
     if token:
         app[_TOKEN_KEY] = token
     app.on_response_prepare.append(_add_cors)
     app.add_routes(
         [
             web.get("/health", _health),
+            *operations_routes(),
             web.get("/", _index),
+            web.get("/live", _live_page),
+            *live_routes(switchboard, has_token=bool(token)),
             web.get("/static/{name}", _static),
             web.get("/webrtc/config", _webrtc_config),
             web.post("/webrtc/offer", _webrtc_offer),
@@ -462,8 +487,11 @@ class HttpServer:
         environ: Mapping[str, str] | None = None,
         calls_reader: CallsReader | None = None,
         health_extra: Callable[[], Mapping[str, object]] | None = None,
+        operations: Operations | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         settings: Settings = switchboard.deployment.settings
+        self.tls = tls
         self._health_extra = health_extra
         self._calls_reader = calls_reader
         self.app = build_http_app(
@@ -474,8 +502,10 @@ class HttpServer:
             ice_servers=ice_servers_from_settings(settings, environ),
             calls_reader=calls_reader,
             health_extra=health_extra,
+            operations=operations,
         )
         self.calls = self.app[CALLS_KEY]
+        self.operations = self.app[OPERATIONS_KEY]
         self._board = switchboard
         self._sip = sip
         self._runner: web.AppRunner | None = None
@@ -485,8 +515,12 @@ class HttpServer:
         # No access log: request lines would be the only unredacted output of this server.
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        site = web.TCPSite(runner, host, port, ssl_context=self.tls)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
         self._runner = runner
         self.port = int(runner.addresses[0][1])
 

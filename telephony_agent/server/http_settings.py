@@ -1,4 +1,4 @@
-"""HTTP-side settings resolved at start: the signalling bearer token and ICE servers.
+"""HTTP-side settings resolved at start: the signalling bearer token, ICE servers, TLS.
 
 Why at start: a token or TURN credential that is configured but missing must stop
 `serve` before anything listens, with one line naming the key, rather than leave
@@ -8,6 +8,7 @@ signalling open or fail every browser call later.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from telephony_agent.errors import ConfigError
 from telephony_agent.logs import register_secret
 from telephony_agent.media.webrtc import IceServer
 
-__all__ = ["ice_servers_from_settings", "resolve_http_token"]
+__all__ = ["ice_servers_from_settings", "resolve_http_token", "tls_context_from_settings"]
 
 
 def resolve_http_token(settings: Settings, environ: Mapping[str, str] | None = None) -> str | None:
@@ -86,3 +87,38 @@ def ice_servers_from_settings(
         register_secret(credential)
         servers.append(IceServer(urls=turn, username=webrtc.turn_username, credential=credential))
     return tuple(servers)
+
+
+def tls_context_from_settings(settings: Settings) -> ssl.SSLContext | None:
+    """The server TLS context for `[http] tls_certificate`/`tls_key`, or None (plain HTTP).
+
+    Loaded at start so a certificate that cannot be read stops `serve` with one line
+    naming it, instead of every browser failing its handshake later.
+    """
+    http = settings.http
+    if http.tls_certificate is None or http.tls_key is None:
+        return None
+    files = (("http.tls_certificate", http.tls_certificate), ("http.tls_key", http.tls_key))
+    for key, path in files:
+        try:
+            with open(path, "rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            raise ConfigError(
+                f"{key} = {path!r}: cannot read it ({exc.strerror or exc}); expected a PEM file"
+            ) from None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        # Never OpenSSL's terminal prompt: an encrypted key fails here, in one line.
+        context.load_cert_chain(http.tls_certificate, http.tls_key, password=_no_password)
+    except (ssl.SSLError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        raise ConfigError(
+            f"http.tls_certificate = {http.tls_certificate!r}: not a usable certificate and "
+            f"key ({reason}); expected a PEM certificate chain and its private key"
+        ) from None
+    return context
+
+
+def _no_password() -> bytes:
+    return b""

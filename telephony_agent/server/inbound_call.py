@@ -71,7 +71,7 @@ class InboundCall(DialogCall):
         self.call_id = invite.call_id
         # The whole SIP Call-ID: a prefix could be shared by two calls from one gateway.
         self.short_id = self.call_id[:128]
-        self.log = log.bind(call_id=self.short_id)
+        self.log = log.bind(call_id=admission.id, sip_call_id=self.short_id)
         host, port = server.endpoint.via_address(source.transport)
         self.local_contact = f"sip:agent@{host}:{port}"
         if source.transport in ("TCP", "TLS"):
@@ -111,7 +111,7 @@ class InboundCall(DialogCall):
 
     async def run(self) -> CallSummary:
         """Set the call up, run it, tear it down. Never raises."""
-        bind_call(self.short_id)
+        bind_call(self.admission.id, sip_call_id=self.short_id, profile=self.admission.profile.name)
         try:
             await self._run()
         except Exception:

@@ -26,6 +26,7 @@ from telephony_agent.audio.clock import MediaClock
 from telephony_agent.call.record import TranscriptLine
 from telephony_agent.config import codec_preference, parse_host_port
 from telephony_agent.media.rtp import PortAllocator, RtpLeg
+from telephony_agent.observability.sip_traffic import SipTraffic
 from telephony_agent.server.dialing import DialError, DialRequest, RateLimiter, plan_call
 from telephony_agent.server.dialog_call import ALLOW, CallSummary, DialogCall
 from telephony_agent.server.gatekeeper import Gatekeeper
@@ -33,7 +34,7 @@ from telephony_agent.server.inbound_call import InboundCall
 from telephony_agent.server.outbound_call import OutboundCall
 from telephony_agent.sip.dialog import Dialog, make_response, peer_for_uri
 from telephony_agent.sip.endpoint import SipEndpoint
-from telephony_agent.sip.message import NameAddr, SipRequest, SipUri
+from telephony_agent.sip.message import NameAddr, SipRequest, SipResponse, SipUri
 from telephony_agent.sip.tls import client_context, server_context
 from telephony_agent.sip.transaction import Peer, ServerTransaction, Timers
 from telephony_agent.switchboard import CallRequest, Refusal, Switchboard
@@ -47,6 +48,19 @@ log = structlog.get_logger(__name__)
 _KNOWN_UNSUPPORTED = frozenset({"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "PRACK", "REFER"})
 #: SIP option tags we implement (RFC 3261 §8.2.2.3: anything else in Require gets 420).
 _SUPPORTED_EXTENSIONS = frozenset({"replaces", "timer"})
+
+
+class _CountingEndpoint(SipEndpoint):
+    """The SIP endpoint, counting each response we send by method and status for
+    `/metrics` (every response of the server and its calls passes `respond`)."""
+
+    def __init__(self, traffic: SipTraffic, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.traffic = traffic
+
+    def respond(self, transaction: ServerTransaction, response: SipResponse) -> None:
+        self.traffic.response(transaction.request.method, response.status)
+        super().respond(transaction, response)
 
 
 @dataclass
@@ -78,7 +92,9 @@ class AgentSipServer:
         self.settings = settings
         self.codecs = codec_preference(settings)
         self.stats = ServerStats()
-        self.endpoint = SipEndpoint(
+        self.traffic = SipTraffic()
+        self.endpoint: SipEndpoint = _CountingEndpoint(
+            self.traffic,
             self,
             timers=Timers(t1=settings.sip.t1_ms / 1000.0),
             public_host=settings.sip.public_address,
@@ -213,6 +229,7 @@ class AgentSipServer:
         self, request: SipRequest, transaction: ServerTransaction | None, source: Peer
     ) -> None:
         method = request.method
+        self.traffic.request(method)
         if transaction is None:  # an ACK for a 2xx
             call = self._find_dialog(request)
             if call is not None:
@@ -274,7 +291,19 @@ class AgentSipServer:
         if call is not None:
             call.on_ack_timeout()
 
+    @property
+    def listening(self) -> bool:
+        """True from start until shutdown while a SIP socket is bound (for readiness)."""
+        endpoint = self.endpoint
+        bound = endpoint.udp_address is not None or endpoint.tcp_address is not None
+        return bound and self._accepting
+
     def _options_response(self, request: SipRequest) -> Any:
+        if not self._accepting or self.switchboard.draining:
+            # A dispatcher probing with OPTIONS marks us down before sending another call.
+            response = make_response(request, 503)
+            response.headers.add("Retry-After", str(self.settings.sip.retry_after_s))
+            return response
         response = make_response(request, 200)
         response.headers.add("Allow", ALLOW)
         response.headers.add("Accept", "application/sdp")

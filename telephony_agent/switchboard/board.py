@@ -243,7 +243,8 @@ class Admission:
                 tool_feedback=self.deployment.tool_feedback(profile),
                 opening=profile.outbound if self.request.direction == "outbound" else None,
             ),
-            call_id=self.request.external_id[:128],
+            # Ours, so the Call's log lines join the records' and the call events' id.
+            call_id=self.id,
             provider=self.provider,
             on_transcript=lambda line: self._board.on_transcript(self, line, on_transcript),
             observer=_Observer(self._board, self),
@@ -332,6 +333,15 @@ class Switchboard:
     @property
     def draining(self) -> bool:
         return self._draining
+
+    def live_calls(self) -> list[LiveCall]:
+        """The calls running now (answered, not yet ended), oldest first."""
+        return [a.live for a in self._admitted.values() if a.live is not None]
+
+    def find_live(self, call_id: str) -> LiveCall | None:
+        """A running call by our id (operators' hang-up button)."""
+        admission = self._admitted.get(call_id)
+        return admission.live if admission is not None else None
 
     def admit(self, request: CallRequest) -> Admission | Refusal:
         """Take the call or say why not; decided at once, without I/O."""

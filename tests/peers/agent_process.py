@@ -39,6 +39,8 @@ BASE_SETTINGS: dict[str, dict[str, Any]] = {
     "rtp": {"port_min": 20000, "port_max": 20999, "inactivity_timeout_s": 30},
     "log": {"level": "info", "format": "json"},
     "local": {"behaviour": "echo"},
+    # Teardown stops servers with calls still up: hang them up at once, as before drains.
+    "server": {"drain_timeout_s": 0, "drain_goodbye_instructions": ""},
 }
 
 
