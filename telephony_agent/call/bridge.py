@@ -6,10 +6,11 @@ Data walks one way in and one way out:
 * out: audio delta → `Playback` (decode, resample, queue) → one frame per media-clock
   tick → `leg.send_frame`.
 
-Barge-in follows the protocol notes (§3): on `speech_started` playout is flushed at
-once, an active response is cancelled, the interrupted item is truncated at the
-milliseconds actually played (clamped to what was received, skipped at 0), and every
-later delta of the interrupted response is dropped. Tool calls are collected while a
+Barge-in follows the protocol notes (§3): `barge_in.py` decides whether the caller's
+speech interrupts; the cut (`interruption.py`) flushes playout at once, cancels an
+active response, truncates the interrupted item at the milliseconds actually played
+(clamped to what was received, skipped at 0) and drops every later delta of the
+interrupted response. Tool calls are collected while a
 response runs and answered after its `response.done`, followed by exactly one
 `response.create`.
 """
@@ -31,7 +32,9 @@ from numpy.typing import NDArray
 from telephony_agent.audio.clock import MediaClock
 from telephony_agent.audio.playout import Frame
 from telephony_agent.audio.resample import InboundResampler
+from telephony_agent.call.barge_in import BargeInDecider
 from telephony_agent.call.idle import IdleWatch
+from telephony_agent.call.interruption import CutTracker
 from telephony_agent.call.keypad import KeypadEntry
 from telephony_agent.call.lines import AgentLines, CallerLines
 from telephony_agent.call.playback import Playback
@@ -84,10 +87,6 @@ FRAME_MS = 20
 _CALLER_BACKLOG = 3
 
 
-#: How many recent response/item ids are remembered as stale (bounded memory).
-_STALE_MEMORY = 64
-
-
 TranscriptCallback = Callable[[TranscriptLine], None]
 
 
@@ -131,13 +130,9 @@ class Call:
         # Response state, driven by server events.
         self._response_id: str | None = None
         self._response_active = False
-        self._receiving_item: str | None = None
-        self._heard_item: str | None = None
-        self._item_response: dict[str, str] = {}
-        self._done_responses: deque[str] = deque(maxlen=_STALE_MEMORY)
-        self._stale_responses: deque[str] = deque(maxlen=_STALE_MEMORY)
-        self._stale_items: deque[str] = deque(maxlen=_STALE_MEMORY)
-        self._truncated: deque[str] = deque(maxlen=_STALE_MEMORY)
+        # Barge-in: whether speech interrupts, and the exact cut's bookkeeping.
+        self._barge = BargeInDecider()
+        self._cuts = CutTracker()
         self._pending_calls: dict[str, list[FunctionCall]] = {}
         self._consecutive_failures = 0
         # Latency of the current turn.
@@ -349,12 +344,12 @@ class Call:
             self._response_id = event.response_id
             self._response_active = True
         elif isinstance(event, AudioDone):
-            if not self._is_stale(event.response_id, event.item_id):
+            if not self._cuts.is_stale(event.response_id, event.item_id):
                 self.playback.end_item()
                 playing = self.playback.buffer.is_playing
                 self._lines.emit(self._agent_lines.audio_done(event.item_id, playing=playing))
         elif isinstance(event, AssistantTranscriptDelta):
-            if not self._is_stale(event.response_id, event.item_id):
+            if not self._cuts.is_stale(event.response_id, event.item_id):
                 self._agent_lines.text_delta(event.item_id, event.delta)
         elif isinstance(event, AssistantTranscriptDone):
             has_audio = self.playback.received_ms(event.item_id) > 0
@@ -385,26 +380,16 @@ class Call:
             log.warning("realtime_session_closed", reason=event.reason)
             self._end(f"realtime_closed: {event.reason}", "provider")
 
-    def _is_stale(self, response_id: str | None, item_id: str | None) -> bool:
-        return (response_id is not None and response_id in self._stale_responses) or (
-            item_id is not None and item_id in self._stale_items
-        )
-
     def _on_audio_delta(self, event: AudioDelta) -> None:
-        if self._is_stale(event.response_id, event.item_id):
-            self.record.stale_deltas_dropped += 1
-            return
-        if event.response_id in self._done_responses:
-            # A delta after its response.done cannot be placed in the conversation.
+        new_item = not self._cuts.knows_item(event.item_id)
+        if not self._cuts.accept_delta(event.response_id, event.item_id, bool(event.audio)):
             self.record.stale_deltas_dropped += 1
             return
         if not event.audio:
             return
-        if event.item_id not in self._item_response and not self.playback.buffer.is_playing:
+        if new_item and not self.playback.buffer.is_playing:
             # The start of a talk spurt: time it from the websocket to the leg.
             self._downlink_probe = (event.item_id, event.received_at or time.monotonic())
-        self._item_response[event.item_id] = event.response_id
-        self._receiving_item = event.item_id
         self._turns.delta(event.item_id, time.monotonic())
         self.playback.push_delta(event.item_id, event.audio)
 
@@ -417,70 +402,50 @@ class Call:
             self._idle.caller_started()
             self._idle_goodbye = False
         self._turns.speech_started()
-        playing = self.playback.buffer.is_playing
-        if not (playing or self._response_active):
-            return
-        # What the caller is hearing now, and what is still arriving; an item that
-        # finished playing before this turn is history and must not be touched.
-        heard_now = self._heard_item if playing else None
-        arriving = self._receiving_item if self._response_active else None
-        candidates = [i for i in (heard_now, arriving) if i is not None]
-        heard = candidates[0] if candidates else None
-        interruption = self.playback.interrupt(heard)
-        if self._response_active and self._response_id is not None:
+        action = self._barge.speech_started(
+            agent_heard=self.playback.buffer.is_playing, response_active=self._response_active
+        )
+        if action == "cut":
+            self._cut(now_ms)
+
+    def _cut(self, now_ms: int) -> None:
+        """The exact cut (§3): flush, cancel, truncate at what was played, drop the rest."""
+        cut = self._cuts.cut(
+            self.playback, response_id=self._response_id, response_active=self._response_active
+        )
+        if cut.cancel:
             self.session.cancel_response()
             self.record.cancels += 1
-            self._stale_responses.append(self._response_id)
-        truncated = False
-        for item_id in dict.fromkeys(candidates):
-            self._stale_items.append(item_id)
-            truncated = self._truncate_if_needed(item_id) or truncated
+        for item_id, played_ms in cut.truncates:
+            self.session.truncate(item_id, played_ms)
+            self.record.truncates += 1
+        for item_id in cut.items:
             played = self.playback.played_ms(item_id)
             received = self.playback.received_ms(item_id)
             self._lines.emit(self._agent_lines.cut(item_id, played, received, now_ms))
-        barge_in = BargeIn(self._frames_sent, heard, interruption.played_ms, truncated, now_ms)
+        interruption = cut.interruption
+        barge_in = BargeIn(
+            self._frames_sent, cut.heard, interruption.played_ms, bool(cut.truncates), now_ms
+        )
         self.record.barge_ins.append(barge_in)
         if self._observer is not None:
             self._observer.barge_in(barge_in)
         log.info(
             "barge_in",
-            item_id=heard,
+            item_id=cut.heard,
             played_ms=interruption.played_ms,
             received_ms=interruption.received_ms,
             dropped_ms=interruption.dropped_ms,
         )
-        self._heard_item = None
-        self._receiving_item = None
-
-    def _truncate_if_needed(self, item_id: str) -> bool:
-        """Truncate at what was heard; never past what was received; skip when nothing was."""
-        if item_id in self._truncated or item_id == GREETING_AUDIO_ITEM:
-            return False
-        received = self.playback.received_ms(item_id)
-        played = max(0, min(self.playback.played_ms(item_id), received))
-        response_done = self._item_response.get(item_id) in self._done_responses
-        if played <= 0:
-            return False
-        if response_done and played >= received:
-            return False  # it was heard to the end: nothing to correct
-        self.session.truncate(item_id, played)
-        self._truncated.append(item_id)
-        self.record.truncates += 1
-        return True
 
     def _on_response_done(self, event: ResponseDone) -> None:
         rid = event.response_id
-        self._done_responses.append(rid)
+        self._cuts.response_done(rid)
         if rid == self._response_id:
             self._response_active = False
-        stale = rid in self._stale_responses
+        stale = self._cuts.is_response_stale(rid)
         if not stale:
             self.playback.end_item()
-        if (
-            self._receiving_item is not None
-            and self._item_response.get(self._receiving_item) == rid
-        ):
-            self._receiving_item = None
         calls = self._pending_calls.pop(rid, [])
         if event.status == "failed":
             self._consecutive_failures += 1
@@ -541,7 +506,7 @@ class Call:
             recorder.add(caller, frame.pcm if frame.speech else None)
         self._frames_sent += 1
         if frame.speech and frame.item_id is not None:
-            self._heard_item = frame.item_id
+            self._cuts.frame_heard(frame.item_id)
             probe = self._downlink_probe
             if probe is not None and probe[0] == frame.item_id:
                 self.record.downlink_latency.add(time.monotonic() - probe[1])
