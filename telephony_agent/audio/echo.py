@@ -19,12 +19,14 @@ played (the frames the media tick sent, after any ducking):
   though the window as a whole still correlates.
 
 Cost is paid only while the agent is audible and the line carries more than noise;
-the full search runs every other frame, the frame in between reuses the path found
-(one short dot product). Sans-I/O: `played` on each tick (a ring write, no shifting),
+the full search runs every fourth frame while a path holds (every other one while
+none does), the frames in between reuse the path found (one short dot product). Sans-I/O: `played` on each tick (a ring write, no shifting),
 `heard` on each inbound frame.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 from numpy.typing import NDArray
@@ -48,11 +50,15 @@ UNEXPLAINED_MAX = 0.5
 REFERENCE_FLOOR_DBFS = -55.0
 #: Inbound frames less than this far above the line noise are not judged (dB).
 JUDGE_ABOVE_NOISE_DB = 3.0
-#: Searches for the echo path run every this many frames; the others reuse it.
-SEARCH_EVERY = 2
-#: The noise floor starts here and may rise this much per frame (3 dB a second).
-NOISE_START_DBFS = -70.0
-NOISE_RISE = 10 ** (0.06 / 10)
+#: While an echo path holds, it is searched for again every this many frames (the
+#: frames between reuse it); without one, every this many frames at most.
+SEARCH_EVERY_HELD = 4
+SEARCH_EVERY_NONE = 2
+#: The line's noise floor is the quietest frame of this many (two seconds)...
+NOISE_FRAMES = 100
+#: ...raised by this factor: the minimum of many noise frames sits about 2 dB under
+#: the noise's mean power.
+NOISE_MIN_BIAS = 1.6
 
 _FULL_SCALE_SQ = 32768.0**2
 
@@ -116,11 +122,12 @@ class EchoGuard:
         self._heard = _Ring(self._analysis)
         self._nfft = 1 << int(np.ceil(np.log2(self._ref.buf.size + self._analysis)))
         self._emphasis = [0.0, 0.0]  # the last sample of each stream, for pre-emphasis
-        #: Mean square of the line noise in the analysis signal (see `_track_noise`).
-        self._noise = _FULL_SCALE_SQ * 10 ** (NOISE_START_DBFS / 10)
+        #: Recent frame powers, and the line noise's mean square (see `_track_noise`).
+        self._powers: deque[float] = deque(maxlen=NOISE_FRAMES)
+        self._noise = 0.0
         #: The echo path last found: (delay in analysis samples, gain), or None.
         self._path: tuple[int, float] | None = None
-        self._since_search = SEARCH_EVERY
+        self._since_search = SEARCH_EVERY_NONE
         #: The last search's best correlation and delay (for logs and tests).
         self.last_ncc = 0.0
         self.last_delay_ms = 0.0
@@ -154,7 +161,8 @@ class EchoGuard:
             return False
         if power < self._noise * 10 ** (JUDGE_ABOVE_NOISE_DB / 10):
             return False  # line noise: neither echo nor speech
-        if self._path is None or self._since_search >= SEARCH_EVERY:
+        every = SEARCH_EVERY_NONE if self._path is None else SEARCH_EVERY_HELD
+        if self._since_search >= every:
             self._path = self._search()
         if self._path is None:
             return False
@@ -211,12 +219,10 @@ class EchoGuard:
         return out
 
     def _track_noise(self, power: float) -> None:
-        """The line's noise floor: follows a quieter frame at once and rises slowly, so
-        speech or echo never become "noise"."""
-        if power < self._noise:
-            self._noise = max(power, 1e-3)
-        else:
-            self._noise = min(power, self._noise * NOISE_RISE)
+        """The line's noise floor: the quietest recent frame, so the pauses between words
+        set it and speech or echo never become "noise"."""
+        self._powers.append(power)
+        self._noise = min(self._powers) * NOISE_MIN_BIAS
 
 
 def _dbfs(energy: float, count: int) -> float:
