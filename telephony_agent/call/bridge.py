@@ -21,18 +21,15 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import numpy as np
 import structlog
-from numpy.typing import NDArray
 
 from telephony_agent.audio.clock import MediaClock
 from telephony_agent.audio.playout import Frame
 from telephony_agent.audio.resample import InboundResampler
-from telephony_agent.call.barge_in import BargeInDecider
+from telephony_agent.call.barge_in import Decision
 from telephony_agent.call.idle import IdleWatch
 from telephony_agent.call.interruption import CutTracker
 from telephony_agent.call.keypad import KeypadEntry
@@ -43,11 +40,13 @@ from telephony_agent.call.profile import (
     CallObserver,
     CallProfile,
     FrameRecorder,
+    RecordingFeed,
 )
 from telephony_agent.call.record import BargeIn, CallRecord, TranscriptLine, TurnLatency
-from telephony_agent.call.summary import bridge_fields, tool_line
+from telephony_agent.call.summary import ended_fields, tool_line
 from telephony_agent.call.tools import ToolRegistry
 from telephony_agent.call.transcript import TranscriptWriter
+from telephony_agent.call.turn_guard import TurnGuard
 from telephony_agent.call.turns import TurnTimer
 from telephony_agent.logs import bind_call
 from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded, MediaLeg
@@ -83,8 +82,6 @@ log = structlog.get_logger(__name__)
 
 MODEL_INPUT_RATE = 24000
 FRAME_MS = 20
-#: Caller frames waiting for a tick beyond this are dropped from the recording only.
-_CALLER_BACKLOG = 3
 
 
 TranscriptCallback = Callable[[TranscriptLine], None]
@@ -115,8 +112,7 @@ class Call:
         self.call_id = call_id or uuid.uuid4().hex[:12]
         self._observer = observer
         #: Gets one (caller, agent) frame pair per tick when the call is recorded.
-        self._recorder = recorder
-        self._caller_frames: deque[NDArray[np.int16]] = deque()
+        self._recording = RecordingFeed(recorder) if recorder is not None else None
         self._agent_lines = AgentLines()
         self._caller_lines = CallerLines()
         self.record = CallRecord(
@@ -130,8 +126,18 @@ class Call:
         # Response state, driven by server events.
         self._response_id: str | None = None
         self._response_active = False
-        # Barge-in: whether speech interrupts, and the exact cut's bookkeeping.
-        self._barge = BargeInDecider()
+        # Barge-in: whether speech interrupts, and the exact cut's bookkeeping. The
+        # guard judges speech over the agent when the server was asked not to interrupt;
+        # when it was asked not to answer either, the Call answers each real turn once.
+        vad = session.config.vad
+        self._guard = TurnGuard(
+            self.profile.turns,
+            leg.sample_rate,
+            guarded=vad is not None and not vad.interrupt_response,
+            transcription=session.config.transcription_model is not None,
+        )
+        self._answers_turns = vad is not None and not vad.create_response
+        self._stopped_at = (0.0, 0)
         self._cuts = CutTracker()
         self._pending_calls: dict[str, list[FunctionCall]] = {}
         self._consecutive_failures = 0
@@ -201,17 +207,7 @@ class Call:
         self.record.end_reason = self._end_reason
         self.record.uplink_latency = self.session.uplink_latency
         self.record.underruns = self.playback.buffer.underruns
-        log.info(
-            "call_ended",
-            reason=self._end_reason,
-            duration_s=round(self.record.duration_s, 2),
-            barge_ins=len(self.record.barge_ins),
-            truncates=self.record.truncates,
-            stale_deltas_dropped=self.record.stale_deltas_dropped,
-            underruns=self.record.underruns,
-            **self.record.latency_summary(),
-            **bridge_fields(self.record),
-        )
+        log.info("call_ended", **ended_fields(self.record))
         return self.record
 
     def _start_greeting(self) -> None:
@@ -252,8 +248,9 @@ class Call:
         try:
             async for event in self.leg.events():
                 if isinstance(event, AudioIn):
-                    if self._recorder is not None:
-                        self._caller_frames.append(event.pcm)
+                    if self._recording is not None:
+                        self._recording.caller(event.pcm)
+                    self._apply(self._guard.heard(event.pcm, agent_busy=self._agent_busy()))
                     pcm = self._inbound.process(event.pcm)
                     if pcm.size:
                         self.session.append_audio(
@@ -336,10 +333,12 @@ class Call:
             self._on_speech_started(event)
         elif isinstance(event, SpeechStopped):
             now_ms = self._now_ms()
-            self._turns.speech_stopped(time.monotonic(), now_ms)
+            self._stopped_at = (time.monotonic(), now_ms)
             if self._idle is not None:
                 self._idle.caller_stopped()
             self._lines.emit(self._caller_lines.speech_stopped(event.item_id, now_ms))
+            busy = self._agent_busy()
+            self._apply(self._guard.speech_stopped(event.item_id, now_ms, agent_busy=busy))
         elif isinstance(event, ResponseCreated):
             self._response_id = event.response_id
             self._response_active = True
@@ -363,6 +362,7 @@ class Call:
                 self._lines.emit(
                     self._caller_lines.transcript(event.item_id, event.transcript, self._now_ms())
                 )
+                self._apply(self._guard.transcript(event.item_id, event.transcript))
         elif isinstance(event, FunctionCall):
             self._pending_calls.setdefault(event.response_id, []).append(event)
         elif isinstance(event, ResponseDone):
@@ -394,19 +394,41 @@ class Call:
         self.playback.push_delta(event.item_id, event.audio)
 
     def _on_speech_started(self, event: SpeechStarted) -> None:
+        self._caller_lines.speech_started(event.item_id, self._now_ms())
+        self._apply(self._guard.speech_started(event.item_id, agent_busy=self._agent_busy()))
+
+    def _agent_busy(self) -> bool:
+        return self.playback.buffer.is_playing or self._response_active
+
+    def _apply(self, decision: Decision) -> None:
+        """Do what the barge-in guard decided (usually nothing)."""
+        for action in decision.actions:
+            if action == "duck":
+                self.playback.duck(self.profile.turns.duck_db)
+            elif action == "restore":
+                self.playback.restore()
+            elif action == "cut":
+                self._on_caller_turn()
+            elif action == "answer":
+                self._turns.speech_stopped(*self._stopped_at)
+                if self._answers_turns and self._hangup_reason is None:
+                    self.session.create_response()
+        if decision.ignored is not None:
+            self.record.ignored_speech[decision.ignored] += 1
+            log.info("speech_ignored", reason=decision.ignored)
+
+    def _on_caller_turn(self) -> None:
+        """The caller's speech is a real turn (not echo, not "mm-hm"): the caller is there,
+        and the agent stops if it is speaking."""
         # A caller who talks over the greeting recording is answered, not greeted again.
         self._greet_after_audio = False
-        now_ms = self._now_ms()
-        self._caller_lines.speech_started(event.item_id, now_ms)
         if self._idle is not None:
             self._idle.caller_started()
             self._idle_goodbye = False
         self._turns.speech_started()
-        action = self._barge.speech_started(
-            agent_heard=self.playback.buffer.is_playing, response_active=self._response_active
-        )
-        if action == "cut":
-            self._cut(now_ms)
+        self.playback.restore()
+        if self.playback.buffer.is_playing or self._response_active:
+            self._cut(self._now_ms())
 
     def _cut(self, now_ms: int) -> None:
         """The exact cut (§3): flush, cancel, truncate at what was played, drop the rest."""
@@ -492,18 +514,16 @@ class Call:
     def _on_tick(self, _tick: int) -> None:
         frame: Frame = self.playback.pop_frame()
         self.leg.send_frame(frame)
+        self._guard.played(frame.pcm)
+        if self._guard.decider.pending:
+            self._apply(self._guard.tick(self._frames_sent * FRAME_MS))
         lines = self._agent_lines.frame(
             frame.item_id if frame.speech else None, self._frames_sent * FRAME_MS
         )
         if lines:
             self._lines.emit(lines)
-        recorder = self._recorder
-        if recorder is not None:
-            frames = self._caller_frames
-            caller = frames.popleft() if frames else None
-            while len(frames) > _CALLER_BACKLOG:  # the caller's clock runs fast: stay aligned
-                frames.popleft()
-            recorder.add(caller, frame.pcm if frame.speech else None)
+        if self._recording is not None:
+            self._recording.tick(frame.pcm if frame.speech else None)
         self._frames_sent += 1
         if frame.speech and frame.item_id is not None:
             self._cuts.frame_heard(frame.item_id)

@@ -39,6 +39,7 @@ from telephony_agent.realtime.events import (
     AssistantTranscriptDone,
     AudioDelta,
     FunctionCall,
+    InputCommitted,
     InputTranscript,
     ResponseCreated,
     ResponseDone,
@@ -46,6 +47,7 @@ from telephony_agent.realtime.events import (
     ServerEvent,
     SessionCreated,
     SessionUpdated,
+    SpeechStopped,
 )
 from telephony_agent.realtime.parse import MalformedEvent, decode_frame, parse_event
 from telephony_agent.realtime.session_config import SessionConfig
@@ -361,6 +363,11 @@ class RealtimeProtocol:
         if isinstance(event, FunctionCall):
             call = self._complete_call(event)
             return [call] if call is not None else []
+        if isinstance(event, SpeechStopped | InputCommitted):
+            # Server VAD committed the caller's turn: the conversation has new input,
+            # so a create asked for now answers it (it is not a duplicate).
+            self._input_since_create = True
+            return [event]
         if isinstance(event, InputTranscript):
             if event.final and event.transcript.strip():
                 self._recap.append(("Caller", event.transcript.strip()))

@@ -40,7 +40,7 @@ from telephony_agent.media.leg import MediaLeg
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.switchboard.deployment import Deployment
 from telephony_agent.switchboard.request import CallRequest, Refusal
-from telephony_agent.switchboard.session import session_config
+from telephony_agent.switchboard.session import session_config, turn_policy
 from telephony_agent.tools import BUILTIN_TOOL_NAMES, CallInfo
 
 __all__ = ["Admission", "CallListener", "LiveCall", "Switchboard", "SwitchboardStats"]
@@ -234,6 +234,7 @@ class Admission:
                 idle_max_reprompts=settings.agent.idle_max_reprompts,
                 idle_reprompt_instructions=settings.agent.idle_reprompt_instructions,
                 idle_goodbye_instructions=settings.agent.idle_goodbye_instructions,
+                turns=turn_policy(settings),
             ),
             call_id=self.request.external_id[:128],
             provider=self.provider,
