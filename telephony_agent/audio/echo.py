@@ -20,8 +20,9 @@ played (the frames the media tick sent, after any ducking):
 
 Cost is paid only while the agent is audible and the line carries more than noise;
 the full search runs every fourth frame while a path holds (every other one while
-none does), the frames in between reuse the path found (one short dot product). Sans-I/O: `played` on each tick (a ring write, no shifting),
-`heard` on each inbound frame.
+none does), the frames in between reuse the path found (one short dot product).
+Sans-I/O: `played` on each tick (a ring write, no shifting), `heard` on each inbound
+frame.
 """
 
 from __future__ import annotations
