@@ -60,6 +60,8 @@ NOISE_FRAMES = 100
 #: ...raised by this factor: the minimum of many noise frames sits about 2 dB under
 #: the noise's mean power.
 NOISE_MIN_BIAS = 1.6
+#: Until two seconds have been heard, the floor is at most this (dBFS).
+NOISE_START_DBFS = -70.0
 
 _FULL_SCALE_SQ = 32768.0**2
 
@@ -124,7 +126,8 @@ class EchoGuard:
         self._nfft = 1 << int(np.ceil(np.log2(self._ref.buf.size + self._analysis)))
         self._emphasis = [0.0, 0.0]  # the last sample of each stream, for pre-emphasis
         #: Recent frame powers, and the line noise's mean square (see `_track_noise`).
-        self._powers: deque[float] = deque(maxlen=NOISE_FRAMES)
+        start = _FULL_SCALE_SQ * 10 ** (NOISE_START_DBFS / 10)
+        self._powers: deque[float] = deque([start], maxlen=NOISE_FRAMES)
         self._noise = 0.0
         #: The echo path last found: (delay in analysis samples, gain), or None.
         self._path: tuple[int, float] | None = None

@@ -11,7 +11,8 @@ Two detectors, both with everything they need inside their packages (nothing is 
 downloaded):
 
 * `energy` (default, no extra package): a frame is speech when it is 9 dB above the
-  quietest frame of the last two seconds (the line's noise floor) and above -55 dBFS.
+  quietest frame of the last two seconds (the line's noise floor; -65 dBFS until two
+  seconds have been heard) and above -55 dBFS.
   Cheap and dependable on a quiet line; it cannot tell loud line noise from speech.
 * `webrtc` (the `vad` extra: webrtcvad-wheels, MIT, a 200 kB C extension): WebRTC's
   GMM detector, aggressiveness 2, on the leg's own 8/16/48 kHz frames. It keeps
@@ -48,6 +49,9 @@ ENERGY_MARGIN_DB = 9.0
 ENERGY_MIN_DBFS = -55.0
 #: The noise floor is the quietest frame of this many (two seconds of 20 ms frames).
 FLOOR_FRAMES = 100
+#: Until the line has been heard that long, the floor is at most this (dBFS): a caller
+#: who speaks from the first frame must not become the "noise".
+FLOOR_START_DBFS = -65.0
 #: WebRTC aggressiveness (0-3): 2 rejected every steady line noise measured, and
 #: kept 94 % of speech frames at 15 dB SNR on G.711.
 WEBRTC_MODE = 2
@@ -63,7 +67,7 @@ class EnergyVoicing:
     """Speech is what stands clearly above the line's recent noise floor."""
 
     def __init__(self) -> None:
-        self._powers: deque[float] = deque(maxlen=FLOOR_FRAMES)
+        self._powers: deque[float] = deque([10 ** (FLOOR_START_DBFS / 10)], maxlen=FLOOR_FRAMES)
         self._margin = 10 ** (ENERGY_MARGIN_DB / 10)
         self._minimum = 10 ** (ENERGY_MIN_DBFS / 10)
 

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from telephony_agent.audio.g711 import ulaw_decode, ulaw_encode
 from telephony_agent.audio.gain import RAMP_MS, GainRamp
-from telephony_agent.audio.voicing import LOCAL_VADS, make_voicing
+from telephony_agent.audio.voicing import LOCAL_VADS, EnergyVoicing, make_voicing
 from telephony_agent.media.audiofile import decode_audio_file
 
 RATE = 8000
@@ -118,3 +118,11 @@ def test_webrtc_keeps_speech_that_energy_loses_on_a_noisy_line() -> None:
         found[name] = verdicts[RATE * 2 // 160 :][: talking.size][talking].mean()
     assert found["webrtc"] >= 0.9, found
     assert found["energy"] <= found["webrtc"] - 0.1, found
+
+
+def test_a_caller_who_speaks_from_the_first_frame_is_heard() -> None:
+    """The noise floor is not learnt from the caller's own first words."""
+    voicing = EnergyVoicing()
+    speech = _phone_speech()
+    verdicts = np.array([voicing.is_speech(f) for f in _frames(speech)])
+    assert verdicts[_speech_frames(speech)][:10].all()
