@@ -80,7 +80,7 @@ def _loud(inbound: NDArray[np.int16], rate: int, dbfs: float) -> NDArray[np.bool
     return loud
 
 
-@pytest.mark.parametrize("rate", [8000, 16000])
+@pytest.mark.parametrize("rate", [8000, 16000, 48000])
 @pytest.mark.parametrize("delay_ms", [100, 300, 480])
 def test_the_agents_voice_coming_back_is_echo(rate: int, delay_ms: int) -> None:
     played, inbound, _ = _line(rate, delay_ms=delay_ms, echo_db=-20, noise_dbfs=-60)
