@@ -33,6 +33,8 @@ from telephony_agent.agent import (
 )
 from telephony_agent.agent.tool_wait import FILLER_AFTER_RANGE, TOOL_TIMEOUT_RANGE
 from telephony_agent.agent.values import KeyChecker
+from telephony_agent.audio.voicing import LocalVad, local_vad_missing
+from telephony_agent.call.backchannel import DEFAULT_BACKCHANNELS, normalise_word
 from telephony_agent.call.idle import DEFAULT_GOODBYE, DEFAULT_REPROMPT
 from telephony_agent.errors import ConfigError
 from telephony_agent.realtime.dialect import Dialect
@@ -124,6 +126,23 @@ class VadSettings:
     silence_duration_ms: int = 500
     idle_timeout_ms: int | None = None
     interrupt_response: bool = True
+
+
+@dataclass(frozen=True)
+class TurnsSettings:
+    """Barge-in: when the caller's speech over the agent interrupts it (docs/turn-taking.md).
+
+    With `min_speech_ms = 0` and `echo_guard = false` every `speech_started` cuts the
+    agent at once, and the server interrupts and answers by itself (`[vad]`)."""
+
+    min_speech_ms: int = 250
+    duck_db: float = -12.0
+    echo_guard: bool = True
+    echo_window_ms: int = 600
+    #: Comma-separated words that never interrupt on their own ("" for none).
+    backchannels: str = DEFAULT_BACKCHANNELS
+    backchannel_max_ms: int = 600
+    local_vad: LocalVad = "energy"
 
 
 @dataclass(frozen=True)
@@ -293,6 +312,7 @@ class Settings:
     provider: ProviderSettings = field(default_factory=ProviderSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
     vad: VadSettings = field(default_factory=VadSettings)
+    turns: TurnsSettings = field(default_factory=TurnsSettings)
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
     sip: SipSettings = field(default_factory=SipSettings)
@@ -330,6 +350,10 @@ _RANGES: dict[str, tuple[float, float]] = {
     "vad.prefix_padding_ms": (0, 5000),
     "vad.silence_duration_ms": (100, 10000),
     "vad.idle_timeout_ms": (1000, 3_600_000),
+    "turns.min_speech_ms": (0, 2000),
+    "turns.duck_db": (-60.0, 0.0),
+    "turns.echo_window_ms": (200, 2000),
+    "turns.backchannel_max_ms": (0, 5000),
     "realtime.chunk_ms": (10, 1000),
     "realtime.ready_timeout_s": (0.1, 120.0),
     "realtime.max_reconnects": (0, 100),
@@ -687,6 +711,7 @@ def _check_consistency(settings: Settings) -> None:
             f"{given} is set alone: expected both http.tls_certificate and http.tls_key "
             "(or neither, for plain HTTP)"
         )
+    _check_turns(settings.turns)
 
 
 def module_levels(text: str) -> dict[str, str]:
@@ -703,6 +728,18 @@ def module_levels(text: str) -> dict[str, str]:
             )
         result[name] = level.lower()
     return result
+
+
+def _check_turns(turns: TurnsSettings) -> None:
+    for word in turns.backchannels.split(","):
+        if word.strip() and not normalise_word(word):
+            raise ConfigError(
+                f"turns.backchannels = {turns.backchannels!r}: {word.strip()!r} has no "
+                "letters, expected comma-separated words"
+            )
+    missing = local_vad_missing(turns.local_vad)
+    if missing is not None:
+        raise ConfigError(f"turns.local_vad = {turns.local_vad!r}: expected {missing} installed")
 
 
 def _check_database_url(url: str | None) -> None:

@@ -199,3 +199,51 @@ def test_max_session_s_defaults_to_the_providers_limit(tmp_path: Path) -> None:
     assert str(info.value) == (
         "provider.max_session_s = -5.0: expected a value from 0.0 to 86400.0"
     )
+
+
+def test_turns_defaults_and_overrides(tmp_path: Path) -> None:
+    defaults = load_settings(None, environ={}).turns
+    assert (defaults.min_speech_ms, defaults.duck_db, defaults.echo_guard) == (250, -12.0, True)
+    assert defaults.echo_window_ms == 600 and defaults.local_vad == "energy"
+    assert "mm-hm" in defaults.backchannels and "угу" in defaults.backchannels
+    path = write(
+        tmp_path,
+        '[turns]\nmin_speech_ms = 0\necho_guard = false\nbackchannels = "yes, please"\n',
+    )
+    env = {"TELEPHONY_AGENT_TURNS_DUCK_DB": "-20"}
+    turns = load_settings(path, environ=env).turns
+    assert (turns.min_speech_ms, turns.echo_guard, turns.duck_db) == (0, False, -20.0)
+    assert turns.backchannels == "yes, please"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[turns]\nmin_speech_ms = -5\n", "turns.min_speech_ms = -5: expected a value from 0"),
+        ("[turns]\nduck_db = 6\n", "turns.duck_db = 6.0: expected a value from -60.0 to 0.0"),
+        ("[turns]\necho_window_ms = 50\n", "turns.echo_window_ms = 50: expected a value from"),
+        ('[turns]\nlocal_vad = "silero"\n', "turns.local_vad = 'silero': expected one of"),
+        (
+            '[turns]\nbackchannels = "mm-hm, 42"\n',
+            "turns.backchannels = 'mm-hm, 42': '42' has no letters, expected comma-separated",
+        ),
+        ('[turns]\necho_guard = "yes"\n', "turns.echo_guard = 'yes': expected true or false"),
+    ],
+)
+def test_bad_turns_values_name_the_key_in_one_line(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text), environ={})
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_the_webrtc_detector_without_its_package_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "webrtcvad", None)
+    with pytest.raises(ConfigError, match=r"turns.local_vad = 'webrtc': expected the webrtcvad"):
+        load_settings(write(tmp_path, '[turns]\nlocal_vad = "webrtc"\n'), environ={})

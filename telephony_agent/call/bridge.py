@@ -6,13 +6,14 @@ Data walks one way in and one way out:
 * out: audio delta → `Playback` (decode, resample, queue) → one frame per media-clock
   tick → `leg.send_frame`.
 
-Barge-in follows the protocol notes (§3): on `speech_started` playout is flushed at
-once, an active response is cancelled, the interrupted item is truncated at the
-milliseconds actually played (clamped to what was received, skipped at 0), and every
-later delta of the interrupted response is dropped. Tool calls are collected while a
-response runs and handed to `ToolTurns` after its `response.done`: it runs them, fills
-the wait with the profile's filler or hold audio, and answers with their outputs
-followed by exactly one `response.create`.
+Barge-in follows the protocol notes (§3): `barge_in.py` decides whether the caller's
+speech interrupts; the cut (`interruption.py`) flushes playout at once, cancels an
+active response, truncates the interrupted item at the milliseconds actually played
+(clamped to what was received, skipped at 0) and drops every later delta of the
+interrupted response. Tool calls are collected while a response runs and handed to
+`ToolTurns` after its `response.done`: it runs them, fills the wait with the profile's
+filler or hold audio, and answers with their outputs followed by exactly one
+`response.create`.
 """
 
 from __future__ import annotations
@@ -21,19 +22,18 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import numpy as np
 import structlog
-from numpy.typing import NDArray
 
 from telephony_agent.audio.clock import MediaClock
 from telephony_agent.audio.playout import Frame
 from telephony_agent.audio.resample import InboundResampler
+from telephony_agent.call.barge_in import Decision
 from telephony_agent.call.greeting import Greeting
 from telephony_agent.call.idle import IdleWatch
+from telephony_agent.call.interruption import CutTracker
 from telephony_agent.call.keypad import KeypadEntry
 from telephony_agent.call.lines import AgentLines, CallerLines
 from telephony_agent.call.link_loss import cut_answer
@@ -43,12 +43,14 @@ from telephony_agent.call.profile import (
     CallObserver,
     CallProfile,
     FrameRecorder,
+    RecordingFeed,
 )
 from telephony_agent.call.record import BargeIn, CallRecord, TranscriptLine, TurnLatency
-from telephony_agent.call.summary import bridge_fields
+from telephony_agent.call.summary import ended_fields
 from telephony_agent.call.tool_turns import ToolTurns
 from telephony_agent.call.tools import ToolRegistry
 from telephony_agent.call.transcript import TranscriptWriter
+from telephony_agent.call.turn_guard import TurnGuard
 from telephony_agent.call.turns import TurnTimer
 from telephony_agent.logs import bind_call
 from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded, MediaLeg, TransferResult
@@ -85,12 +87,6 @@ log = structlog.get_logger(__name__)
 
 MODEL_INPUT_RATE = 24000
 FRAME_MS = 20
-#: Caller frames waiting for a tick beyond this are dropped from the recording only.
-_CALLER_BACKLOG = 3
-
-
-#: How many recent response/item ids are remembered as stale (bounded memory).
-_STALE_MEMORY = 64
 
 
 TranscriptCallback = Callable[[TranscriptLine], None]
@@ -121,8 +117,7 @@ class Call:
         self.call_id = call_id or uuid.uuid4().hex[:12]
         self._observer = observer
         #: Gets one (caller, agent) frame pair per tick when the call is recorded.
-        self._recorder = recorder
-        self._caller_frames: deque[NDArray[np.int16]] = deque()
+        self._recording = RecordingFeed(recorder) if recorder is not None else None
         self._agent_lines = AgentLines()
         self._caller_lines = CallerLines()
         self.record = CallRecord(
@@ -136,13 +131,19 @@ class Call:
         # Response state, driven by server events.
         self._response_id: str | None = None
         self._response_active = False
-        self._receiving_item: str | None = None
-        self._heard_item: str | None = None
-        self._item_response: dict[str, str] = {}
-        self._done_responses: deque[str] = deque(maxlen=_STALE_MEMORY)
-        self._stale_responses: deque[str] = deque(maxlen=_STALE_MEMORY)
-        self._stale_items: deque[str] = deque(maxlen=_STALE_MEMORY)
-        self._truncated: deque[str] = deque(maxlen=_STALE_MEMORY)
+        # Barge-in: whether speech interrupts, and the exact cut's bookkeeping. The
+        # guard judges speech over the agent when the server was asked not to interrupt;
+        # when it was asked not to answer either, the Call answers each real turn once.
+        vad = session.config.vad
+        self._guard = TurnGuard(
+            self.profile.turns,
+            leg.sample_rate,
+            guarded=vad is not None and not vad.interrupt_response,
+            transcription=session.config.transcription_model is not None,
+        )
+        self._answers_turns = vad is not None and not vad.create_response
+        self._stopped_at = (0.0, 0)
+        self._cuts = CutTracker()
         self._pending_calls: dict[str, list[FunctionCall]] = {}
         self._consecutive_failures = 0
         # Latency of the current turn.
@@ -225,17 +226,7 @@ class Call:
         self.record.end_reason = self._end_reason
         self.record.uplink_latency = self.session.uplink_latency
         self.record.underruns = self.playback.buffer.underruns
-        log.info(
-            "call_ended",
-            reason=self._end_reason,
-            duration_s=round(self.record.duration_s, 2),
-            barge_ins=len(self.record.barge_ins),
-            truncates=self.record.truncates,
-            stale_deltas_dropped=self.record.stale_deltas_dropped,
-            underruns=self.record.underruns,
-            **self.record.latency_summary(),
-            **bridge_fields(self.record),
-        )
+        log.info("call_ended", **ended_fields(self.record))
         return self.record
 
     def _end(self, reason: str, by: str) -> None:
@@ -260,8 +251,9 @@ class Call:
         try:
             async for event in self.leg.events():
                 if isinstance(event, AudioIn):
-                    if self._recorder is not None:
-                        self._caller_frames.append(event.pcm)
+                    if self._recording is not None:
+                        self._recording.caller(event.pcm)
+                    self._apply(self._guard.heard(event.pcm, agent_busy=self._agent_busy()))
                     pcm = self._inbound.process(event.pcm)
                     if pcm.size:
                         self.session.append_audio(
@@ -344,22 +336,24 @@ class Call:
             self._on_speech_started(event)
         elif isinstance(event, SpeechStopped):
             now_ms = self._now_ms()
-            self._turns.speech_stopped(time.monotonic(), now_ms)
+            self._stopped_at = (time.monotonic(), now_ms)
             if self._idle is not None:
                 self._idle.caller_stopped()
             self._tool_turns.caller_stopped()
             self._lines.emit(self._caller_lines.speech_stopped(event.item_id, now_ms))
+            busy = self._agent_busy()
+            self._apply(self._guard.speech_stopped(event.item_id, now_ms, agent_busy=busy))
         elif isinstance(event, ResponseCreated):
             self._response_id = event.response_id
             self._response_active = True
             self._tool_turns.response_created(event.response_id)
         elif isinstance(event, AudioDone):
-            if not self._is_stale(event.response_id, event.item_id):
+            if not self._cuts.is_stale(event.response_id, event.item_id):
                 self.playback.end_item()
                 playing = self.playback.buffer.is_playing
                 self._lines.emit(self._agent_lines.audio_done(event.item_id, playing=playing))
         elif isinstance(event, AssistantTranscriptDelta):
-            if not self._is_stale(event.response_id, event.item_id):
+            if not self._cuts.is_stale(event.response_id, event.item_id):
                 self._agent_lines.text_delta(event.item_id, event.delta)
         elif isinstance(event, AssistantTranscriptDone):
             has_audio = self.playback.received_ms(event.item_id) > 0
@@ -373,6 +367,7 @@ class Call:
                 self._lines.emit(
                     self._caller_lines.transcript(event.item_id, event.transcript, self._now_ms())
                 )
+                self._apply(self._guard.transcript(event.item_id, event.transcript))
         elif isinstance(event, FunctionCall):
             self._pending_calls.setdefault(event.response_id, []).append(event)
         elif isinstance(event, ResponseDone):
@@ -395,114 +390,103 @@ class Call:
             log.warning("realtime_session_closed", reason=event.reason)
             self._end(f"realtime_closed: {event.reason}", "provider")
 
-    def _is_stale(self, response_id: str | None, item_id: str | None) -> bool:
-        return (response_id is not None and response_id in self._stale_responses) or (
-            item_id is not None and item_id in self._stale_items
-        )
-
     def _on_audio_delta(self, event: AudioDelta) -> None:
-        if self._is_stale(event.response_id, event.item_id):
-            self.record.stale_deltas_dropped += 1
-            return
-        if event.response_id in self._done_responses:
-            # A delta after its response.done cannot be placed in the conversation.
+        new_item = not self._cuts.knows_item(event.item_id)
+        if not self._cuts.accept_delta(event.response_id, event.item_id, bool(event.audio)):
             self.record.stale_deltas_dropped += 1
             return
         if not event.audio:
             return
-        if event.item_id not in self._item_response and not self.playback.buffer.is_playing:
+        if new_item and not self.playback.buffer.is_playing:
             # The start of a talk spurt: time it from the websocket to the leg.
             self._downlink_probe = (event.item_id, event.received_at or time.monotonic())
-        self._item_response[event.item_id] = event.response_id
         if self._tool_turns.is_filler(event.response_id):
             self._agent_lines.label(event.item_id, "[filler]")
-        self._receiving_item = event.item_id
         self._turns.delta(event.item_id, time.monotonic())
         self.playback.push_delta(event.item_id, event.audio)
 
     def _on_speech_started(self, event: SpeechStarted) -> None:
+        self._caller_lines.speech_started(event.item_id, self._now_ms())
+        self._apply(self._guard.speech_started(event.item_id, agent_busy=self._agent_busy()))
+
+    def _agent_busy(self) -> bool:
+        return self.playback.buffer.is_playing or self._response_active
+
+    def _apply(self, decision: Decision) -> None:
+        """Do what the barge-in guard decided (usually nothing)."""
+        for action in decision.actions:
+            if action == "duck":
+                self.playback.duck(self.profile.turns.duck_db)
+            elif action == "restore":
+                self.playback.restore()
+            elif action == "cut":
+                self._on_caller_turn()
+            elif action == "answer":
+                self._turns.speech_stopped(*self._stopped_at)
+                if self._answers_turns and self._hangup_reason is None:
+                    self.session.create_response()
+        if decision.ignored is not None:
+            self.record.ignored_speech[decision.ignored] += 1
+            log.info("speech_ignored", reason=decision.ignored)
+
+    def _on_caller_turn(self) -> None:
+        """The caller's speech is a real turn (not echo, not "mm-hm"): the caller is there,
+        and the agent stops if it is speaking."""
+        # A caller who talks over the greeting recording is answered, not greeted again.
         self._greeting.caller_spoke()
         self._tool_turns.caller_started()
-        now_ms = self._now_ms()
-        self._caller_lines.speech_started(event.item_id, now_ms)
         if self._idle is not None:
             self._idle.caller_started()
             self._idle_goodbye = False
         self._turns.speech_started()
-        playing = self.playback.buffer.is_playing
-        if not (playing or self._response_active):
-            return
-        # What the caller is hearing now, and what is still arriving; an item that
-        # finished playing before this turn is history and must not be touched.
-        heard_now = self._heard_item if playing else None
-        arriving = self._receiving_item if self._response_active else None
-        candidates = [i for i in (heard_now, arriving) if i is not None]
-        heard = candidates[0] if candidates else None
-        interruption = self.playback.interrupt(heard)
-        if self._response_active and self._response_id is not None:
+        self.playback.restore()
+        if self.playback.buffer.is_playing or self._response_active:
+            self._cut(self._now_ms())
+
+    def _cut(self, now_ms: int) -> None:
+        """The exact cut (§3): flush, cancel, truncate at what was played, drop the rest."""
+        cut = self._cuts.cut(
+            self.playback, response_id=self._response_id, response_active=self._response_active
+        )
+        if cut.cancel:
             self.session.cancel_response()
             self.record.cancels += 1
-            self._stale_responses.append(self._response_id)
-        truncated = False
-        for item_id in dict.fromkeys(candidates):
-            self._stale_items.append(item_id)
-            truncated = self._truncate_if_needed(item_id) or truncated
+        for item_id, played_ms in cut.truncates:
+            self.session.truncate(item_id, played_ms)
+            self.record.truncates += 1
+        for item_id in cut.items:
             played = self.playback.played_ms(item_id)
             received = self.playback.received_ms(item_id)
             self._lines.emit(self._agent_lines.cut(item_id, played, received, now_ms))
-        barge_in = BargeIn(self._frames_sent, heard, interruption.played_ms, truncated, now_ms)
+        interruption = cut.interruption
+        barge_in = BargeIn(
+            self._frames_sent, cut.heard, interruption.played_ms, bool(cut.truncates), now_ms
+        )
         self.record.barge_ins.append(barge_in)
         if self._observer is not None:
             self._observer.barge_in(barge_in)
         log.info(
             "barge_in",
-            item_id=heard,
+            item_id=cut.heard,
             played_ms=interruption.played_ms,
             received_ms=interruption.received_ms,
             dropped_ms=interruption.dropped_ms,
         )
-        self._heard_item = None
-        self._receiving_item = None
 
     def _cut_at_link_loss(self, response_id: str) -> None:
         """The connection died mid-answer: see `link_loss.py`. Nothing more of it plays."""
-        items = [item for item, rid in self._item_response.items() if rid == response_id]
-        self._stale_responses.append(response_id)
-        self._stale_items.extend(items)
+        items = self._cuts.lose_response(response_id)
         now_ms = self._now_ms()
         self._lines.emit(cut_answer(self.playback, self._agent_lines, self.session, items, now_ms))
-        self._heard_item = None
-        self._receiving_item = None
-
-    def _truncate_if_needed(self, item_id: str) -> bool:
-        """Truncate at what was heard; never past what was received; skip when nothing was."""
-        if item_id in self._truncated or item_id == GREETING_AUDIO_ITEM:
-            return False
-        received = self.playback.received_ms(item_id)
-        played = max(0, min(self.playback.played_ms(item_id), received))
-        response_done = self._item_response.get(item_id) in self._done_responses
-        if played <= 0:
-            return False
-        if response_done and played >= received:
-            return False  # it was heard to the end: nothing to correct
-        self.session.truncate(item_id, played)
-        self._truncated.append(item_id)
-        self.record.truncates += 1
-        return True
 
     def _on_response_done(self, event: ResponseDone) -> None:
         rid = event.response_id
-        self._done_responses.append(rid)
+        self._cuts.response_done(rid)
         if rid == self._response_id:
             self._response_active = False
-        stale = rid in self._stale_responses
+        stale = self._cuts.is_response_stale(rid)
         if not stale:
             self.playback.end_item()
-        if (
-            self._receiving_item is not None
-            and self._item_response.get(self._receiving_item) == rid
-        ):
-            self._receiving_item = None
         calls = self._pending_calls.pop(rid, [])
         if calls and (stale or event.status in ("cancelled", "failed")):
             reason = "response_failed" if event.status == "failed" else "response_cancelled"
@@ -537,21 +521,19 @@ class Call:
     def _on_tick(self, _tick: int) -> None:
         frame: Frame = self._tool_turns.next_frame(self._now_ms(), self._response_active)
         self.leg.send_frame(frame)
+        self._guard.played(frame.pcm)
+        if self._guard.decider.pending:
+            self._apply(self._guard.tick(self._frames_sent * FRAME_MS))
         lines = self._agent_lines.frame(
             frame.item_id if frame.speech else None, self._frames_sent * FRAME_MS
         )
         if lines:
             self._lines.emit(lines)
-        recorder = self._recorder
-        if recorder is not None:
-            frames = self._caller_frames
-            caller = frames.popleft() if frames else None
-            while len(frames) > _CALLER_BACKLOG:  # the caller's clock runs fast: stay aligned
-                frames.popleft()
-            recorder.add(caller, frame.pcm if frame.speech else None)
+        if self._recording is not None:
+            self._recording.tick(frame.pcm if frame.speech else None)
         self._frames_sent += 1
         if frame.speech and frame.item_id is not None:
-            self._heard_item = frame.item_id
+            self._cuts.frame_heard(frame.item_id)
             probe = self._downlink_probe
             if probe is not None and probe[0] == frame.item_id:
                 self.record.downlink_latency.add(time.monotonic() - probe[1])

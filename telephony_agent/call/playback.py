@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from telephony_agent.audio.gain import GainRamp
 from telephony_agent.audio.playout import Frame, PlayoutBuffer
 from telephony_agent.audio.resample import OutboundResampler
 
@@ -36,6 +37,8 @@ class Playback:
         self.model_rate = model_rate
         self.buffer = PlayoutBuffer(leg_rate, preroll_ms=preroll_ms)
         self._resampler = OutboundResampler(model_rate, leg_rate)
+        #: Ducking while the caller may be interrupting (see `call/barge_in.py`).
+        self.gain = GainRamp(leg_rate)
         self._item_id: str | None = None
         self._carry = b""
         self._received_bytes: dict[str, int] = {}
@@ -85,6 +88,7 @@ class Playback:
         """Barge-in: stop at once, drop everything queued and the resampler's state."""
         was_playing = self.buffer.is_playing
         dropped = self.buffer.flush()
+        self.gain.reset()
         self._resampler.flush()  # discarded: the caller must not hear the old tail
         self._item_id = None
         self._carry = b""
@@ -94,8 +98,19 @@ class Playback:
         played = max(0, min(self.buffer.played_ms(item_id), received))
         return Interruption(item_id, played, received, dropped, was_playing)
 
+    def duck(self, db: float) -> None:
+        """Lower the agent's audio to `db` (ramped, no click) until `restore`."""
+        self.gain.set_db(db)
+
+    def restore(self) -> None:
+        self.gain.set_db(0.0)
+
     def pop_frame(self) -> Frame:
-        return self.buffer.pop_frame()
+        frame = self.buffer.pop_frame()
+        if not frame.speech:
+            return frame
+        pcm = self.gain.apply(frame.pcm)
+        return frame if pcm is frame.pcm else Frame(pcm, frame.item_id, frame.speech)
 
     def forget(self, item_id: str) -> None:
         self._received_bytes.pop(item_id, None)

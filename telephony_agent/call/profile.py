@@ -7,6 +7,7 @@ the two small protocols here keeps `bridge.py` about the real-time work.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -15,12 +16,19 @@ from numpy.typing import NDArray
 
 from telephony_agent.agent import DEFAULT_DTMF_MESSAGE
 from telephony_agent.agent.outbound import OpeningSettings
+from telephony_agent.call.barge_in import TurnPolicy
 from telephony_agent.call.hold import ToolFeedback
 from telephony_agent.call.idle import DEFAULT_GOODBYE, DEFAULT_REPROMPT
 from telephony_agent.call.record import BargeIn, TurnLatency
 from telephony_agent.call.tools import ToolResult
 
-__all__ = ["GREETING_AUDIO_ITEM", "CallObserver", "CallProfile", "FrameRecorder"]
+__all__ = [
+    "GREETING_AUDIO_ITEM",
+    "CallObserver",
+    "CallProfile",
+    "FrameRecorder",
+    "RecordingFeed",
+]
 
 
 class CallObserver(Protocol):
@@ -39,6 +47,33 @@ class FrameRecorder(Protocol):
     """Takes one caller frame (or None) and one agent frame (or None) per media tick."""
 
     def add(self, caller: NDArray[np.int16] | None, agent: NDArray[np.int16] | None) -> None: ...
+
+
+#: Caller frames waiting for a tick beyond this are dropped from the recording only.
+_CALLER_BACKLOG = 3
+
+
+class RecordingFeed:
+    """Pairs each tick's agent frame with the caller frame that arrived meanwhile.
+
+    The caller's clock is not the media clock: frames arrive in bursts and may run
+    fast. Each tick takes the oldest waiting caller frame and drops any backlog past
+    a few frames, so the two channels of a recording stay aligned.
+    """
+
+    def __init__(self, recorder: FrameRecorder) -> None:
+        self._recorder = recorder
+        self._frames: deque[NDArray[np.int16]] = deque()
+
+    def caller(self, pcm: NDArray[np.int16]) -> None:
+        self._frames.append(pcm)
+
+    def tick(self, agent: NDArray[np.int16] | None) -> None:
+        frames = self._frames
+        caller = frames.popleft() if frames else None
+        while len(frames) > _CALLER_BACKLOG:
+            frames.popleft()
+        self._recorder.add(caller, agent)
 
 
 #: The item id under which a greeting recording is played (never sent to the model).
@@ -78,3 +113,5 @@ class CallProfile:
     tool_feedback: ToolFeedback = field(default_factory=ToolFeedback)
     #: Set for calls we placed: wait for the callee, answering-machine detection.
     opening: OpeningSettings | None = None
+    #: Barge-in: when the caller's speech over the agent interrupts it (`[turns]`).
+    turns: TurnPolicy = field(default_factory=TurnPolicy)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 
 from telephony_agent.call.tools import ToolResult
@@ -63,6 +64,9 @@ class CallRecord:
     transcript: list[TranscriptLine] = field(default_factory=list)
     latencies: list[TurnLatency] = field(default_factory=list)
     barge_ins: list[BargeIn] = field(default_factory=list)
+    #: Caller speech over the agent that did not interrupt it, by why: echo (the agent's
+    #: own voice coming back), backchannel ("mm-hm") or short (ended too soon).
+    ignored_speech: Counter[str] = field(default_factory=Counter)
     truncates: int = 0
     cancels: int = 0
     stale_deltas_dropped: int = 0

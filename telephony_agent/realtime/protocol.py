@@ -37,12 +37,14 @@ from telephony_agent.realtime.events import (
     LINK_LOST,
     AudioDelta,
     FunctionCall,
+    InputCommitted,
     ResponseCreated,
     ResponseDone,
     ServerError,
     ServerEvent,
     SessionCreated,
     SessionUpdated,
+    SpeechStopped,
 )
 from telephony_agent.realtime.function_calls import FunctionCallTracker
 from telephony_agent.realtime.outgoing import ClientEvents
@@ -312,6 +314,11 @@ class RealtimeProtocol:
                 self._live_calls.add(found.call_id)
                 self._dead_calls.discard(found.call_id)
             return [found] if found is not None else []
+        if isinstance(event, SpeechStopped | InputCommitted):
+            # Server VAD committed the caller's turn: the conversation has new input,
+            # so a create asked for now answers it (it is not a duplicate).
+            self._input_since_create = True
+            return [event]
         if isinstance(event, ServerError):
             return self._on_error(event)
         return [event]

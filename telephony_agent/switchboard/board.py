@@ -41,7 +41,7 @@ from telephony_agent.media.leg import MediaLeg
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.switchboard.deployment import Deployment
 from telephony_agent.switchboard.request import CallRequest, Refusal
-from telephony_agent.switchboard.session import max_session_s, session_config
+from telephony_agent.switchboard.session import max_session_s, session_config, turn_policy
 from telephony_agent.tools import BUILTIN_TOOL_NAMES, CallInfo
 
 __all__ = ["Admission", "CallListener", "LiveCall", "Switchboard", "SwitchboardStats"]
@@ -242,6 +242,7 @@ class Admission:
                 idle_goodbye_instructions=settings.agent.idle_goodbye_instructions,
                 tool_feedback=self.deployment.tool_feedback(profile),
                 opening=profile.outbound if self.request.direction == "outbound" else None,
+                turns=turn_policy(settings),
             ),
             # Ours, so the Call's log lines join the records' and the call events' id.
             call_id=self.id,

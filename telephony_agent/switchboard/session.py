@@ -9,11 +9,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from telephony_agent.call.backchannel import parse_backchannels
+from telephony_agent.call.barge_in import TurnPolicy
 from telephony_agent.config import Settings, effective_voice
 from telephony_agent.realtime.providers import PRESETS
 from telephony_agent.realtime.session_config import SessionConfig, ToolSpec, VadConfig
 
-__all__ = ["max_session_s", "session_config"]
+__all__ = ["max_session_s", "session_config", "turn_policy", "turns_guarded"]
+
+
+def turn_policy(settings: Settings) -> TurnPolicy:
+    """`[turns]` as a call uses it."""
+    turns = settings.turns
+    return TurnPolicy(
+        min_speech_ms=turns.min_speech_ms,
+        duck_db=turns.duck_db,
+        echo_guard=turns.echo_guard,
+        echo_window_ms=turns.echo_window_ms,
+        backchannels=parse_backchannels(turns.backchannels),
+        backchannel_max_ms=turns.backchannel_max_ms,
+        local_vad=turns.local_vad,
+    )
+
+
+def turns_guarded(settings: Settings) -> bool:
+    """Whether speech over the agent is judged before it interrupts."""
+    return turn_policy(settings).guarded
 
 
 def session_config(
@@ -30,12 +51,15 @@ def session_config(
     vad = settings.vad
     vad_config = None
     if vad.enabled and not manual_turns:
+        # With the barge-in guard the Call decides what interrupts and answers each
+        # real turn once itself; the server must do neither (docs/turn-taking.md).
+        guarded = turns_guarded(settings)
         vad_config = VadConfig(
             threshold=vad.threshold,
             prefix_padding_ms=vad.prefix_padding_ms,
             silence_duration_ms=vad.silence_duration_ms,
-            create_response=True,
-            interrupt_response=vad.interrupt_response,
+            create_response=not guarded,
+            interrupt_response=vad.interrupt_response and not guarded,
             idle_timeout_ms=vad.idle_timeout_ms,
         )
     return SessionConfig(

@@ -88,6 +88,7 @@ async def test_barge_in_flushes_cancels_truncates_and_drops_stale_audio() -> Non
     auto_cancel=st.booleans(),
     dialect=st.sampled_from(["ga", "beta", "yandex"]),
     leg_rate=st.sampled_from([8000, 16000, 48000]),
+    guard=st.booleans(),
 )
 def test_barge_in_at_random_moments_never_rejected_never_stale(
     gap_ms: int,
@@ -97,7 +98,10 @@ def test_barge_in_at_random_moments_never_rejected_never_stale(
     auto_cancel: bool,
     dialect: str,
     leg_rate: int,
+    guard: bool,
 ) -> None:
+    """The §3 rule in every path, with the barge-in guard (server told neither to
+    interrupt nor to answer) and without it (the server interrupts, or keeps streaming)."""
     from telephony_agent.realtime.dialect import Dialect
 
     caller = np.concatenate(
@@ -116,10 +120,16 @@ def test_barge_in_at_random_moments_never_rejected_never_stale(
     )
     result = asyncio.run(
         run_file_call(
-            caller, leg_rate=leg_rate, options=options, tail_s=2.0, dialect=Dialect(dialect)
+            caller,
+            leg_rate=leg_rate,
+            options=options,
+            tail_s=2.0,
+            dialect=Dialect(dialect),
+            guard=guard,
         )
     )
     assert result.backend.stats.rejected_truncates == 0
+    assert result.backend.stats.early_response_creates == 0
     assert_no_stale_audio(result)
     for barge in result.record.barge_ins:
         assert barge.played_ms >= 0

@@ -121,3 +121,52 @@ def test_baresip_hears_its_speech_echoed(
     assert correlation >= MIN_CORRELATION, (correlation, lag)
     # An echo, not a sidetone: it comes back after the caller's 3.3 s of speech.
     assert lag / rate >= 2.0, (correlation, lag)
+
+
+def test_a_caller_who_talks_over_the_agent_interrupts_it_through_a_real_call(
+    start_agent_server: StartAgent, tmp_path: Path
+) -> None:
+    """Barge-in end to end with the default `[turns]`: baresip speaks, the agent starts
+    repeating it, and baresip talks over it with another sentence. The agent's
+    repetition is ducked, then cut once the caller has spoken for `min_speech_ms`,
+    truncated at what was played, and the interruption is answered exactly once."""
+    server = start_agent_server()
+    rate = 8000
+    speech = decode_audio_file(SAMPLE, rate)
+    booking = SAMPLE.parent / "booking"
+    interruption = decode_audio_file(booking / "sorry_again.wav", rate)
+    source = tmp_path / "talks_over.wav"
+    with WavWriter(source, rate) as wav:
+        wav.write(speech)
+        wav.write(np.zeros(int(1.5 * rate), dtype=np.int16))  # the agent starts repeating
+        wav.write(interruption)
+        wav.write(np.zeros(int(TRAILING_SILENCE_S * rate), dtype=np.int16))
+    phone = tmp_path / "baresip"
+    baresip_config(phone, source, "PCMU")
+    run_s = 17
+    dial = f"/dial sip:agent@127.0.0.1:{server.sip_port}"
+    result = subprocess.run(
+        ["baresip", "-f", str(phone), "-e", dial, "-t", str(run_s)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=run_s + 20,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Call established" in output, output[-4000:]
+    server.wait_health(lambda h: h["active_calls"] == 0 and h["completed"] >= 1)
+
+    (ended,) = server.log_events("call_ended")
+    (barge,) = server.log_events("barge_in")
+    # Cut mid-repetition: after some of it was heard, well before its 3.35 s end.
+    assert 300 <= barge["played_ms"] <= 2500, barge
+    assert barge["received_ms"] >= barge["played_ms"]
+    assert ended["barge_ins"] == 1 and ended["truncates"] == 1, ended
+    assert "ignored_echo" in ended and "ignored_short" in ended
+    # No truncate or create was refused by the server (the local backend is strict).
+    assert server.log_events("realtime_server_error") == []
+    # Both caller turns were answered: the first answer cut, the second heard.
+    assert len(server.log_events("turn_latency")) == 2

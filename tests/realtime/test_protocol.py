@@ -319,6 +319,21 @@ def test_create_after_new_input_while_awaiting_is_queued() -> None:
     assert [sent(f)["type"] for f in p.take_outgoing()] == ["response.create"]
 
 
+def test_a_turn_the_server_vad_committed_is_new_input_for_a_create() -> None:
+    """With `create_response: false` the client answers each caller turn: a create asked
+    at `speech_stopped`, while our cancelled response is still finishing, must go out
+    after it instead of being dropped as a duplicate of the create that started it."""
+    p = make()
+    ready(p)
+    assert p.create_response() is not None
+    created(p, "r1")
+    assert p.cancel_response() is not None
+    feed(p, "input_audio_buffer.speech_stopped", audio_end_ms=900, item_id="u2")
+    assert p.create_response() is None  # queued behind r1, not dropped
+    done(p, "r1", status="cancelled")
+    assert [sent(f)["type"] for f in p.take_outgoing()] == ["response.create"]
+
+
 def test_create_with_new_instructions_while_awaiting_is_queued() -> None:
     p = make()
     ready(p)

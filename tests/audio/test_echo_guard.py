@@ -1,0 +1,131 @@
+"""The echo guard: the agent's own voice coming back is echo; the caller talking is not."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from telephony_agent.audio.echo import EchoGuard
+from telephony_agent.audio.g711 import ulaw_decode, ulaw_encode
+from telephony_agent.media.audiofile import decode_audio_file
+
+FRAME = 20
+
+
+def _sample(name: str, rate: int) -> NDArray[np.int16]:
+    path = Path(str(files("telephony_agent") / "samples" / name))
+    return decode_audio_file(path, rate)
+
+
+def _hybrid(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """A telephone echo path: a few reflections and some smoothing, not a pure delay."""
+    taps = np.zeros(40)
+    taps[[0, 7, 19, 33]] = [1.0, -0.4, 0.25, -0.1]
+    out: NDArray[np.float64] = np.convolve(np.convolve(x, taps)[: x.size], np.ones(3) / 3, "same")
+    return out
+
+
+def _line(
+    rate: int,
+    *,
+    delay_ms: int,
+    echo_db: float,
+    noise_dbfs: float,
+    caller: NDArray[np.int16] | None = None,
+    caller_at_ms: int = 0,
+) -> tuple[NDArray[np.int16], NDArray[np.int16], NDArray[np.bool_]]:
+    """(played, inbound as G.711 decoded it, which inbound frames carry the caller)."""
+    agent = _sample("book_flight.wav", rate)
+    n = agent.size + rate
+    played = np.zeros(n)
+    played[: agent.size] = agent
+    echo = np.zeros(n)
+    d = rate * delay_ms // 1000
+    echo[d:] = _hybrid(played)[: n - d] * 10 ** (echo_db / 20)
+    noise = np.random.default_rng(delay_ms).standard_normal(n) * 32768 * 10 ** (noise_dbfs / 20)
+    inbound = echo + noise
+    talking = np.zeros(n // (rate * FRAME // 1000), dtype=bool)
+    if caller is not None:
+        start = rate * caller_at_ms // 1000
+        m = min(caller.size, n - start)
+        inbound[start : start + m] += caller[:m]
+        f = rate * FRAME // 1000
+        for i in range(talking.size):
+            chunk = caller[max(0, i * f - start) : max(0, (i + 1) * f - start)]
+            talking[i] = i * f >= start and chunk.size > 0 and np.abs(chunk).mean() > 300
+    coded = ulaw_decode(ulaw_encode(np.clip(inbound, -32768, 32767).astype(np.int16)))
+    return played.astype(np.int16), coded, talking
+
+
+def _verdicts(
+    guard: EchoGuard, played: NDArray[np.int16], inbound: NDArray[np.int16]
+) -> list[bool]:
+    f = guard.rate * FRAME // 1000
+    out = []
+    for i in range(0, played.size - f + 1, f):
+        guard.played(played[i : i + f])
+        out.append(guard.heard(inbound[i : i + f]))
+    return out
+
+
+def _loud(inbound: NDArray[np.int16], rate: int, dbfs: float) -> NDArray[np.bool_]:
+    f = rate * FRAME // 1000
+    frames = inbound[: inbound.size // f * f].reshape(-1, f).astype(np.float64)
+    level = 10 * np.log10(np.mean(frames**2, axis=1) / 32768**2 + 1e-20)
+    loud: NDArray[np.bool_] = level > dbfs
+    return loud
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 48000])
+@pytest.mark.parametrize("delay_ms", [100, 300, 480])
+def test_the_agents_voice_coming_back_is_echo(rate: int, delay_ms: int) -> None:
+    played, inbound, _ = _line(rate, delay_ms=delay_ms, echo_db=-20, noise_dbfs=-60)
+    guard = EchoGuard(rate, window_ms=600)
+    verdicts = np.array(_verdicts(guard, played, inbound))
+    # Every frame loud enough for a server VAD to call it speech (-45 dBFS).
+    loud = _loud(inbound, rate, -45.0)[: verdicts.size]
+    assert loud.sum() > 40, "the echo must be loud enough to fool a VAD"
+    # A stray frame is harmless: the barge-in decider takes echo frames off the count.
+    assert verdicts[loud].mean() >= 0.9, verdicts[loud].mean()
+    assert abs(guard.last_delay_ms - delay_ms) < 15 or guard.last_ncc == 0.0
+
+
+def test_the_caller_talking_over_the_echo_is_not_echo() -> None:
+    rate = 8000
+    caller = np.concatenate([_sample("booking/keypad_digits.wav", rate)])
+    played, inbound, talking = _line(
+        rate, delay_ms=200, echo_db=-20, noise_dbfs=-60, caller=caller, caller_at_ms=500
+    )
+    verdicts = np.array(_verdicts(EchoGuard(rate), played, inbound))
+    talking = talking[: verdicts.size]
+    assert talking.sum() > 50
+    # Only the first frame or two of a word, still inside the echo's window, may pass.
+    assert verdicts[talking].mean() <= 0.05, verdicts[talking].mean()
+
+
+def test_nothing_played_means_nothing_is_echo_and_nothing_is_searched() -> None:
+    rate = 8000
+    guard = EchoGuard(rate)
+    speech = _sample("booking/sorry_again.wav", rate)
+    silence = np.zeros(160, dtype=np.int16)
+    for i in range(0, speech.size - 160, 160):
+        guard.played(silence)
+        assert not guard.heard(speech[i : i + 160])
+    assert guard.searches == 0 and not guard.reference_active
+
+
+def test_a_louder_than_played_copy_is_the_caller_not_an_echo() -> None:
+    """An echo path only attenuates: the same words 16 dB louder than played are not echo."""
+    rate = 8000
+    played, inbound, _ = _line(rate, delay_ms=150, echo_db=16, noise_dbfs=-60)
+    verdicts = np.array(_verdicts(EchoGuard(rate), played, inbound))
+    assert verdicts.mean() <= 0.02
+
+
+def test_a_rate_the_guard_cannot_decimate_is_refused() -> None:
+    with pytest.raises(ValueError, match="44100 Hz"):
+        EchoGuard(44100)
