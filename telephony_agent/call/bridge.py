@@ -34,9 +34,10 @@ from telephony_agent.call.barge_in import Decision
 from telephony_agent.call.greeting import Greeting
 from telephony_agent.call.idle import IdleWatch
 from telephony_agent.call.interruption import CutTracker
-from telephony_agent.call.keypad import KeypadEntry
+from telephony_agent.call.keypad import KeypadEntry, KeypadInput
 from telephony_agent.call.lines import AgentLines, CallerLines
 from telephony_agent.call.link_loss import cut_answer
+from telephony_agent.call.opening import OpeningActions, OpeningDriver, OutboundOpening
 from telephony_agent.call.playback import Playback
 from telephony_agent.call.profile import (
     GREETING_AUDIO_ITEM,
@@ -154,15 +155,30 @@ class Call:
         self._ended = asyncio.Event()
         self._end_reason = ""
         self._tasks: set[asyncio.Task[None]] = set()
-        self._keypad = KeypadEntry(
-            self.profile.dtmf_terminator, self.profile.dtmf_max_digits, self.profile.dtmf_message
+        self._keypad = KeypadInput(
+            KeypadEntry(
+                self.profile.dtmf_terminator,
+                self.profile.dtmf_max_digits,
+                self.profile.dtmf_message,
+            ),
+            inter_digit_s=self.profile.dtmf_inter_digit_s,
+            send=self._send_keypad_entry,
+            spawn=self._spawn,
         )
         self._frames_sent = 0
-        self._dtmf_task: asyncio.Task[None] | None = None
         self._downlink_probe: tuple[str, float] | None = None
         #: A response to ask for once the active one is done (keypad entry mid-speech).
         self._create_after_response = False
         self._greeting = Greeting(self.profile, self.playback, session, self._lines)
+        #: Calls we placed: wait for the callee, answering-machine detection.
+        opening = self.profile.opening
+        self._opening = (
+            OpeningDriver(OutboundOpening(opening, leg.sample_rate), self._opening_actions())
+            if opening
+            else None
+        )
+        #: Set by a voicemail message: the call ends once that response is done.
+        self._end_after_response: str | None = None
         # A rollover waits until the caller has heard everything queued.
         session.watch_playout(lambda: self.playback.buffer.is_playing)
         idle_s = self.profile.idle_reprompt_s
@@ -197,7 +213,8 @@ class Call:
         subscription = self.clock.subscribe(self._on_tick)
         uplink = asyncio.create_task(self._uplink(), name=f"uplink-{self.call_id}")
         downlink = asyncio.create_task(self._downlink(), name=f"downlink-{self.call_id}")
-        self._greeting.start()
+        if self._opening is None:
+            self._greeting.start()
         try:
             timeout = self.profile.max_duration_s
             try:
@@ -253,6 +270,8 @@ class Call:
                 if isinstance(event, AudioIn):
                     if self._recording is not None:
                         self._recording.caller(event.pcm)
+                    if self._opening is not None:
+                        self._opening.opening.audio(event.pcm)
                     self._apply(self._guard.heard(event.pcm, agent_busy=self._agent_busy()))
                     pcm = self._inbound.process(event.pcm)
                     if pcm.size:
@@ -281,36 +300,18 @@ class Call:
         self._end("caller_hangup", "caller")
 
     def _on_dtmf(self, event: DtmfIn) -> None:
-        """Collect keypad digits; the terminator or the digit limit sends them at once."""
+        """Collect keypad digits (`KeypadInput`); the entry goes to the model as one message."""
         self.record.dtmf += event.digit
         if self._idle is not None:
             self._idle.caller_pressed()
         self._lines.say("caller", f"[DTMF {event.digit}]")
         if self._observer is not None:
             self._observer.dtmf(self.record.dtmf)
-        if self._dtmf_task is not None:
-            self._dtmf_task.cancel()
-            self._dtmf_task = None
-        if self._keypad.press(event.digit):
-            self._flush_dtmf()
-        else:
-            self._dtmf_task = self._spawn(self._flush_dtmf_later())
+        self._keypad.press(event.digit)
 
-    async def _flush_dtmf_later(self) -> None:
-        await asyncio.sleep(self.profile.dtmf_inter_digit_s)
-        self._dtmf_task = None
-        self._flush_dtmf()
-
-    def _flush_dtmf(self) -> None:
-        """The entry as one user message, then exactly one response.create.
-
-        If the agent is mid-response, the create waits for its `response.done`: a
-        second create on an active response is an error on most providers.
-        """
-        text = self._keypad.take()
-        if text is None:
-            return
-        log.info("dtmf_entry")
+    def _send_keypad_entry(self, text: str) -> None:
+        """One user message, then exactly one response.create — after the active
+        response's `response.done` if one is running (a second create is an error)."""
         self.session.add_message("user", text)
         if self._response_active:
             self._create_after_response = True
@@ -347,6 +348,10 @@ class Call:
             self._response_id = event.response_id
             self._response_active = True
             self._tool_turns.response_created(event.response_id)
+            if self._opening is not None and self._opening.opening.holds_responses:
+                # Nobody may hear the model until we know who answered.
+                self._cuts.discard_response(event.response_id)
+                self.session.cancel_response()
         elif isinstance(event, AudioDone):
             if not self._cuts.is_stale(event.response_id, event.item_id):
                 self.playback.end_item()
@@ -432,6 +437,8 @@ class Call:
     def _on_caller_turn(self) -> None:
         """The caller's speech is a real turn (not echo, not "mm-hm"): the caller is there,
         and the agent stops if it is speaking."""
+        if self._opening is not None:
+            self._opening.opening.callee_spoke()
         # A caller who talks over the greeting recording is answered, not greeted again.
         self._greeting.caller_spoke()
         self._tool_turns.caller_started()
@@ -510,6 +517,8 @@ class Call:
             self._create_after_response = False
         elif self._idle_goodbye and not stale:
             self._request_end("idle", "timeout")
+        elif self._end_after_response is not None and not stale:
+            self._request_end(self._end_after_response, "agent")
         elif self._create_after_response and rid == self._response_id:
             self._create_after_response = False
             if self._hangup_reason is None:
@@ -545,6 +554,8 @@ class Call:
         if not self.playback.buffer.is_playing:
             self._wake_drain()
             self._greeting.playout_idle()
+        if self._opening is not None:
+            self._opening.tick(self._frames_sent * FRAME_MS)
         idle = self._idle
         if idle is not None:
             quiet = not (
@@ -580,6 +591,21 @@ class Call:
     def _wake_drain(self) -> None:
         if not self._drained.is_set():
             self._drained.set()
+
+    # ------------------------------------------------------------------ opening (calls we placed)
+
+    def _opening_actions(self) -> OpeningActions:
+        def say_then_hang_up(instructions: str, reason: str) -> None:
+            self._end_after_response = reason
+            self.session.create_response(instructions=instructions)
+
+        return OpeningActions(
+            greet=self._greeting.start,
+            greeting_done=self._greeting.mark_asked,
+            say_then_hang_up=say_then_hang_up,
+            end_now=lambda reason: self._request_end(reason, "agent"),
+            note=lambda text: self._lines.say("system", text),
+        )
 
     # ------------------------------------------------------------------ tool context
 

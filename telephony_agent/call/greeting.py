@@ -54,6 +54,10 @@ class Greeting:
             self._after_audio = False
             self._ask()
 
+    def mark_asked(self) -> None:
+        """The model greets on its own (in its answer to a callee's first words)."""
+        self.asked = True
+
     def _ask(self) -> None:
         if self.asked or not self._profile.greeting:
             return

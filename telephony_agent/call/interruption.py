@@ -83,6 +83,10 @@ class CutTracker:
         if receiving is not None and self._item_response.get(receiving) == response_id:
             self._receiving_item = None
 
+    def discard_response(self, response_id: str) -> None:
+        """A response we cancel before any of it may be heard: drop all its audio."""
+        self._stale_responses.append(response_id)
+
     def lose_response(self, response_id: str) -> list[str]:
         """A response cut by a lost connection: it and its items are stale from now on;
         returns its items (the ones whose audio must stop)."""

@@ -14,15 +14,20 @@ and carries out the actions it returns.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import structlog
 from numpy.typing import NDArray
 
 from telephony_agent.agent.outbound import OpeningSettings
 from telephony_agent.audio.amd import AmdVerdict, AnsweringMachineDetector
 
-__all__ = ["OpeningAction", "OpeningSettings", "OutboundOpening"]
+__all__ = ["OpeningAction", "OpeningActions", "OpeningDriver", "OpeningSettings", "OutboundOpening"]
+
+log = structlog.get_logger(__name__)
 
 OpeningAction = Literal["greet", "hangup", "leave_message", "proceed"]
 
@@ -91,3 +96,48 @@ class OutboundOpening:
             self._waiting_for_message_slot = False
             return "leave_message"
         return None
+
+
+@dataclass(frozen=True)
+class OpeningActions:
+    """What the opening may make its Call do."""
+
+    greet: Callable[[], None]
+    #: The callee spoke first: the model greets in its answer, no separate greeting.
+    greeting_done: Callable[[], None]
+    say_then_hang_up: Callable[[str, str], None]
+    end_now: Callable[[str], None]
+    note: Callable[[str], None]
+
+
+class OpeningDriver:
+    """Carries out what `OutboundOpening` decides, through the Call's `OpeningHost`."""
+
+    def __init__(self, opening: OutboundOpening, host: OpeningActions) -> None:
+        self.opening = opening
+        self._host = host
+        self._noted = False
+
+    def tick(self, now_ms: int) -> None:
+        action = self.opening.tick(now_ms)
+        verdict = self.opening.verdict
+        if verdict is not None and not self._noted:
+            self._noted = True
+            seconds = verdict.decided_ms / 1000
+            self._host.note(
+                f"[answering-machine detection: {verdict.kind} after {seconds:.1f} s, "
+                f"{verdict.reason}]"
+            )
+            log.info("amd_verdict", kind=verdict.kind, reason=verdict.reason, ms=verdict.decided_ms)
+        if action == "greet":
+            self._host.greet()
+        elif action == "proceed":
+            self._host.greeting_done()
+        elif action == "hangup":
+            self._host.end_now("answering_machine")
+        elif action == "leave_message":
+            message = self.opening.settings.machine_message
+            self._host.say_then_hang_up(
+                f"You reached voicemail. Say exactly this message, then stop: {message}",
+                "voicemail_left",
+            )

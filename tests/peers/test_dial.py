@@ -195,3 +195,55 @@ def test_placing_calls_is_refused_with_reasons(start_agent_server: StartAgent) -
     # A burst over max_outbound_cps is refused, not queued.
     codes = [_post(agent, {"to": "sip:bob@127.0.0.1:9"})[0] for _ in range(3)]
     assert 429 in codes, codes
+
+
+AMD_PROFILES = """
+[[profiles]]
+name = "reminders"
+numbers = ["never-dialled"]
+instructions = "You remind people of their appointments."
+greeting = "Hello, this is Riverside Dental with a reminder."
+amd = "detect"
+amd_action = "hangup"
+"""
+
+
+def _ulaw_file(tmp_path: Path, name: str, audio_8k: Any) -> Path:
+    from telephony_agent.audio.g711 import ulaw_encode
+
+    path = tmp_path / f"{name}.ulaw"
+    path.write_bytes(ulaw_encode(audio_8k).tobytes())
+    return path
+
+
+@pytest.mark.parametrize("who", ["machine", "human"])
+def test_answering_machine_detection_on_a_real_outbound_call(
+    start_agent_server: StartAgent, tmp_path: Path, who: str
+) -> None:
+    import numpy as np
+
+    from tests.amd_corpus import HUMAN_ANSWERS, MACHINE_GREETINGS, speak
+
+    text = MACHINE_GREETINGS[0] if who == "machine" else HUMAN_ANSWERS[1]
+    voice = speak(text, "en-us", 170, tmp_path)
+    # What the callee's side plays from the answer on: the greeting, then silence.
+    audio = np.concatenate([np.zeros(2400, np.int16), voice, np.zeros(8000 * 4, np.int16)])
+    agent = start_agent_server(extra_toml=AMD_PROFILES)
+    callee = Callee("uas_answer.xml", tmp_path / "callee", _ulaw_file(tmp_path, who, audio))
+    status, answer = _post(
+        agent, {"to": f"sip:bob@127.0.0.1:{callee.port}", "profile": "reminders"}
+    )
+    assert status == 201, answer
+    callee.finish()  # a machine is hung up on: SIPp then sees our BYE, not its own
+    record = _record(agent, answer["id"])
+    said = [(line["speaker"], line["text"]) for line in record["transcript"]]
+    verdicts = [t for s, t in said if s == "system" and "answering-machine detection" in t]
+    assert len(verdicts) == 1, said
+    if who == "machine":
+        assert "machine after" in verdicts[0]
+        assert record["end_reason"] == "answering_machine", record["end_reason"]
+        # Nothing the model said was played to the machine.
+        assert not [t for s, t in said if s == "agent"], said
+    else:
+        assert "human after" in verdicts[0]
+        assert record["end_reason"] == "caller_hangup", record["end_reason"]
