@@ -25,6 +25,7 @@ import pytest
 import structlog
 from numpy.typing import NDArray
 
+from telephony_agent.realtime.audio_chunks import SampleAligner
 from telephony_agent.realtime.backend import BackendOptions, RunningBackend
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.realtime.dialect import Dialect
@@ -51,7 +52,6 @@ from telephony_agent.realtime.events import (
     SpeechStopped,
     Unknown,
 )
-from telephony_agent.realtime.protocol import SampleAligner
 from telephony_agent.realtime.providers import Endpoint
 from telephony_agent.realtime.session_config import SessionConfig, ToolSpec, VadConfig
 from tests.backend.backend_wire import FAST, RATE, silence, speech_like
