@@ -1,10 +1,11 @@
 """The Call: couples one media leg with one Realtime session, in real time.
 
-Data walks one way in and one way out:
+Data walks one way in and one way out, along the call's `MediaPath`:
 
-* in: leg frame → inbound resampler (leg rate → 24 kHz) → `session.append_audio`;
-* out: audio delta → `Playback` (decode, resample, queue) → one frame per media-clock
-  tick → `leg.send_frame`.
+* in: leg frame → inbound resampler (leg rate → 24 kHz), or the G.711 bytes as they
+  came (passthrough) → `session.append_audio`;
+* out: audio delta → `Playback` (decode, resample, queue) or `G711Playback` (queue the
+  bytes) → one frame per media-clock tick → `leg.send_frame`.
 
 Barge-in follows the protocol notes (§3): on `speech_started` playout is flushed at
 once, an active response is cancelled, the interrupted item is truncated at the
@@ -24,19 +25,17 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import numpy as np
 import structlog
-from numpy.typing import NDArray
 
 from telephony_agent.audio.clock import MediaClock
 from telephony_agent.audio.playout import Frame
-from telephony_agent.audio.resample import InboundResampler
 from telephony_agent.call.idle import IdleWatch
 from telephony_agent.call.keypad import KeypadEntry
 from telephony_agent.call.lines import AgentLines, CallerLines
-from telephony_agent.call.playback import Playback
+from telephony_agent.call.media_path import MODEL_INPUT_RATE, MediaPath
 from telephony_agent.call.profile import (
     GREETING_AUDIO_ITEM,
+    GREETING_AUDIO_RATE,
     CallObserver,
     CallProfile,
     FrameRecorder,
@@ -78,10 +77,7 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-MODEL_INPUT_RATE = 24000
 FRAME_MS = 20
-#: Caller frames waiting for a tick beyond this are dropped from the recording only.
-_CALLER_BACKLOG = 3
 
 
 #: How many recent response/item ids are remembered as stale (bounded memory).
@@ -115,19 +111,21 @@ class Call:
         self.profile = profile or CallProfile()
         self.call_id = call_id or uuid.uuid4().hex[:12]
         self._observer = observer
-        #: Gets one (caller, agent) frame pair per tick when the call is recorded.
-        self._recorder = recorder
-        self._caller_frames: deque[NDArray[np.int16]] = deque()
         self._agent_lines = AgentLines()
         self._caller_lines = CallerLines()
         self.record = CallRecord(
             call_id=self.call_id, leg_codec=leg.codec, provider=provider, started_at=time.time()
         )
         self._lines = TranscriptWriter(self.record.transcript, self._now_ms, on_transcript)
-        self.playback = Playback(
-            session.output_rate, leg.sample_rate, preroll_ms=self.profile.playout_preroll_ms
+        #: The conversions both ways (or none: G.711 passthrough), and the recorder's feed.
+        self.media = MediaPath(
+            leg,
+            session.audio_format,
+            session.output_rate,
+            preroll_ms=self.profile.playout_preroll_ms,
+            recorder=recorder,
         )
-        self._inbound = InboundResampler(leg.sample_rate, MODEL_INPUT_RATE)
+        self.playback = self.media.playback
         # Response state, driven by server events.
         self._response_id: str | None = None
         self._response_active = False
@@ -174,6 +172,7 @@ class Call:
             leg=self.leg.codec,
             leg_rate=self.leg.sample_rate,
             model_rate=self.session.output_rate,
+            audio_path=self.media.kind,
         )
         subscription = self.clock.subscribe(self._on_tick)
         uplink = asyncio.create_task(self._uplink(), name=f"uplink-{self.call_id}")
@@ -223,8 +222,7 @@ class Call:
         """Play the greeting recording, if any, then ask the model to greet, if asked."""
         audio = self.profile.greeting_audio
         if audio:
-            self.playback.push_delta(GREETING_AUDIO_ITEM, audio)
-            self.playback.end_item()
+            self.playback.push_recording(GREETING_AUDIO_ITEM, audio, GREETING_AUDIO_RATE)
             self._greet_after_audio = bool(self.profile.greeting)
             self._lines.say("agent", "[greeting recording]")
         elif self.profile.greeting:
@@ -257,13 +255,9 @@ class Call:
         try:
             async for event in self.leg.events():
                 if isinstance(event, AudioIn):
-                    if self._recorder is not None:
-                        self._caller_frames.append(event.pcm)
-                    pcm = self._inbound.process(event.pcm)
-                    if pcm.size:
-                        self.session.append_audio(
-                            pcm.astype("<i2", copy=False).tobytes(), event.received_at
-                        )
+                    audio = self.media.uplink(event)
+                    if audio:
+                        self.session.append_audio(audio, event.received_at)
                 elif isinstance(event, DtmfIn):
                     self._on_dtmf(event)
                 elif isinstance(event, LegEnded):
@@ -532,13 +526,7 @@ class Call:
         )
         if lines:
             self._lines.emit(lines)
-        recorder = self._recorder
-        if recorder is not None:
-            frames = self._caller_frames
-            caller = frames.popleft() if frames else None
-            while len(frames) > _CALLER_BACKLOG:  # the caller's clock runs fast: stay aligned
-                frames.popleft()
-            recorder.add(caller, frame.pcm if frame.speech else None)
+        self.media.record(frame)
         self._frames_sent += 1
         if frame.speech and frame.item_id is not None:
             self._heard_item = frame.item_id
