@@ -10,6 +10,7 @@ environment variables, explicit command-line overrides (non-secret keys only).
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 import types
@@ -40,6 +41,7 @@ ENV_PREFIX = "TELEPHONY_AGENT_"
 
 ProviderName = Literal["yandex", "yandex-legacy", "openai", "custom", "local"]
 Behaviour = Literal["echo", "tone", "script", "booking"]
+DialectName = Literal["ga", "beta", "yandex"]
 
 
 @dataclass(frozen=True)
@@ -47,14 +49,24 @@ class ProviderSettings:
     """Which Realtime service to talk to. The key itself is never stored in the file."""
 
     name: ProviderName | None = None
-    model: str | None = None
+    #: One model, or a list tried in order at session start: a model the provider says
+    #: does not exist is never retried, the next one is tried at once.
+    model: str | tuple[str, ...] | None = None
     folder: str | None = None
     url: str | None = None
-    dialect: Literal["ga", "beta", "yandex"] | None = None
+    dialect: DialectName | None = None
     auth_header: str | None = None
     auth_scheme: str | None = None
     api_key_env: str | None = None
     api_key_file: str | None = None
+    #: G.711 calls hand the caller's bytes to the model and the model's G.711 to the
+    #: caller, with no decode, resampling or encode. "auto": where the provider accepts
+    #: G.711 (OpenAI, the local backend in the GA dialect); "on": always try (a refusal
+    #: falls back to PCM for that call); "off": never.
+    g711_passthrough: Literal["auto", "on", "off"] = "auto"
+    #: Merged deeply into every `session.update` last: provider options this project
+    #: does not model (e.g. a new OpenAI field, Yandex `audio.output.role`).
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,13 @@ class AgentSettings:
     voice: str | None = None
     greeting: str | None = None
     transcription_model: str | None = None
-    output_rate: int = 24000
+    #: Rate of the model's PCM audio, or "leg": the call leg's own rate (8, 16 or 48 kHz),
+    #: so nothing is resampled on the way out where the provider honours it (Yandex).
+    #: What `session.updated` reports is followed either way.
+    output_rate: int | Literal["leg"] = 24000
+    #: Input noise reduction (OpenAI): "near_field" (a handset or headset) or
+    #: "far_field" (a speakerphone); not set: none. Never sent to Yandex.
+    noise_reduction: Literal["near_field", "far_field"] | None = None
     #: The agent says goodbye and hangs up after this many seconds of call (none: no limit).
     max_duration_s: float | None = None
     #: Keypad entry: digits are collected until the terminator, `dtmf_max_digits`, or this
@@ -91,6 +109,10 @@ class VadSettings:
     """Server-side turn detection; `enabled = false` means manual turns."""
 
     enabled: bool = True
+    #: "server_vad" (silence ends a turn) or OpenAI's "semantic_vad" (the words do).
+    type: Literal["server_vad", "semantic_vad"] = "server_vad"
+    #: How soon semantic VAD ends a turn.
+    eagerness: Literal["low", "medium", "high", "auto"] = "auto"
     threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
@@ -116,6 +138,8 @@ class LocalSettings:
 
     behaviour: Behaviour = "echo"
     script: str | None = None
+    #: The event dialect the backend speaks; "yandex" behaves as Yandex documents it.
+    dialect: DialectName = "ga"
     host: str = "127.0.0.1"
     port: int = 0
     #: Simulate a slow provider: seconds before each session starts (tests ringing/CANCEL).
@@ -280,6 +304,10 @@ def _describe(tp: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
         return " or ".join(_describe(a) for a in inner)
+    if origin is tuple:
+        return "a list of names"
+    if origin is Mapping:
+        return "a table"
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
         tp, str(tp)
     )
@@ -339,7 +367,36 @@ def _coerce(key: str, value: Any, tp: Any, *, from_env: bool) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{key} = {value!r}: expected a string")
+    if origin is tuple:
+        return _coerce_strings(key, value, from_env=from_env)
+    if origin is Mapping:
+        return _coerce_table(key, value, from_env=from_env)
     raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover - schema bug
+
+
+def _coerce_strings(key: str, value: Any, *, from_env: bool) -> tuple[str, ...]:
+    """A non-empty list of non-empty strings (comma separated in the environment)."""
+    if from_env and isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, str) and v.strip() for v in value)
+    ):
+        raise ConfigError(f"{key} = {value!r}: expected a non-empty list of names")
+    return tuple(v.strip() for v in value)
+
+
+def _coerce_table(key: str, value: Any, *, from_env: bool) -> dict[str, Any]:
+    """A table (a JSON object in the environment)."""
+    if from_env and isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except ValueError:
+            raise ConfigError(f"{key} = {value!r}: expected a JSON object") from None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key} = {value!r}: expected a table")
+    return dict(value)
 
 
 def _check_range(key: str, value: float) -> Any:
@@ -500,6 +557,25 @@ def _check_consistency(settings: Settings) -> None:
             "of at least 4 ports (one even/odd pair per call)"
         )
     _check_database_url(settings.records.database)
+    _check_turn_detection(settings)
+
+
+def _check_turn_detection(settings: Settings) -> None:
+    """Semantic VAD is OpenAI's: it has no idle timeout, and Yandex does not document it."""
+    vad = settings.vad
+    if vad.type != "semantic_vad":
+        return
+    if vad.idle_timeout_ms is not None:
+        raise ConfigError(
+            f"vad.idle_timeout_ms = {vad.idle_timeout_ms}: expected it unset with "
+            "vad.type = 'semantic_vad' (only server_vad has an idle timeout)"
+        )
+    p = settings.provider
+    if p.dialect == "yandex" or (p.name or "").startswith("yandex"):
+        raise ConfigError(
+            "vad.type = 'semantic_vad': expected 'server_vad' for Yandex, which documents "
+            "server_vad only"
+        )
 
 
 def _check_database_url(url: str | None) -> None:
@@ -614,29 +690,55 @@ def remote_endpoint(settings: Settings, resolved: ResolvedProvider) -> Endpoint:
         )
     if p.url and not p.url.startswith(("ws://", "wss://")):
         raise ConfigError(f"provider.url = {p.url!r}: expected a ws:// or wss:// URL")
-    return build_endpoint(
-        preset,
-        api_key=resolved.api_key,
-        model=p.model,
-        folder=p.folder,
-        url=p.url,
-        dialect=Dialect(p.dialect) if p.dialect else None,
-        auth_header=p.auth_header,
-        auth_scheme=p.auth_scheme,
+    return _with_alternates(
+        [
+            build_endpoint(
+                preset,
+                api_key=resolved.api_key,
+                model=model,
+                folder=p.folder,
+                url=p.url,
+                dialect=Dialect(p.dialect) if p.dialect else None,
+                auth_header=p.auth_header,
+                auth_scheme=p.auth_scheme,
+            )
+            for model in model_list(p.model)
+        ]
     )
 
 
-def local_endpoint(settings: Settings, port: int, model: str | None = None) -> Endpoint:
-    """The endpoint of an in-process or separately started local backend."""
-    dialect = Dialect(settings.provider.dialect) if settings.provider.dialect else None
-    return build_endpoint(
-        PRESETS["local"],
-        api_key=None,
-        model=model,
-        host=settings.local.host,
-        port=port,
-        dialect=dialect,
+def local_endpoint(
+    settings: Settings, port: int, model: str | tuple[str, ...] | None = None
+) -> Endpoint:
+    """The endpoint of an in-process or separately started local backend; it speaks
+    `[local] dialect` unless `[provider] dialect` says otherwise."""
+    dialect = Dialect(settings.provider.dialect or settings.local.dialect)
+    models = model_list(model if model is not None else settings.provider.model)
+    return _with_alternates(
+        [
+            build_endpoint(
+                PRESETS["local"],
+                api_key=None,
+                model=name,
+                host=settings.local.host,
+                port=port,
+                dialect=dialect,
+            )
+            for name in models
+        ]
     )
+
+
+def model_list(model: str | tuple[str, ...] | None) -> list[str | None]:
+    """`[provider] model` as the models to try in order (None: the preset's default)."""
+    if model is None:
+        return [None]
+    return [model] if isinstance(model, str) else list(model)
+
+
+def _with_alternates(endpoints: list[Endpoint]) -> Endpoint:
+    """The first endpoint, carrying the others as the models to try after it."""
+    return replace(endpoints[0], alternates=tuple(endpoints[1:]))
 
 
 def effective_voice(settings: Settings, provider_name: str) -> str:
@@ -669,5 +771,10 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        pairs = ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + pairs + "}"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{text}"'
