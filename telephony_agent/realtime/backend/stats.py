@@ -68,6 +68,15 @@ class BackendStats:
     acted on a stale idea of whether a response was running (harmless, but counted)."""
     injected_errors: int = 0
     pings_ignored: int = 0
+    unsupported_requests: int = 0
+    """Client events or fields the dialect's provider marks unsupported (buffer clears,
+    and for Yandex `idle_timeout_ms`): must stay 0 for a client that knows the dialect."""
+    unknown_models: int = 0
+    """Connections refused because their model is not one of `BackendOptions.models`."""
+    audio_in: bytearray = field(default_factory=bytearray)
+    """With `capture_audio`: every appended byte, as decoded from base64, in order."""
+    audio_out: bytearray = field(default_factory=bytearray)
+    """With `capture_audio`: every byte of audio streamed in deltas, in order."""
     errors_by_code: Counter[str] = field(default_factory=Counter)
     truncations: deque[TruncateRecord] = field(default_factory=lambda: deque(maxlen=1000))
     """Most recent accepted truncates (bounded: benchmarks run for a long time)."""
@@ -77,7 +86,7 @@ class BackendStats:
         data: dict[str, object] = {
             name: getattr(self, name)
             for name in self.__dataclass_fields__
-            if name not in ("errors_by_code", "truncations")
+            if name not in ("errors_by_code", "truncations", "audio_in", "audio_out")
         }
         data["errors_by_code"] = dict(self.errors_by_code)
         return data
