@@ -41,9 +41,10 @@ class BackendOptions:
     the dialect's model-not-found error (Yandex: `NOT_FOUND: Instance with model …
     not found` as a `server_error`) and a close 1011, as from a provider whose model is
     gone."""
-    capture_audio: bool = False
-    """Keep every byte appended and every byte of audio streamed (`BackendStats`), so a
-    test can check G.711 passthrough byte for byte."""
+    capture: bool = False
+    """Keep every byte appended, every byte of audio streamed and every `session` object
+    received (`BackendStats`), so a test can check G.711 passthrough byte for byte and a
+    dialect's session shape as the server saw it."""
     require_api_key: str | None = None
     """If set, the upgrade gets HTTP 401 unless `Authorization` is `Bearer <key>` or
     `Api-Key <key>` (scheme case-insensitive)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -216,6 +217,8 @@ class BackendSession:
             reason = "invalid_request_error.beta_api_shape_disabled"
             self.lanes.immediate.append(CloseConnection(4000, reason))
             return
+        if self.options.capture and isinstance(session, dict):
+            self.stats.session_objects.append(copy.deepcopy(session))
         old = self.config
         self.config = apply_update(self.config, session, g711=self.dialect.accepts_g711)
         self.stats.session_updates += 1
@@ -264,7 +267,7 @@ class BackendSession:
             raise Rejected(errors.bad_base64()) from exc
         if not raw:
             raise Rejected(errors.empty_audio())
-        if self.options.capture_audio:
+        if self.options.capture:
             self.stats.audio_in += raw
         self.feed_audio(self._input.decode(raw))
 
@@ -563,7 +566,7 @@ class BackendSession:
         assert event is not None
         if step.audio is not None:
             event["delta"] = base64.b64encode(step.audio).decode("ascii")
-            if self.options.capture_audio:
+            if self.options.capture:
                 self.stats.audio_out += step.audio
         if step.on_emit is not None:
             step.on_emit(event)

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Any
+
+#: Fields that are captures, not counters (left out of snapshots).
+_NOT_COUNTERS = frozenset(
+    {"errors_by_code", "truncations", "audio_in", "audio_out", "session_objects"}
+)
 
 
 @dataclass(frozen=True)
@@ -74,9 +80,11 @@ class BackendStats:
     unknown_models: int = 0
     """Connections refused because their model is not one of `BackendOptions.models`."""
     audio_in: bytearray = field(default_factory=bytearray)
-    """With `capture_audio`: every appended byte, as decoded from base64, in order."""
+    """With `capture`: every appended byte, as decoded from base64, in order."""
     audio_out: bytearray = field(default_factory=bytearray)
-    """With `capture_audio`: every byte of audio streamed in deltas, in order."""
+    """With `capture`: every byte of audio streamed in deltas, in order."""
+    session_objects: list[dict[str, Any]] = field(default_factory=list)
+    """With `capture`: the `session` object of every `session.update` received."""
     errors_by_code: Counter[str] = field(default_factory=Counter)
     truncations: deque[TruncateRecord] = field(default_factory=lambda: deque(maxlen=1000))
     """Most recent accepted truncates (bounded: benchmarks run for a long time)."""
@@ -86,7 +94,7 @@ class BackendStats:
         data: dict[str, object] = {
             name: getattr(self, name)
             for name in self.__dataclass_fields__
-            if name not in ("errors_by_code", "truncations", "audio_in", "audio_out")
+            if name not in _NOT_COUNTERS
         }
         data["errors_by_code"] = dict(self.errors_by_code)
         return data
