@@ -51,7 +51,7 @@ class ProviderSettings:
     name: ProviderName | None = None
     #: One model, or a list tried in order at session start: a model the provider says
     #: does not exist is never retried, the next one is tried at once.
-    model: str | tuple[str, ...] | None = None
+    model: tuple[str, ...] | str | None = None
     folder: str | None = None
     url: str | None = None
     dialect: DialectName | None = None
@@ -375,8 +375,11 @@ def _coerce(key: str, value: Any, tp: Any, *, from_env: bool) -> Any:
 
 
 def _coerce_strings(key: str, value: Any, *, from_env: bool) -> tuple[str, ...]:
-    """A non-empty list of non-empty strings (comma separated in the environment)."""
+    """A non-empty list of non-empty strings (comma separated in the environment, where a
+    value without a comma is left to the next type of a union, usually one string)."""
     if from_env and isinstance(value, str):
+        if "," not in value:
+            raise ConfigError(f"{key} = {value!r}: expected names separated by commas")
         value = [part.strip() for part in value.split(",")]
     if (
         not isinstance(value, list)

@@ -21,7 +21,7 @@ from telephony_agent.realtime.backend import BackendOptions, RunningBackend, sta
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.realtime.dialect import Dialect
 from telephony_agent.realtime.providers import Endpoint
-from telephony_agent.realtime.session_config import SessionConfig, VadConfig
+from telephony_agent.realtime.session_config import AudioFormat, SessionConfig, VadConfig
 
 #: Ticks run four times faster than real time so a 10 s call takes 2.5 s of wall clock.
 FAST_TICK_MS = 5
@@ -76,6 +76,7 @@ async def run_file_call(
     profile: CallProfile | None = None,
     dtmf_at: dict[int, str] | None = None,
     session_class: type[RealtimeSession] = RealtimeSession,
+    audio_format: AudioFormat = "pcm",
 ) -> CallResult:
     """One whole call: FileLeg ⇄ Call ⇄ RealtimeSession ⇄ local backend over loopback."""
     async with local_backend(options) as backend:
@@ -86,6 +87,7 @@ async def run_file_call(
             voice=None,
             vad=VadConfig(silence_duration_ms=silence_duration_ms, prefix_padding_ms=200),
             tools=tools.specs(),
+            audio_format=audio_format,
         )
         session = session_class(endpoint, config)
         await session.connect()
