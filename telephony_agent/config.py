@@ -693,6 +693,10 @@ def remote_endpoint(settings: Settings, resolved: ResolvedProvider) -> Endpoint:
         )
     if p.url and not p.url.startswith(("ws://", "wss://")):
         raise ConfigError(f"provider.url = {p.url!r}: expected a ws:// or wss:// URL")
+    if p.url and "{model}" in p.url and not p.model:
+        raise ConfigError(
+            f"provider.url = {p.url!r}: it names {{model}}, expected provider.model to be set"
+        )
     return _with_alternates(
         [
             build_endpoint(

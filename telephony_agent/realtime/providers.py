@@ -155,6 +155,9 @@ def build_endpoint(
         host=host,
         port=port,
     )
+    if url and model and "{model}" in effective_url:
+        # A custom URL names where the model goes, so a model list works there too.
+        effective_url = effective_url.replace("{model}", model)
     headers: dict[str, str] = {}
     if api_key:
         scheme = preset.auth_scheme if auth_scheme is None else auth_scheme
