@@ -50,7 +50,7 @@ def merged_settings(overrides: Sections) -> dict[str, dict[str, Any]]:
 
 
 def to_toml(settings: Sections) -> str:
-    """The few TOML shapes a settings file needs: tables of scalars."""
+    """The few TOML shapes a settings file needs: tables of scalars and arrays."""
     lines: list[str] = []
     for name, values in settings.items():
         lines.append(f"[{name}]")
@@ -67,7 +67,9 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value)
-    raise TypeError(f"not a TOML scalar: {value!r}")
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"not a TOML scalar or array: {value!r}")
 
 
 def free_port(kind: int = socket.SOCK_DGRAM, span: int = 1) -> int:
@@ -166,11 +168,14 @@ class AgentServer:
         return int(self.process.returncode)
 
 
-def start_agent(workdir: Path, overrides: Sections, extra_toml: str = "") -> AgentServer:
+def start_agent(
+    workdir: Path, overrides: Sections, extra_toml: str = "", provider: str = "local"
+) -> AgentServer:
     """Write a settings file into `workdir`, start serve on free ports, wait until it is ready.
 
     `extra_toml` is appended to the file as written (arrays of tables such as
-    `[[profiles]]`, which the section overrides cannot express).
+    `[[profiles]]`, which the section overrides cannot express). `provider` is given on
+    the command line (e.g. "custom" with `[provider] url` pointing at a test's backend).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "agent.toml"
@@ -188,7 +193,7 @@ def start_agent(workdir: Path, overrides: Sections, extra_toml: str = "") -> Age
         "--http-listen",
         "127.0.0.1:0",
         "--provider",
-        "local",
+        provider,
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
