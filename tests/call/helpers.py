@@ -77,6 +77,7 @@ async def run_file_call(
     dtmf_at: dict[int, str] | None = None,
     session_class: type[RealtimeSession] = RealtimeSession,
     audio_format: AudioFormat = "pcm",
+    output_rate: int = 24000,
 ) -> CallResult:
     """One whole call: FileLeg ⇄ Call ⇄ RealtimeSession ⇄ local backend over loopback."""
     async with local_backend(options) as backend:
@@ -88,6 +89,7 @@ async def run_file_call(
             vad=VadConfig(silence_duration_ms=silence_duration_ms, prefix_padding_ms=200),
             tools=tools.specs(),
             audio_format=audio_format,
+            output_rate=output_rate,
         )
         session = session_class(endpoint, config)
         await session.connect()
