@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -28,6 +27,7 @@ from telephony_agent.agent import (
     parse_profile_tables,
 )
 from telephony_agent.call.idle import DEFAULT_GOODBYE, DEFAULT_REPROMPT
+from telephony_agent.config_values import coerce
 from telephony_agent.errors import ConfigError
 from telephony_agent.realtime.dialect import Dialect
 from telephony_agent.realtime.providers import GENERIC_KEY_ENV, PRESETS, Endpoint, build_endpoint
@@ -297,118 +297,6 @@ _RANGES: dict[str, tuple[float, float]] = {
 KNOWN_CODECS = ("opus", "G722", "PCMA", "PCMU")
 
 
-def _describe(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(_describe(a) for a in inner)
-    if origin is tuple:
-        return "a list of names"
-    if origin is Mapping:
-        return "a table"
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
-        tp, str(tp)
-    )
-
-
-def _coerce(key: str, value: Any, tp: Any, *, from_env: bool) -> Any:
-    """Check (and for env strings, convert) one value against its declared type."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (from_env and value == ""):
-            return None
-        errors = []
-        for candidate in inner:
-            try:
-                return _coerce(key, value, candidate, from_env=from_env)
-            except ConfigError as exc:
-                errors.append(exc)
-        raise ConfigError(f"{key} = {value!r}: expected {_describe(tp)}")
-    if origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-        hint = get_close_matches(str(value), [str(a) for a in typing.get_args(tp)], n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ConfigError(f"{key} = {value!r}: expected {_describe(tp)}{extra}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if (
-            from_env
-            and isinstance(value, str)
-            and value.lower() in ("1", "true", "yes", "0", "false", "no")
-        ):
-            return value.lower() in ("1", "true", "yes")
-        raise ConfigError(f"{key} = {value!r}: expected true or false")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            result: Any = value
-        elif from_env and isinstance(value, str):
-            try:
-                result = int(value)
-            except ValueError:
-                raise ConfigError(f"{key} = {value!r}: expected an integer") from None
-        else:
-            raise ConfigError(f"{key} = {value!r}: expected an integer")
-        return _check_range(key, result)
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return _check_range(key, float(value))
-        if from_env and isinstance(value, str):
-            try:
-                return _check_range(key, float(value))
-            except ValueError:
-                raise ConfigError(f"{key} = {value!r}: expected a number") from None
-        raise ConfigError(f"{key} = {value!r}: expected a number")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key} = {value!r}: expected a string")
-    if origin is tuple:
-        return _coerce_strings(key, value, from_env=from_env)
-    if origin is Mapping:
-        return _coerce_table(key, value, from_env=from_env)
-    raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover - schema bug
-
-
-def _coerce_strings(key: str, value: Any, *, from_env: bool) -> tuple[str, ...]:
-    """A non-empty list of non-empty strings (comma separated in the environment, where a
-    value without a comma is left to the next type of a union, usually one string)."""
-    if from_env and isinstance(value, str):
-        if "," not in value:
-            raise ConfigError(f"{key} = {value!r}: expected names separated by commas")
-        value = [part.strip() for part in value.split(",")]
-    if (
-        not isinstance(value, list)
-        or not value
-        or not all(isinstance(v, str) and v.strip() for v in value)
-    ):
-        raise ConfigError(f"{key} = {value!r}: expected a non-empty list of names")
-    return tuple(v.strip() for v in value)
-
-
-def _coerce_table(key: str, value: Any, *, from_env: bool) -> dict[str, Any]:
-    """A table (a JSON object in the environment)."""
-    if from_env and isinstance(value, str):
-        try:
-            value = json.loads(value) if value.strip() else {}
-        except ValueError:
-            raise ConfigError(f"{key} = {value!r}: expected a JSON object") from None
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{key} = {value!r}: expected a table")
-    return dict(value)
-
-
-def _check_range(key: str, value: float) -> Any:
-    bounds = _RANGES.get(key)
-    if bounds and not bounds[0] <= value <= bounds[1]:
-        raise ConfigError(f"{key} = {value!r}: expected a value from {bounds[0]} to {bounds[1]}")
-    return value
-
-
 def _section_types(section_cls: type) -> dict[str, Any]:
     return typing.get_type_hints(section_cls, include_extras=False)
 
@@ -438,7 +326,7 @@ def _apply(settings: Settings, data: Mapping[str, Any], *, from_env: bool, origi
                 hint = get_close_matches(key, list(types_by_key), n=1)
                 extra = f" (did you mean {section_name}.{hint[0]}?)" if hint else ""
                 raise ConfigError(f"{origin}: unknown key {full}{extra}")
-            changes[key] = _coerce(full, value, types_by_key[key], from_env=from_env)
+            changes[key] = coerce(full, value, types_by_key[key], from_env=from_env, ranges=_RANGES)
         updated[section_name] = replace(current, **changes)  # type: ignore[type-var]
     return replace(settings, **updated)
 

@@ -32,15 +32,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import structlog
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import (
-    ConnectionClosed,
-    InvalidHandshake,
-    InvalidMessage,
-    InvalidStatus,
-    InvalidURI,
-    WebSocketException,
-)
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from telephony_agent.metrics import LatencySamples
 from telephony_agent.realtime.errors import (
@@ -60,26 +53,17 @@ from telephony_agent.realtime.events import (
 from telephony_agent.realtime.protocol import Fatal, RealtimeProtocol
 from telephony_agent.realtime.providers import Endpoint
 from telephony_agent.realtime.session_config import SessionConfig
-from telephony_agent.realtime.wslog import websocket_logger
+from telephony_agent.realtime.websocket_open import CLOSE_TIMEOUT_S, open_websocket
+from telephony_agent.realtime.websocket_open import Transient as _Transient
 
 log = structlog.get_logger(__name__)
 
-#: Largest frame accepted from the server (audio deltas are far smaller).
-MAX_FRAME_BYTES = 16 * 2**20
 #: A connection that lived this long resets the reconnect streak.
 STABLE_AFTER_S = 30.0
 #: How long `close()` lets queued frames (a last function output) go out.
 CLOSE_DRAIN_S = 0.5
-CLOSE_TIMEOUT_S = 2.0
 
 State = Literal["new", "connecting", "open", "reconnecting", "closed"]
-
-
-_WS_LOGGER = websocket_logger("telephony_agent.realtime.websocket")
-
-
-class _Transient(Exception):
-    """A failure worth retrying (network, 5xx, abnormal close); message is key-free."""
 
 
 @dataclass(frozen=True)
@@ -291,7 +275,8 @@ class RealtimeSession:
     # ------------------------------------------------------------------ sending
 
     def append_audio(self, pcm24k: bytes, captured_at: float = 0.0) -> None:
-        """Queue uplink PCM16 at `config.input_rate`; re-chunked to `chunk_ms` pieces.
+        """Queue uplink audio in the session's format (PCM16 at `config.input_rate`, or
+        G.711 bytes); re-chunked to `chunk_ms` pieces.
 
         `captured_at` (``time.monotonic()`` when the audio reached us, e.g. the RTP
         packet's arrival) lets the session measure the bridge's uplink latency up to
@@ -377,53 +362,12 @@ class RealtimeSession:
 
     async def _open(self) -> ClientConnection:
         """The websocket handshake, with every failure mapped to a key-free error."""
-        try:
-            return await connect(
-                self.endpoint.url,
-                additional_headers=dict(self.endpoint.headers),
-                open_timeout=self._open_timeout_s,
-                ping_interval=self._ping_interval_s,
-                ping_timeout=None,
-                close_timeout=CLOSE_TIMEOUT_S,
-                max_size=MAX_FRAME_BYTES,
-                compression=None,
-                proxy=None,
-                logger=_WS_LOGGER,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            if status in (401, 403):
-                raise RealtimeAuthError(
-                    f"{self._where} refused the credentials (HTTP {status} on the websocket "
-                    "upgrade): check the API key, its scope and the model name"
-                ) from None
-            if status in (408, 425, 429) or status >= 500:
-                raise _Transient(f"HTTP {status} on the websocket upgrade") from None
-            raise RealtimeProtocolError(
-                f"{self._where} answered HTTP {status} instead of upgrading to a websocket: "
-                "not a Realtime endpoint (check the URL)"
-            ) from None
-        except InvalidURI:
-            raise RealtimeProtocolError(f"{self._where}: not a valid ws:// or wss:// URL") from None
-        except InvalidMessage as exc:
-            if isinstance(exc.__cause__, EOFError | OSError):
-                raise _Transient("the server closed the connection during the handshake") from None
-            raise RealtimeProtocolError(
-                f"{self._where} did not answer with HTTP: not a websocket server (check the URL)"
-            ) from None
-        except InvalidHandshake as exc:
-            raise RealtimeProtocolError(
-                f"{self._where} failed the websocket handshake ({type(exc).__name__}): "
-                "not a Realtime endpoint (check the URL)"
-            ) from None
-        except TimeoutError:
-            raise _Transient(f"no websocket after {self._open_timeout_s:g} s") from None
-        except OSError as exc:
-            raise _Transient(f"{type(exc).__name__}: {exc.strerror or exc}") from None
-        except WebSocketException as exc:
-            raise RealtimeProtocolError(
-                f"{self._where}: websocket error {type(exc).__name__}"
-            ) from None
+        return await open_websocket(
+            self.endpoint,
+            self._where,
+            open_timeout_s=self._open_timeout_s,
+            ping_interval_s=self._ping_interval_s,
+        )
 
     async def _establish(self) -> _Link:
         """Open a websocket and complete the Realtime handshake on it."""

@@ -85,7 +85,8 @@ class ResponseCreated:
 
 @dataclass(frozen=True, slots=True)
 class AudioDelta:
-    """One delta of assistant audio, already base64-decoded (PCM16 LE at `output_rate`)."""
+    """One delta of assistant audio, already base64-decoded (PCM16 LE at `output_rate`,
+    or G.711 codes in a G.711 session)."""
 
     response_id: str
     item_id: str
