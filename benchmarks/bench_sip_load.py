@@ -8,10 +8,16 @@ CPU divided by the call-seconds it served is the figure that decides how many
 calls a core holds; the backend's and SIPp's are printed for comparison.
 
     python3 benchmarks/bench_sip_load.py [--calls 50] [--rounds 3] [--baseline DIR]
+        [--passthrough off|on|compare]
 
 With `--baseline DIR` (another checkout of the source, e.g. `git worktree add DIR
 main`), every round runs the agent from that tree too, alternating, so a change is
 judged against its baseline under the same machine load; the ratio is printed.
+
+`--passthrough` sets `[provider] g711_passthrough` of this tree's agent (the backend
+takes `audio/pcmu`, so "on" passes the calls' G.711 through untouched); "compare" runs
+it on and off alternately in every round and prints the ratio. The baseline runs as its
+own tree's default.
 
 Needs `sipp` (Debian sip-tester). Prints medians over the rounds.
 """
@@ -78,17 +84,18 @@ def one_round(
     latency: bool = False,
     source: Path | None = None,
     records: bool = False,
+    passthrough: str | None = None,
 ) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("API_KEY")}
-    if source is not None:
-        # The agent (and only the agent) imports the package from the other tree.
-        env["PYTHONPATH"] = str(source)
+    # The agent imports the package from the tree measured, the backend always from this
+    # one (whatever checkout happens to be installed), so both rounds face the same peer.
+    env["PYTHONPATH"] = str(source or ROOT)
     backend_port = free_port()
     backend = subprocess.Popen(
         [sys.executable, "-m", "telephony_agent", "local-backend", "--port", str(backend_port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={k: v for k, v in env.items() if k != "PYTHONPATH"},
+        env={**env, "PYTHONPATH": str(ROOT)},
     )
     config = workdir / "agent.toml"
     config.write_text(
@@ -96,7 +103,8 @@ def one_round(
         'name = "custom"\n'
         f'url = "ws://127.0.0.1:{backend_port}/v1/realtime"\n'
         'dialect = "ga"\n'
-        "[sip]\n"
+        + (f'g711_passthrough = "{passthrough}"\n' if passthrough is not None else "")
+        + "[sip]\n"
         'listen = "127.0.0.1:0"\n'
         'transports = "udp"\n'
         f"max_calls = {calls + 10}\n"
@@ -130,7 +138,10 @@ def one_round(
             match = READY.search(line)
         sip_port, http_port = int(match.group(1)), int(match.group(2))
         ended: list[dict[str, float]] = []
-        reader = threading.Thread(target=_collect_call_ends, args=(server, ended), daemon=True)
+        refused: list[str] = []
+        reader = threading.Thread(
+            target=_collect_call_ends, args=(server, ended, refused), daemon=True
+        )
         reader.start()
         server_cpu0, backend_cpu0 = cpu_seconds(server.pid), cpu_seconds(backend.pid)
         started = time.monotonic()
@@ -188,6 +199,7 @@ def one_round(
             "lateness_p99": stats["media_clock_lateness_p99_ms"],
             "answered": stats["answered"],
             "underruns": float(stats.get("playout_underruns", 0)),
+            "g711_refused": float(len(refused)),
         }
     finally:
         for process in (server, backend):
@@ -198,12 +210,17 @@ def one_round(
                 process.kill()
 
 
-def _collect_call_ends(server: subprocess.Popen[str], ended: list[dict[str, float]]) -> None:
+def _collect_call_ends(
+    server: subprocess.Popen[str], ended: list[dict[str, float]], refused: list[str]
+) -> None:
+    """Call-end records (info logs only) and G.711 refusals (warnings: always logged)."""
     assert server.stderr is not None
     for line in server.stderr:
         if '"call_ended"' in line:
             with contextlib.suppress(ValueError):
                 ended.append(json.loads(line))
+        elif '"realtime_g711_refused"' in line:
+            refused.append(line)
 
 
 def _bridge_latency(ended: list[dict[str, float]]) -> dict[str, float]:
@@ -235,6 +252,12 @@ def main() -> None:
         type=Path,
         help="another source tree of the agent, measured alternately in the same run",
     )
+    parser.add_argument(
+        "--passthrough",
+        choices=["off", "on", "compare"],
+        default="off",
+        help="G.711 passthrough of this tree's agent: off, on, or both alternately (same run)",
+    )
     args = parser.parse_args()
     if args.baseline is not None and not (args.baseline / "telephony_agent").is_dir():
         raise SystemExit(f"--baseline {args.baseline}: no telephony_agent package there")
@@ -250,24 +273,40 @@ def main() -> None:
         results: list[dict[str, float]] = []
         baseline: list[dict[str, float]] = []
         kept: list[dict[str, float]] = []
+        passed: list[dict[str, float]] = []
+        mode = "on" if args.passthrough == "on" else "off"
         for _ in range(args.rounds):
             if args.baseline is not None:
                 baseline.append(
                     one_round(args.calls, workdir, latency=args.latency, source=args.baseline)
                 )
             if args.records == "compare":
-                kept.append(one_round(args.calls, workdir, latency=args.latency, records=True))
+                kept.append(
+                    one_round(
+                        args.calls, workdir, latency=args.latency, records=True, passthrough=mode
+                    )
+                )
+            if args.passthrough == "compare":
+                passed.append(
+                    one_round(args.calls, workdir, latency=args.latency, passthrough="on")
+                )
             on = args.records == "on"
-            results.append(one_round(args.calls, workdir, latency=args.latency, records=on))
+            results.append(
+                one_round(args.calls, workdir, latency=args.latency, records=on, passthrough=mode)
+            )
     if baseline:
         _report(args, baseline, f"baseline ({args.baseline})")
         print()
     if kept:
         _report(args, kept, "this tree, records and recordings on")
         print()
+    if passed:
+        _report(args, passed, "this tree, G.711 passthrough on")
+        print()
     label = "this tree" + {"on": ", records on", "compare": ", records off"}.get(args.records, "")
+    label += f", G.711 passthrough {mode}"
     median = _report(args, results, label)
-    for name, other in (("baseline", baseline), ("records on", kept)):
+    for name, other in (("baseline", baseline), ("records on", kept), ("passthrough on", passed)):
         if other:
             base = statistics.median(r["server_ms"] for r in other)
             jitter = statistics.median(r["lateness_p99"] for r in other)
@@ -307,6 +346,7 @@ def _report(
         f" p99 {median['lateness_p99']:.2f} ms"
     )
     print(f"  playout underruns per round  {median['underruns']:.0f}")
+    print(f"  G.711 refused, fell back     {median['g711_refused']:.0f}")
     return median
 
 

@@ -103,7 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--behaviour", choices=["echo", "tone", "script", "booking"], default="echo"
     )
     backend.add_argument("--script", type=Path, help="scripted turns (JSON) for --behaviour script")
-    backend.add_argument("--dialect", choices=["ga", "beta", "yandex"], default="ga")
+    backend.add_argument(
+        "--dialect",
+        choices=["ga", "beta", "yandex"],
+        default="ga",
+        help="ga (OpenAI, takes G.711 too), beta, or yandex (behaves as Yandex documents it)",
+    )
+    backend.add_argument(
+        "--models",
+        metavar="NAME,...",
+        help="serve only these models; any other gets the dialect's model-not-found error",
+    )
     backend.add_argument(
         "--realtime-factor",
         type=float,

@@ -10,9 +10,9 @@ environment variables, explicit command-line overrides (non-secret keys only).
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -36,6 +36,7 @@ from telephony_agent.agent.values import KeyChecker
 from telephony_agent.audio.voicing import LocalVad, local_vad_missing
 from telephony_agent.call.backchannel import DEFAULT_BACKCHANNELS, normalise_word
 from telephony_agent.call.idle import DEFAULT_GOODBYE, DEFAULT_REPROMPT
+from telephony_agent.config_values import coerce
 from telephony_agent.errors import ConfigError
 from telephony_agent.realtime.dialect import Dialect
 from telephony_agent.realtime.providers import GENERIC_KEY_ENV, PRESETS, Endpoint, build_endpoint
@@ -57,6 +58,7 @@ DEFAULT_DRAIN_GOODBYE = (
 
 ProviderName = Literal["yandex", "yandex-legacy", "openai", "custom", "local"]
 Behaviour = Literal["echo", "tone", "script", "booking"]
+DialectName = Literal["ga", "beta", "yandex"]
 
 
 @dataclass(frozen=True)
@@ -64,10 +66,12 @@ class ProviderSettings:
     """Which Realtime service to talk to. The key itself is never stored in the file."""
 
     name: ProviderName | None = None
-    model: str | None = None
+    #: One model, or a list tried in order at session start: a model the provider says
+    #: does not exist is never retried, the next one is tried at once.
+    model: tuple[str, ...] | str | None = None
     folder: str | None = None
     url: str | None = None
-    dialect: Literal["ga", "beta", "yandex"] | None = None
+    dialect: DialectName | None = None
     auth_header: str | None = None
     auth_scheme: str | None = None
     api_key_env: str | None = None
@@ -75,6 +79,14 @@ class ProviderSettings:
     #: Seconds a provider session may live; it is replaced at a pause before then.
     #: None: the provider's known limit (290 for Yandex, none otherwise); 0: never.
     max_session_s: float | None = None
+    #: G.711 calls hand the caller's bytes to the model and the model's G.711 to the
+    #: caller, with no decode, resampling or encode. "auto": where the provider accepts
+    #: G.711 (OpenAI, the local backend in the GA dialect); "on": always try (a refusal
+    #: falls back to PCM for that call); "off": never.
+    g711_passthrough: Literal["auto", "on", "off"] = "auto"
+    #: Merged deeply into every `session.update` last: provider options this project
+    #: does not model (e.g. a new OpenAI field, Yandex `audio.output.role`).
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,13 @@ class AgentSettings:
     voice: str | None = None
     greeting: str | None = None
     transcription_model: str | None = None
-    output_rate: int = 24000
+    #: Rate of the model's PCM audio, or "leg": the call leg's own rate (8, 16 or 48 kHz),
+    #: so nothing is resampled on the way out where the provider honours it (Yandex).
+    #: What `session.updated` reports is followed either way.
+    output_rate: int | Literal["leg"] = 24000
+    #: Input noise reduction (OpenAI): "near_field" (a handset or headset) or
+    #: "far_field" (a speakerphone); not set: none. Never sent to Yandex.
+    noise_reduction: Literal["near_field", "far_field"] | None = None
     #: The agent says goodbye and hangs up after this many seconds of call (none: no limit).
     max_duration_s: float | None = None
     #: Keypad entry: digits are collected until the terminator, `dtmf_max_digits`, or this
@@ -121,6 +139,10 @@ class VadSettings:
     """Server-side turn detection; `enabled = false` means manual turns."""
 
     enabled: bool = True
+    #: "server_vad" (silence ends a turn) or OpenAI's "semantic_vad" (the words do).
+    type: Literal["server_vad", "semantic_vad"] = "server_vad"
+    #: How soon semantic VAD ends a turn.
+    eagerness: Literal["low", "medium", "high", "auto"] = "auto"
     threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
@@ -163,6 +185,8 @@ class LocalSettings:
 
     behaviour: Behaviour = "echo"
     script: str | None = None
+    #: The event dialect the backend speaks; "yandex" behaves as Yandex documents it.
+    dialect: DialectName = "ga"
     host: str = "127.0.0.1"
     port: int = 0
     #: Simulate a slow provider: seconds before each session starts (tests ringing/CANCEL).
@@ -388,91 +412,6 @@ _RANGES: dict[str, tuple[float, float]] = {
 KNOWN_CODECS = ("opus", "G722", "PCMA", "PCMU")
 
 
-def _describe(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(_describe(a) for a in inner)
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
-        tp, str(tp)
-    )
-
-
-def _coerce(key: str, value: Any, tp: Any, *, from_env: bool) -> Any:
-    """Check (and for env strings, convert) one value against its declared type."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (from_env and value == ""):
-            return None
-        errors = []
-        for candidate in inner:
-            try:
-                return _coerce(key, value, candidate, from_env=from_env)
-            except ConfigError as exc:
-                errors.append(exc)
-        if len(errors) == 1:  # one possible type: its own message says more (e.g. a range)
-            raise errors[0]
-        raise ConfigError(f"{key} = {value!r}: expected {_describe(tp)}")
-    if origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-        hint = get_close_matches(str(value), [str(a) for a in typing.get_args(tp)], n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ConfigError(f"{key} = {value!r}: expected {_describe(tp)}{extra}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if (
-            from_env
-            and isinstance(value, str)
-            and value.lower() in ("1", "true", "yes", "0", "false", "no")
-        ):
-            return value.lower() in ("1", "true", "yes")
-        raise ConfigError(f"{key} = {value!r}: expected true or false")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            result: Any = value
-        elif from_env and isinstance(value, str):
-            try:
-                result = int(value)
-            except ValueError:
-                raise ConfigError(f"{key} = {value!r}: expected an integer") from None
-        else:
-            raise ConfigError(f"{key} = {value!r}: expected an integer")
-        return _check_range(key, result)
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return _check_range(key, float(value))
-        if from_env and isinstance(value, str):
-            try:
-                return _check_range(key, float(value))
-            except ValueError:
-                raise ConfigError(f"{key} = {value!r}: expected a number") from None
-        raise ConfigError(f"{key} = {value!r}: expected a number")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key} = {value!r}: expected a string")
-    if origin is tuple:
-        # A list of strings; from the environment, comma separated.
-        if from_env and isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-            return tuple(value)
-        raise ConfigError(f"{key} = {value!r}: expected a list of strings")
-    raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover - schema bug
-
-
-def _check_range(key: str, value: float) -> Any:
-    bounds = _RANGES.get(key)
-    if bounds and not bounds[0] <= value <= bounds[1]:
-        raise ConfigError(f"{key} = {value!r}: expected a value from {bounds[0]} to {bounds[1]}")
-    return value
-
-
 def _section_types(section_cls: type) -> dict[str, Any]:
     return typing.get_type_hints(section_cls, include_extras=False)
 
@@ -502,7 +441,7 @@ def _apply(settings: Settings, data: Mapping[str, Any], *, from_env: bool, origi
                 hint = get_close_matches(key, list(types_by_key), n=1)
                 extra = f" (did you mean {section_name}.{hint[0]}?)" if hint else ""
                 raise ConfigError(f"{origin}: unknown key {full}{extra}")
-            changes[key] = _coerce(full, value, types_by_key[key], from_env=from_env)
+            changes[key] = coerce(full, value, types_by_key[key], from_env=from_env, ranges=_RANGES)
         updated[section_name] = replace(current, **changes)  # type: ignore[type-var]
     return replace(settings, **updated)
 
@@ -712,6 +651,7 @@ def _check_consistency(settings: Settings) -> None:
             "(or neither, for plain HTTP)"
         )
     _check_turns(settings.turns)
+    _check_turn_detection(settings)
 
 
 def module_levels(text: str) -> dict[str, str]:
@@ -740,6 +680,24 @@ def _check_turns(turns: TurnsSettings) -> None:
     missing = local_vad_missing(turns.local_vad)
     if missing is not None:
         raise ConfigError(f"turns.local_vad = {turns.local_vad!r}: expected {missing} installed")
+
+
+def _check_turn_detection(settings: Settings) -> None:
+    """Semantic VAD is OpenAI's: it has no idle timeout, and Yandex does not document it."""
+    vad = settings.vad
+    if vad.type != "semantic_vad":
+        return
+    if vad.idle_timeout_ms is not None:
+        raise ConfigError(
+            f"vad.idle_timeout_ms = {vad.idle_timeout_ms}: expected it unset with "
+            "vad.type = 'semantic_vad' (only server_vad has an idle timeout)"
+        )
+    p = settings.provider
+    if p.dialect == "yandex" or (p.name or "").startswith("yandex"):
+        raise ConfigError(
+            "vad.type = 'semantic_vad': expected 'server_vad' for Yandex, which documents "
+            "server_vad only"
+        )
 
 
 def _check_database_url(url: str | None) -> None:
@@ -854,29 +812,59 @@ def remote_endpoint(settings: Settings, resolved: ResolvedProvider) -> Endpoint:
         )
     if p.url and not p.url.startswith(("ws://", "wss://")):
         raise ConfigError(f"provider.url = {p.url!r}: expected a ws:// or wss:// URL")
-    return build_endpoint(
-        preset,
-        api_key=resolved.api_key,
-        model=p.model,
-        folder=p.folder,
-        url=p.url,
-        dialect=Dialect(p.dialect) if p.dialect else None,
-        auth_header=p.auth_header,
-        auth_scheme=p.auth_scheme,
+    if p.url and "{model}" in p.url and not p.model:
+        raise ConfigError(
+            f"provider.url = {p.url!r}: it names {{model}}, expected provider.model to be set"
+        )
+    return _with_alternates(
+        [
+            build_endpoint(
+                preset,
+                api_key=resolved.api_key,
+                model=model,
+                folder=p.folder,
+                url=p.url,
+                dialect=Dialect(p.dialect) if p.dialect else None,
+                auth_header=p.auth_header,
+                auth_scheme=p.auth_scheme,
+            )
+            for model in model_list(p.model)
+        ]
     )
 
 
-def local_endpoint(settings: Settings, port: int, model: str | None = None) -> Endpoint:
-    """The endpoint of an in-process or separately started local backend."""
-    dialect = Dialect(settings.provider.dialect) if settings.provider.dialect else None
-    return build_endpoint(
-        PRESETS["local"],
-        api_key=None,
-        model=model,
-        host=settings.local.host,
-        port=port,
-        dialect=dialect,
+def local_endpoint(
+    settings: Settings, port: int, model: str | tuple[str, ...] | None = None
+) -> Endpoint:
+    """The endpoint of an in-process or separately started local backend; it speaks
+    `[local] dialect` unless `[provider] dialect` says otherwise."""
+    dialect = Dialect(settings.provider.dialect or settings.local.dialect)
+    models = model_list(model if model is not None else settings.provider.model)
+    return _with_alternates(
+        [
+            build_endpoint(
+                PRESETS["local"],
+                api_key=None,
+                model=name,
+                host=settings.local.host,
+                port=port,
+                dialect=dialect,
+            )
+            for name in models
+        ]
     )
+
+
+def model_list(model: str | tuple[str, ...] | None) -> list[str | None]:
+    """`[provider] model` as the models to try in order (None: the preset's default)."""
+    if model is None:
+        return [None]
+    return [model] if isinstance(model, str) else list(model)
+
+
+def _with_alternates(endpoints: list[Endpoint]) -> Endpoint:
+    """The first endpoint, carrying the others as the models to try after it."""
+    return replace(endpoints[0], alternates=tuple(endpoints[1:]))
 
 
 def effective_voice(settings: Settings, provider_name: str) -> str:
@@ -909,5 +897,10 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        pairs = ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + pairs + "}"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{text}"'

@@ -17,10 +17,24 @@ uses the one's complement (``~x``), which cannot wrap.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["alaw_decode", "alaw_encode", "ulaw_decode", "ulaw_encode"]
+__all__ = [
+    "SILENCE_CODE",
+    "G711Law",
+    "alaw_decode",
+    "alaw_encode",
+    "g711_decode",
+    "g711_encode",
+    "ulaw_decode",
+    "ulaw_encode",
+]
+
+#: The two laws by the names the Realtime formats use (`audio/pcmu`, `audio/pcma`).
+G711Law = Literal["pcmu", "pcma"]
 
 _BIAS = 0x84
 #: Bit length of 0..127, for the μ-law segment number (no per-sample loop).
@@ -108,3 +122,17 @@ def alaw_encode(pcm: NDArray[np.int16]) -> NDArray[np.uint8]:
 def alaw_decode(codes: NDArray[np.uint8] | bytes) -> NDArray[np.int16]:
     """A-law codes → PCM16 samples."""
     return _ALAW_DECODE[_as_codes(codes)]
+
+
+#: The code of a zero sample (μ-law 0xFF; A-law has no zero, 0xD5 is +8): encoded silence.
+SILENCE_CODE: dict[G711Law, int] = {"pcmu": 0xFF, "pcma": 0xD5}
+
+
+def g711_encode(pcm: NDArray[np.int16], law: G711Law) -> NDArray[np.uint8]:
+    """PCM16 samples → codes of `law`."""
+    return ulaw_encode(pcm) if law == "pcmu" else alaw_encode(pcm)
+
+
+def g711_decode(codes: NDArray[np.uint8] | bytes, law: G711Law) -> NDArray[np.int16]:
+    """Codes of `law` → PCM16 samples."""
+    return ulaw_decode(codes) if law == "pcmu" else alaw_decode(codes)

@@ -19,41 +19,118 @@ caller then hears a stutter with a click. So playout of a spurt waits until
 whichever comes first. If the queue still runs dry mid-spurt, the last samples fade out
 and the resumed audio fades in (no click), the spurt waits for its pre-roll again, and
 the underrun is counted.
+
+G.711 passthrough: with `law` set, the queue holds the model's G.711 codes (one byte a
+sample, 8 kHz) and hands out frames that carry those bytes untouched; padding is the
+law's encoded silence. Pre-roll, underrun counting and the per-item accounting are the
+same; a fade at an underrun decodes, ramps and re-encodes only the few milliseconds it
+touches, so the steady path never decodes.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from telephony_agent.audio.g711 import SILENCE_CODE, G711Law, g711_decode, g711_encode
+
 __all__ = ["Frame", "PlayoutBuffer"]
 
 
-@dataclass(frozen=True, slots=True)
 class Frame:
-    """One frame of outbound audio.
+    """One frame of outbound audio: PCM16, or G.711 bytes passed through from the model.
 
     ``item_id`` is the item that was playing at the end of the frame (the last
     queued sample in it), or None for pure silence or audio pushed without an
     item. ``speech`` is False only when the frame is all padding.
+
+    A passthrough frame carries ``payload`` (G.711 codes of ``law``) and no PCM; ``pcm``
+    decodes it on first use, so a leg of the same law sends the bytes as they are and
+    only a reader that needs samples (a recorder, another codec) pays for decoding.
     """
 
-    pcm: NDArray[np.int16]
-    item_id: str | None
-    speech: bool
+    __slots__ = ("_pcm", "item_id", "law", "payload", "speech")
+
+    def __init__(
+        self,
+        pcm: NDArray[np.int16] | None,
+        item_id: str | None,
+        speech: bool,
+        *,
+        payload: bytes | None = None,
+        law: G711Law | None = None,
+    ) -> None:
+        if pcm is None and (payload is None or law is None):
+            raise ValueError("a frame needs PCM, or a G.711 payload and its law")
+        self._pcm = pcm
+        self.item_id = item_id
+        self.speech = speech
+        self.payload = payload
+        self.law = law
+
+    @property
+    def pcm(self) -> NDArray[np.int16]:
+        if self._pcm is None:
+            assert self.payload is not None and self.law is not None
+            self._pcm = g711_decode(self.payload, self.law)
+        return self._pcm
+
+    def __repr__(self) -> str:
+        kind = f"{self.law} payload" if self.payload is not None else "pcm"
+        return f"Frame({kind}, item_id={self.item_id!r}, speech={self.speech})"
+
+
+class _Pcm:
+    """Queue samples as PCM16."""
+
+    dtype = np.int16
+
+    def silence(self, n: int) -> NDArray[Any]:
+        return np.zeros(n, dtype=np.int16)
+
+    def faded(self, samples: NDArray[Any], ramp: NDArray[np.float32]) -> NDArray[Any]:
+        return (samples * ramp).astype(np.int16)
+
+    def frame(self, samples: NDArray[Any], item_id: str | None, speech: bool) -> Frame:
+        return Frame(samples, item_id, speech)
+
+
+class _G711:
+    """Queue samples as G.711 codes of one law (passthrough)."""
+
+    dtype = np.uint8
+
+    def __init__(self, law: G711Law) -> None:
+        self.law: G711Law = law
+        self._code = SILENCE_CODE[law]
+
+    def silence(self, n: int) -> NDArray[Any]:
+        return np.full(n, self._code, dtype=np.uint8)
+
+    def faded(self, samples: NDArray[Any], ramp: NDArray[np.float32]) -> NDArray[Any]:
+        pcm = (g711_decode(samples, self.law) * ramp).astype(np.int16)
+        return g711_encode(pcm, self.law)
+
+    def frame(self, samples: NDArray[Any], item_id: str | None, speech: bool) -> Frame:
+        return Frame(None, item_id, speech, payload=samples.tobytes(), law=self.law)
 
 
 class PlayoutBuffer:
-    """FIFO of PCM16 chunks tagged with Realtime item ids, popped in fixed frames."""
+    """FIFO of audio chunks tagged with Realtime item ids, popped in fixed frames."""
 
-    def __init__(self, rate: int, frame_ms: int = 20, preroll_ms: int = 0) -> None:
+    def __init__(
+        self, rate: int, frame_ms: int = 20, preroll_ms: int = 0, law: G711Law | None = None
+    ) -> None:
         if rate <= 0 or frame_ms <= 0 or (rate * frame_ms) % 1000:
             raise ValueError(f"{frame_ms} ms at {rate} Hz is not a whole number of samples")
         if preroll_ms < 0:
             raise ValueError(f"preroll_ms = {preroll_ms}: expected 0 or more")
+        self._samples: _Pcm | _G711 = _Pcm() if law is None else _G711(law)
+        #: The G.711 law of the queued codes, None for PCM16.
+        self.law = law
         self.rate = rate
         self.frame_ms = frame_ms
         self.frame_samples = rate * frame_ms // 1000
@@ -69,7 +146,7 @@ class PlayoutBuffer:
         self._fade = _fade_ramp(rate)
         #: Times the queue ran dry in the middle of a spurt.
         self.underruns = 0
-        self._chunks: deque[tuple[NDArray[np.int16], str | None]] = deque()
+        self._chunks: deque[tuple[NDArray[Any], str | None]] = deque()
         self._offset = 0
         self._buffered = 0
         self._received: dict[str, int] = {}
@@ -77,9 +154,10 @@ class PlayoutBuffer:
 
     # ------------------------------------------------------------------ queue
 
-    def push(self, pcm: NDArray[np.int16], item_id: str | None) -> None:
-        """Queue audio (copied) for `item_id`; None means audio outside any Realtime item."""
-        chunk = np.array(pcm, dtype=np.int16, copy=True).reshape(-1)
+    def push(self, samples: NDArray[Any], item_id: str | None) -> None:
+        """Queue audio (copied) for `item_id`; None means audio outside any Realtime item.
+        Samples are PCM16, or G.711 codes of the buffer's law."""
+        chunk = np.array(samples, dtype=self._samples.dtype, copy=True).reshape(-1)
         if item_id is not None:
             self._received[item_id] = self._received.get(item_id, 0) + chunk.size
         if chunk.size:
@@ -95,11 +173,12 @@ class PlayoutBuffer:
     def pop_frame(self) -> Frame:
         """Exactly one frame: queued audio first, zero padding when the queue runs dry."""
         n = self.frame_samples
+        samples = self._samples
         if not self._buffered:
-            return Frame(np.zeros(n, dtype=np.int16), None, False)
+            return samples.frame(samples.silence(n), None, False)
         if self._holding:
             if self._buffered < self.preroll_samples and not self._complete:
-                return Frame(np.zeros(n, dtype=np.int16), None, False)
+                return samples.frame(samples.silence(n), None, False)
             self._holding = False
         chunk, item_id = self._chunks[0]
         start = self._offset
@@ -110,8 +189,8 @@ class PlayoutBuffer:
                 if self._spurts and not self._complete:
                     whole = whole.copy()  # faded below; the queued chunk stays as it was
                 self._ran_dry(whole, n)
-            return Frame(whole, item_id, True)
-        pcm = np.zeros(n, dtype=np.int16)
+            return samples.frame(whole, item_id, True)
+        pcm = samples.silence(n)
         filled = 0
         while filled < n and self._chunks:
             chunk, item_id = self._chunks[0]
@@ -123,12 +202,12 @@ class PlayoutBuffer:
         if self._fade_in:
             self._fade_in = False
             ramp = self._fade[: min(self._fade.size, filled)]
-            pcm[: ramp.size] = (pcm[: ramp.size] * ramp).astype(np.int16)
+            pcm[: ramp.size] = samples.faded(pcm[: ramp.size], ramp)
         if not self._buffered:
             self._ran_dry(pcm, filled)
-        return Frame(pcm, item_id, True)
+        return samples.frame(pcm, item_id, True)
 
-    def _ran_dry(self, pcm: NDArray[np.int16] | None, filled: int) -> None:
+    def _ran_dry(self, pcm: NDArray[Any] | None, filled: int) -> None:
         """The queue is empty after this frame: the spurt ended, or an underrun."""
         if not self._spurts:
             return
@@ -139,9 +218,8 @@ class PlayoutBuffer:
         self._fade_in = True
         if pcm is not None and filled:
             ramp = self._fade[: min(self._fade.size, filled)][::-1]
-            pcm[filled - ramp.size : filled] = (pcm[filled - ramp.size : filled] * ramp).astype(
-                np.int16
-            )
+            tail = slice(filled - ramp.size, filled)
+            pcm[tail] = self._samples.faded(pcm[tail], ramp)
 
     def _take(self, item_id: str | None, count: int) -> None:
         """Advance the read position by `count` samples of the first chunk and account them."""

@@ -1,10 +1,11 @@
 """The Call: couples one media leg with one Realtime session, in real time.
 
-Data walks one way in and one way out:
+Data walks one way in and one way out, along the call's `MediaPath`:
 
-* in: leg frame → inbound resampler (leg rate → 24 kHz) → `session.append_audio`;
-* out: audio delta → `Playback` (decode, resample, queue) → one frame per media-clock
-  tick → `leg.send_frame`.
+* in: leg frame → inbound resampler (leg rate → 24 kHz), or the G.711 bytes as they
+  came (passthrough) → `session.append_audio`;
+* out: audio delta → `Playback` (decode, resample, queue) or `G711Playback` (queue the
+  bytes) → one frame per media-clock tick → `leg.send_frame`.
 
 Barge-in follows the protocol notes (§3): `barge_in.py` decides whether the caller's
 speech interrupts; the cut (`interruption.py`) flushes playout at once, cancels an
@@ -29,7 +30,6 @@ import structlog
 
 from telephony_agent.audio.clock import MediaClock
 from telephony_agent.audio.playout import Frame
-from telephony_agent.audio.resample import InboundResampler
 from telephony_agent.call.barge_in import Decision
 from telephony_agent.call.greeting import Greeting
 from telephony_agent.call.idle import IdleWatch
@@ -37,8 +37,8 @@ from telephony_agent.call.interruption import CutTracker
 from telephony_agent.call.keypad import KeypadEntry, KeypadInput
 from telephony_agent.call.lines import AgentLines, CallerLines
 from telephony_agent.call.link_loss import cut_answer
+from telephony_agent.call.media_path import MODEL_INPUT_RATE, MediaPath
 from telephony_agent.call.opening import OpeningActions, OpeningDriver, OutboundOpening
-from telephony_agent.call.playback import Playback
 from telephony_agent.call.profile import (
     GREETING_AUDIO_ITEM,
     CallObserver,
@@ -86,7 +86,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-MODEL_INPUT_RATE = 24000
 FRAME_MS = 20
 
 
@@ -125,10 +124,14 @@ class Call:
             call_id=self.call_id, leg_codec=leg.codec, provider=provider, started_at=time.time()
         )
         self._lines = TranscriptWriter(self.record.transcript, self._now_ms, on_transcript)
-        self.playback = Playback(
-            session.output_rate, leg.sample_rate, preroll_ms=self.profile.playout_preroll_ms
+        #: The conversions both ways (or none: G.711 passthrough).
+        self.media = MediaPath(
+            leg,
+            session.audio_format,
+            session.output_rate,
+            preroll_ms=self.profile.playout_preroll_ms,
         )
-        self._inbound = InboundResampler(leg.sample_rate, MODEL_INPUT_RATE)
+        self.playback = self.media.playback
         # Response state, driven by server events.
         self._response_id: str | None = None
         self._response_active = False
@@ -209,6 +212,7 @@ class Call:
             leg=self.leg.codec,
             leg_rate=self.leg.sample_rate,
             model_rate=self.session.output_rate,
+            audio_path=self.media.kind,
         )
         subscription = self.clock.subscribe(self._on_tick)
         uplink = asyncio.create_task(self._uplink(), name=f"uplink-{self.call_id}")
@@ -273,11 +277,9 @@ class Call:
                     if self._opening is not None:
                         self._opening.opening.audio(event.pcm)
                     self._apply(self._guard.heard(event.pcm, agent_busy=self._agent_busy()))
-                    pcm = self._inbound.process(event.pcm)
-                    if pcm.size:
-                        self.session.append_audio(
-                            pcm.astype("<i2", copy=False).tobytes(), event.received_at
-                        )
+                    audio = self.media.uplink(event)
+                    if audio:
+                        self.session.append_audio(audio, event.received_at)
                 elif isinstance(event, DtmfIn):
                     self._on_dtmf(event)
                 elif isinstance(event, LegEnded):

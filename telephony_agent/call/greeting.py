@@ -8,8 +8,8 @@ in progress). Keeping the rule in one small class makes "once" easy to see and t
 
 from __future__ import annotations
 
-from telephony_agent.call.playback import Playback
-from telephony_agent.call.profile import GREETING_AUDIO_ITEM, CallProfile
+from telephony_agent.call.playback import AnyPlayback
+from telephony_agent.call.profile import GREETING_AUDIO_ITEM, GREETING_AUDIO_RATE, CallProfile
 from telephony_agent.call.transcript import TranscriptWriter
 from telephony_agent.realtime.client import RealtimeSession
 
@@ -22,7 +22,7 @@ class Greeting:
     def __init__(
         self,
         profile: CallProfile,
-        playback: Playback,
+        playback: AnyPlayback,
         session: RealtimeSession,
         lines: TranscriptWriter,
     ) -> None:
@@ -37,8 +37,7 @@ class Greeting:
         """At call start: the recording (the model greets once it has played), or the model."""
         audio = self._profile.greeting_audio
         if audio:
-            self._playback.push_delta(GREETING_AUDIO_ITEM, audio)
-            self._playback.end_item()
+            self._playback.push_recording(GREETING_AUDIO_ITEM, audio, GREETING_AUDIO_RATE)
             self._after_audio = bool(self._profile.greeting)
             self._lines.say("agent", "[greeting recording]")
         elif self._profile.greeting:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from telephony_agent.call.playback import Interruption, Playback
+from telephony_agent.call.playback import AnyPlayback, Interruption
 from telephony_agent.call.profile import GREETING_AUDIO_ITEM
 
 __all__ = ["Cut", "CutTracker"]
@@ -97,7 +97,7 @@ class CutTracker:
         self._receiving_item = None
         return items
 
-    def cut(self, playback: Playback, *, response_id: str | None, response_active: bool) -> Cut:
+    def cut(self, playback: AnyPlayback, *, response_id: str | None, response_active: bool) -> Cut:
         """Stop the agent now: flush playout, and say what to cancel and truncate.
 
         What the caller is hearing now, and what is still arriving; an item that
@@ -124,7 +124,7 @@ class CutTracker:
         self._receiving_item = None
         return Cut(heard, interruption, cancel, tuple(truncates), items)
 
-    def _truncate_at(self, item_id: str, playback: Playback) -> int | None:
+    def _truncate_at(self, item_id: str, playback: AnyPlayback) -> int | None:
         """Truncate at what was heard; never past what was received; skip when nothing was."""
         if item_id in self._truncated or item_id == GREETING_AUDIO_ITEM:
             return None

@@ -10,14 +10,14 @@ actually said, and whether the caller's question still needs an answer.
 from __future__ import annotations
 
 from telephony_agent.call.lines import AgentLines, Line
-from telephony_agent.call.playback import Playback
+from telephony_agent.call.playback import AnyPlayback
 from telephony_agent.realtime.client import RealtimeSession
 
 __all__ = ["cut_answer"]
 
 
 def cut_answer(
-    playback: Playback,
+    playback: AnyPlayback,
     agent_lines: AgentLines,
     session: RealtimeSession,
     items: list[str],

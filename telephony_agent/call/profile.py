@@ -24,6 +24,7 @@ from telephony_agent.call.tools import ToolResult
 
 __all__ = [
     "GREETING_AUDIO_ITEM",
+    "GREETING_AUDIO_RATE",
     "CallObserver",
     "CallProfile",
     "FrameRecorder",
@@ -78,6 +79,9 @@ class RecordingFeed:
 
 #: The item id under which a greeting recording is played (never sent to the model).
 GREETING_AUDIO_ITEM = "local-greeting-audio"
+#: Greeting recordings are decoded at this rate once per deployment, then brought to
+#: each call's leg (whatever the model's output rate or format) when the call starts.
+GREETING_AUDIO_RATE = 24000
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ class CallProfile:
     """Per-call behaviour that is not the model's own configuration."""
 
     greeting: str | None = None
-    #: A recording played before the model speaks: PCM16 bytes at the model's output rate.
+    #: A recording played before the model speaks: PCM16 bytes at `GREETING_AUDIO_RATE`.
     greeting_audio: bytes | None = None
     max_duration_s: float | None = None
     fallback_instructions: str = (

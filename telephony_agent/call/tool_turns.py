@@ -51,7 +51,7 @@ import structlog
 from telephony_agent.audio.playout import Frame
 from telephony_agent.call.hold import FRAME_MS, HoldPlayer, ToolFeedback
 from telephony_agent.call.lines import Line
-from telephony_agent.call.playback import Playback
+from telephony_agent.call.playback import AnyPlayback
 from telephony_agent.call.profile import CallObserver
 from telephony_agent.call.record import CallRecord
 from telephony_agent.call.summary import tool_line
@@ -114,7 +114,7 @@ class ToolTurns:
         session: ToolSession,
         tools: ToolRegistry,
         context: ToolContext,
-        playback: Playback,
+        playback: AnyPlayback,
         lines: TranscriptWriter,
         record: CallRecord,
         observer: CallObserver | None,

@@ -43,7 +43,9 @@ async def run_ask(args: argparse.Namespace) -> int:
     _check_output_path(args.output)
     runtime = await open_provider(settings)
     try:
-        config = session_config(settings, runtime.resolved.name, manual_turns=True)
+        config = session_config(
+            settings, runtime.resolved.name, dialect=runtime.endpoint.dialect, manual_turns=True
+        )
         session = RealtimeSession(
             runtime.endpoint,
             config,

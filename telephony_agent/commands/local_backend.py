@@ -34,6 +34,7 @@ async def run_local_backend(args: argparse.Namespace) -> int:
             behaviour=args.behaviour,
             script_path=args.script,
             dialect=args.dialect,
+            models=_models(args.models),
             require_api_key=key,
             realtime_factor=args.realtime_factor,
             first_delta_delay_s=args.first_delta_delay,
@@ -56,3 +57,12 @@ async def run_local_backend(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     return 0
+
+
+def _models(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    if not names:
+        raise UsageError(f"--models {value!r}: expected model names separated by commas")
+    return names

@@ -112,6 +112,7 @@ async def open_provider(
             BackendOptions(
                 behaviour=settings.local.behaviour,
                 script_path=script,
+                dialect=settings.local.dialect,
                 session_start_delay_s=settings.local.session_start_delay_s,
             ),
             host=settings.local.host,

@@ -15,16 +15,55 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from telephony_agent.audio.g711 import G711Law, g711_decode
 from telephony_agent.audio.playout import Frame
 
 
-@dataclass(frozen=True)
 class AudioIn:
-    """One inbound frame of caller audio at the leg's sample rate."""
+    """One inbound frame of caller audio at the leg's sample rate.
 
-    pcm: NDArray[np.int16]
-    #: ``time.monotonic()`` when the frame's packet arrived (0.0 when not from a socket).
-    received_at: float = 0.0
+    A leg asked to hand on G.711 as received (`MediaLeg.deliver_g711`) gives the payload
+    bytes and their law instead of PCM; ``pcm`` decodes them on first use, so a reader
+    that needs samples (a recorder) still gets them and nobody else pays for decoding.
+    """
+
+    __slots__ = ("_pcm", "law", "payload", "received_at")
+
+    def __init__(
+        self,
+        pcm: NDArray[np.int16] | None,
+        received_at: float = 0.0,
+        *,
+        payload: bytes | None = None,
+        law: G711Law | None = None,
+    ) -> None:
+        if pcm is None and (payload is None or law is None):
+            raise ValueError("caller audio needs PCM, or a G.711 payload and its law")
+        self._pcm = pcm
+        #: ``time.monotonic()`` when the frame's packet arrived (0.0 when not from a socket).
+        self.received_at = received_at
+        self.payload = payload
+        self.law = law
+
+    @property
+    def pcm(self) -> NDArray[np.int16]:
+        if self._pcm is None:
+            assert self.payload is not None and self.law is not None
+            self._pcm = g711_decode(self.payload, self.law)
+        return self._pcm
+
+    def __repr__(self) -> str:
+        kind = f"{self.law} payload" if self.payload is not None else "pcm"
+        return f"AudioIn({kind}, received_at={self.received_at})"
+
+
+@dataclass(frozen=True)
+class LegFormat:
+    """A leg's codec and PCM rate, known once its media is negotiated: the Realtime session
+    is set up to match it (G.711 passthrough, an output rate that needs no resampling)."""
+
+    codec: str
+    sample_rate: int
 
 
 @dataclass(frozen=True)
@@ -67,6 +106,10 @@ class MediaLeg(abc.ABC):
         """Samples in one 20 ms frame at the leg rate."""
         return self.sample_rate // 50
 
+    @property
+    def format(self) -> LegFormat:
+        return LegFormat(self.codec, self.sample_rate)
+
     @abc.abstractmethod
     def events(self) -> AsyncIterator[LegEvent]:
         """Inbound events; the iterator ends after `LegEnded`."""
@@ -87,4 +130,10 @@ class MediaLeg(abc.ABC):
     def send_dtmf(self, digits: str) -> bool:
         """Play DTMF towards the far end; False when the leg cannot."""
         del digits
+        return False
+
+    def deliver_g711(self) -> bool:
+        """From now on hand inbound audio on as the G.711 payloads received, undecoded
+        (`AudioIn.payload`), for a model that takes G.711 as it is. False when the leg
+        has no G.711 to hand on (it then keeps giving PCM)."""
         return False

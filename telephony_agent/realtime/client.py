@@ -40,6 +40,7 @@ from telephony_agent.metrics import LatencySamples
 from telephony_agent.realtime.errors import (
     RealtimeConnectError,
     RealtimeError,
+    RealtimeModelError,
     RealtimeProtocolError,
 )
 from telephony_agent.realtime.events import (
@@ -142,6 +143,12 @@ class RealtimeSession:
         return self.protocol.output_rate
 
     @property
+    def audio_format(self) -> str:
+        """`pcm`, `pcmu` or `pcma` both ways, as agreed with the provider (after a G.711
+        refusal this is `pcm`)."""
+        return self.protocol.audio_format
+
+    @property
     def input_rate(self) -> int:
         return self.protocol.input_rate
 
@@ -170,35 +177,62 @@ class RealtimeSession:
         if self._state != "new":
             raise RuntimeError("RealtimeSession.connect() may be called only once")
         self._state = "connecting"
-        last: Transient | None = None
+        candidates = (self.endpoint, *self.endpoint.alternates)
+        missing: list[str] = []
         link: Link | None = None
-        for attempt in range(1, self._connect_attempts + 1):
+        for number, endpoint in enumerate(candidates, 1):
+            self._use(endpoint)
             try:
-                link = await self._establish()
+                link = await self._open_link()
                 break
-            except Transient as exc:
-                last = exc
-                self._log.warning("realtime_connect_failed", attempt=attempt, error=str(exc))
-                if attempt < self._connect_attempts:
-                    await asyncio.sleep(self._backoff(attempt))
+            except RealtimeModelError as exc:
+                # A model the provider does not have is never retried: the next one is.
+                missing.append(endpoint.model)
+                if number == len(candidates):
+                    tried = f" (tried {', '.join(missing)})" if len(missing) > 1 else ""
+                    error = RealtimeModelError(f"{exc}{tried}")
+                    self._finish(f"setup failed: {error}")
+                    raise error from None
+                self._log.warning(
+                    "realtime_model_missing_trying_next",
+                    model=endpoint.model,
+                    next_model=candidates[number].model,
+                )
             except RealtimeError as exc:
                 self._finish(f"setup failed: {exc}")
                 raise
             except BaseException:
                 self._finish("setup interrupted")
                 raise
-        if link is None:
-            message = f"cannot reach {self._where} after {self._connect_attempts} attempts: {last}"
-            self._finish(message)
-            raise RealtimeConnectError(message)
+        assert link is not None
         self._go_live(link, first=True)
         self._log.info(
             "realtime_session_ready",
             url=self.endpoint.redacted_url(),
             dialect=str(self.endpoint.dialect),
             output_rate=self.output_rate,
+            audio_format=self.audio_format,
         )
         self._supervisor = asyncio.create_task(self._supervise(), name="realtime-supervisor")
+
+    def _use(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self._where = f"{endpoint.name} ({endpoint.redacted_url()})"
+
+    async def _open_link(self) -> Link:
+        """A ready connection to the current endpoint; only transient failures are retried."""
+        last: Transient | None = None
+        for attempt in range(1, self._connect_attempts + 1):
+            try:
+                return await self._establish()
+            except Transient as exc:
+                last = exc
+                self._log.warning("realtime_connect_failed", attempt=attempt, error=str(exc))
+                if attempt < self._connect_attempts:
+                    await asyncio.sleep(self._backoff(attempt))
+        message = f"cannot reach {self._where} after {self._connect_attempts} attempts: {last}"
+        self._finish(message)
+        raise RealtimeConnectError(message)
 
     async def close(self) -> None:
         """End the session; `events()` yields `SessionClosed` and ends. Idempotent."""

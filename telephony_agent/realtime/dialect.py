@@ -1,14 +1,16 @@
-"""The three dialects of the Realtime protocol and how our session.update looks in each.
+"""The three dialects of the Realtime protocol: event names, and which session builder.
 
-Why one module: dialects differ in a few event names and in the shape of the session
-object, and nowhere else. Keeping both tables here means adding a provider never adds
-a code path to the client.
+Why one entry point: dialects differ in a few event names and in the session object
+they accept, and nowhere else. The event-name table lives here and each dialect's
+session object has one builder of its own (`session_ga`, `session_yandex`,
+`session_beta`), so adding a provider never adds a code path to the client.
 
 * GA: OpenAI's current protocol (`type:"realtime"`, nested `audio.{input,output}`).
 * BETA: OpenAI's retired shape (`modalities`, `pcm16`, top-level `turn_detection`).
   Its event names are parsed for every dialect, because servers mix them.
-* YANDEX: the GA shape without `type:"realtime"`, with explicit rates; Yandex still
-  sends `conversation.item.created` and the assistant text as `response.output_text.*`.
+* YANDEX: the GA shape without `type:"realtime"`, text and audio out, explicit rates;
+  Yandex still sends `conversation.item.created` and the assistant text as
+  `response.output_text.*`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from telephony_agent.realtime.session_config import SessionConfig, VadConfig
+from telephony_agent.realtime.session_beta import beta_session
+from telephony_agent.realtime.session_config import SessionConfig
+from telephony_agent.realtime.session_ga import ga_session
+from telephony_agent.realtime.session_yandex import yandex_session
 
 
 class Dialect(StrEnum):
@@ -50,80 +55,17 @@ def assistant_text_type(dialect: Dialect) -> str:
 
 
 def session_payload(config: SessionConfig, dialect: Dialect) -> dict[str, Any]:
-    """The `session` object of our `session.update` in the dialect's shape."""
-    session = _beta_session(config) if dialect is Dialect.BETA else _ga_session(config, dialect)
+    """The `session` object of our `session.update`: the dialect's own builder, then
+    `config.extra` merged in last (provider options this project does not model)."""
+    if dialect is Dialect.BETA:
+        session = beta_session(config)
+    elif dialect is Dialect.YANDEX:
+        session = yandex_session(config)
+    else:
+        session = ga_session(config)
     if config.extra:
         deep_merge(session, config.extra)
     return session
-
-
-def _ga_session(config: SessionConfig, dialect: Dialect) -> dict[str, Any]:
-    session: dict[str, Any] = {}
-    if dialect is Dialect.GA:
-        session["type"] = "realtime"
-    session["instructions"] = config.instructions
-    session["output_modalities"] = ["audio"]
-    audio_in: dict[str, Any] = {
-        "format": {"type": "audio/pcm", "rate": config.input_rate},
-        "turn_detection": _turn_detection(config.vad),
-    }
-    if config.transcription_model:
-        audio_in["transcription"] = _transcription(config)
-    audio_out: dict[str, Any] = {"format": {"type": "audio/pcm", "rate": config.output_rate}}
-    if config.voice:
-        audio_out["voice"] = config.voice
-    session["audio"] = {"input": audio_in, "output": audio_out}
-    _add_tools(session, config)
-    return session
-
-
-def _beta_session(config: SessionConfig) -> dict[str, Any]:
-    # Beta has no rate field: pcm16 is 24 kHz; session.updated tells what we got.
-    session: dict[str, Any] = {
-        "instructions": config.instructions,
-        "modalities": ["audio", "text"],
-        "input_audio_format": "pcm16",
-        "output_audio_format": "pcm16",
-        "turn_detection": _turn_detection(config.vad),
-    }
-    if config.voice:
-        session["voice"] = config.voice
-    if config.transcription_model:
-        session["input_audio_transcription"] = _transcription(config)
-    _add_tools(session, config)
-    return session
-
-
-def _turn_detection(vad: VadConfig | None) -> dict[str, Any] | None:
-    # An explicit null disables the provider's default server VAD (manual turns).
-    if vad is None:
-        return None
-    detection: dict[str, Any] = {
-        "type": "server_vad",
-        "threshold": vad.threshold,
-        "prefix_padding_ms": vad.prefix_padding_ms,
-        "silence_duration_ms": vad.silence_duration_ms,
-        "create_response": vad.create_response,
-        "interrupt_response": vad.interrupt_response,
-    }
-    if vad.idle_timeout_ms is not None:
-        detection["idle_timeout_ms"] = vad.idle_timeout_ms
-    return detection
-
-
-def _add_tools(session: dict[str, Any], config: SessionConfig) -> None:
-    if not config.tools:
-        return
-    session["tools"] = [
-        {
-            "type": "function",
-            "name": tool.name,
-            "description": tool.description,
-            "parameters": copy.deepcopy(tool.parameters),
-        }
-        for tool in config.tools
-    ]
-    session["tool_choice"] = "auto"
 
 
 def deep_merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
@@ -134,11 +76,3 @@ def deep_merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
             deep_merge(current, value)
         else:
             target[key] = copy.deepcopy(value)
-
-
-def _transcription(config: SessionConfig) -> dict[str, Any]:
-    """Input transcription settings: the model, and the language hint when one is set."""
-    result: dict[str, Any] = {"model": config.transcription_model}
-    if config.transcription_language:
-        result["language"] = config.transcription_language
-    return result

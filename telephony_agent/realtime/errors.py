@@ -27,3 +27,9 @@ class RealtimeConnectError(RealtimeError):
 
 class RealtimeConfigError(RealtimeError):
     """The server rejected our `session.update` while the session was being set up."""
+
+
+class RealtimeModelError(RealtimeError):
+    """The provider says the model does not exist (Yandex `NOT_FOUND: Instance with model
+    … not found`, OpenAI `model_not_found`, an invalid model URI). Never retried on the
+    same model; the next model of `[provider] model` is tried, if any."""

@@ -7,7 +7,7 @@ dialect onto these frozen dataclasses once, at the edge.
 
 `AudioDelta.audio` holds exactly the decoded bytes of one delta, possibly empty or of
 odd length: byte-exact reassembly is the consumer's concatenation. A consumer that
-needs whole PCM16 samples per push uses `chunks.SampleAligner`.
+needs whole PCM16 samples per push uses `audio_chunks.SampleAligner`.
 """
 
 from __future__ import annotations
@@ -26,11 +26,14 @@ class SessionCreated:
 
 @dataclass(frozen=True, slots=True)
 class SessionUpdated:
-    """The effective configuration; rates are None when the echo does not state them."""
+    """The effective configuration; rates and formats are None when the echo does not
+    state them. Formats are `pcm`, `pcmu` or `pcma` whatever the dialect's spelling."""
 
     output_rate: int | None
     input_rate: int | None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    output_format: str | None = None
+    input_format: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +85,8 @@ class ResponseCreated:
 
 @dataclass(frozen=True, slots=True)
 class AudioDelta:
-    """One delta of assistant audio, already base64-decoded (PCM16 LE at `output_rate`)."""
+    """One delta of assistant audio, already base64-decoded (PCM16 LE at `output_rate`,
+    or G.711 codes in a G.711 session)."""
 
     response_id: str
     item_id: str

@@ -30,6 +30,7 @@ from telephony_agent.realtime.errors import (
     RealtimeAuthError,
     RealtimeConfigError,
     RealtimeError,
+    RealtimeModelError,
     RealtimeProtocolError,
 )
 from telephony_agent.realtime.protocol import Fatal
@@ -223,6 +224,7 @@ def fatal_error(where: str, end: LinkEnd) -> RealtimeError | None:
             "auth": RealtimeAuthError,
             "protocol": RealtimeProtocolError,
             "config": RealtimeConfigError,
+            "model": RealtimeModelError,
         }
         return kinds[end.fatal.kind](f"{where}: {end.fatal.message}")
     if end.code == 1008:

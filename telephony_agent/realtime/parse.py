@@ -47,6 +47,16 @@ _FORMAT_RATES: Mapping[str, int] = {
     "audio/pcma": 8000,
 }
 
+#: Format names of every dialect → our names (`session_config.AudioFormat`).
+_FORMAT_NAMES: Mapping[str, str] = {
+    "pcm16": "pcm",
+    "audio/pcm": "pcm",
+    "g711_ulaw": "pcmu",
+    "audio/pcmu": "pcmu",
+    "g711_alaw": "pcma",
+    "audio/pcma": "pcma",
+}
+
 
 class MalformedEvent(ValueError):
     """A frame that is JSON but cannot be turned into an event; counted and skipped."""
@@ -115,6 +125,27 @@ def session_rates(session: Mapping[str, Any]) -> tuple[int | None, int | None]:
     return out_rate, in_rate
 
 
+def _format_name(fmt: Any) -> str | None:
+    """`pcm`, `pcmu` or `pcma` for a GA format object or a beta format name; the raw
+    type for a format we do not know, None when absent."""
+    kind = fmt.get("type") if isinstance(fmt, dict) else fmt
+    if not isinstance(kind, str):
+        return None
+    return _FORMAT_NAMES.get(kind, kind)
+
+
+def session_formats(session: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(output_format, input_format) stated by a session object, as `session_rates`."""
+    audio = _obj(session.get("audio"))
+    out_format = _format_name(_obj(audio.get("output")).get("format"))
+    in_format = _format_name(_obj(audio.get("input")).get("format"))
+    if out_format is None:
+        out_format = _format_name(session.get("output_audio_format"))
+    if in_format is None:
+        in_format = _format_name(session.get("input_audio_format"))
+    return out_format, in_format
+
+
 def _session_created(obj: dict[str, Any]) -> ServerEvent:
     session = _obj(obj.get("session"))
     return SessionCreated(session_id=_str(session.get("id")), raw=session)
@@ -123,7 +154,14 @@ def _session_created(obj: dict[str, Any]) -> ServerEvent:
 def _session_updated(obj: dict[str, Any]) -> ServerEvent:
     session = _obj(obj.get("session"))
     out_rate, in_rate = session_rates(session)
-    return SessionUpdated(output_rate=out_rate, input_rate=in_rate, raw=session)
+    out_format, in_format = session_formats(session)
+    return SessionUpdated(
+        output_rate=out_rate,
+        input_rate=in_rate,
+        raw=session,
+        output_format=out_format,
+        input_format=in_format,
+    )
 
 
 def _speech_started(obj: dict[str, Any]) -> ServerEvent:

@@ -20,19 +20,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter, OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
 
+from telephony_agent.realtime.audio_chunks import AudioChunker
 from telephony_agent.realtime.bounded import BoundedSet
-from telephony_agent.realtime.chunks import AudioChunker
 from telephony_agent.realtime.continuity import Continuity
 from telephony_agent.realtime.dialect import (
     Dialect,
     normalize_event_type,
     session_payload,
 )
+from telephony_agent.realtime.error_rules import error_kind
 from telephony_agent.realtime.events import (
     LINK_LOST,
     AudioDelta,
@@ -53,31 +55,23 @@ from telephony_agent.realtime.session_config import SessionConfig
 
 log = structlog.get_logger(__name__)
 
-FatalKind = Literal["auth", "protocol", "config"]
+FatalKind = Literal["auth", "protocol", "config", "model"]
 
-#: Error codes/types that mean "your credentials are not accepted": fatal, never retried.
-AUTH_ERROR_CODES = frozenset(
-    {
-        "invalid_api_key",
-        "invalid_authentication",
-        "authentication_failed",
-        "unauthorized",
-        "forbidden",
-        "permission_denied",
-        "access_denied",
-    }
-)
-AUTH_ERROR_TYPES = frozenset({"authentication_error", "permission_error", "unauthorized"})
-#: The server refuses the request shape itself (OpenAI after the beta was retired).
-PROTOCOL_ERROR_CODES = frozenset({"beta_api_shape_disabled"})
 #: Codes that are never useful to the Call: we handle them here.
 _TOLERATED_CODES = frozenset({"response_cancel_not_active"})
 _ACTIVE_RESPONSE_CODE = "conversation_already_has_active_response"
-SESSION_EXPIRED_CODE = "session_expired"
 
 #: Bounded memories: long calls must not grow state without limit.
 _MAX_ITEMS = 256
 _MAX_STALE = 256
+#: Server events that carry the assistant's words, by family: the audio transcript (GA,
+#: beta) and the text output (Yandex in audio mode). One item's words come from one family.
+_TEXT_FAMILIES: Mapping[str, str] = {
+    "response.output_audio_transcript.delta": "transcript",
+    "response.output_audio_transcript.done": "transcript",
+    "response.output_text.delta": "text",
+    "response.output_text.done": "text",
+}
 
 
 @dataclass(frozen=True)
@@ -115,12 +109,14 @@ class RealtimeProtocol:
         self.chunk_ms = chunk_ms
         self.recap_role = recap_role
         self._out = ClientEvents(dialect)
-        self._chunker = AudioChunker(config.input_rate * chunk_ms // 1000 * 2)
+        self._chunker = _chunker(config, chunk_ms)
         self._outbox: list[str] = []
         self.stats: Counter[str] = Counter()
         # Effective rates: what session.updated said, else what we asked for.
-        self.output_rate = config.output_rate
-        self.input_rate = config.input_rate
+        self.output_rate = config.wire_output_rate
+        self.input_rate = config.wire_input_rate
+        #: Which family (`_TEXT_FAMILIES`) gives each assistant item its words.
+        self._text_family: OrderedDict[str, str] = OrderedDict()
         # Handshake of the current connection.
         self.session_created = False
         self._updated_seen = False
@@ -267,6 +263,10 @@ class RealtimeProtocol:
         kind = normalize_event_type(obj["type"])
         if kind == "response.output_item.added":
             self._calls.output_item_added(obj)
+        family = _TEXT_FAMILIES.get(kind)
+        if family is not None and not self._text_from(family, obj.get("item_id")):
+            self.stats["assistant_text_duplicates_skipped"] += 1
+            return []
         try:
             event = parse_event(obj)
         except MalformedEvent as exc:
@@ -277,6 +277,18 @@ class RealtimeProtocol:
         for handled in events:
             self.continuity.observe(handled)
         return events
+
+    def _text_from(self, family: str, item_id: Any) -> bool:
+        """Whether this family may give `item_id` its words: the first family seen for an
+        item wins, so a server that sends both the audio transcript and the text output
+        never doubles the agent's line."""
+        if not isinstance(item_id, str) or not item_id:
+            return True
+        chosen = self._text_family.setdefault(item_id, family)
+        self._text_family.move_to_end(item_id)
+        while len(self._text_family) > _MAX_ITEMS:
+            self._text_family.popitem(last=False)
+        return chosen == family
 
     def take_outgoing(self) -> list[str]:
         """Frames the protocol decided to send in reaction to received events."""
@@ -293,6 +305,9 @@ class RealtimeProtocol:
             self._maybe_ready()
             return [event]
         if isinstance(event, SessionUpdated):
+            if self._g711_contradicted(event):
+                self._fall_back_to_pcm(f"session.updated says {event.input_format}")
+                return []
             self._on_session_updated(event)
             return [event]
         if isinstance(event, ResponseCreated):
@@ -352,6 +367,32 @@ class RealtimeProtocol:
             self.input_rate = event.input_rate
         self._maybe_ready()
 
+    def _g711_contradicted(self, event: SessionUpdated) -> bool:
+        """We asked for G.711 and the echo states another format: the provider ignored it
+        (some providers answer a format they lack with no error, and the audio would
+        then be read at the wrong rate)."""
+        if not self.config.g711 or self.ready:
+            return False
+        stated = [f for f in (event.input_format, event.output_format) if f is not None]
+        return any(f != self.config.audio_format for f in stated)
+
+    def _fall_back_to_pcm(self, why: str) -> None:
+        """G.711 was refused during setup: ask again with PCM16 for the rest of the call."""
+        log.warning(
+            "realtime_g711_refused",
+            format=self.config.audio_format,
+            why=why[:200],
+            fallback="pcm",
+        )
+        self.stats["g711_fallbacks"] += 1
+        self.config = self.config.pcm_fallback()
+        self.stats["audio_bytes_dropped"] += self._chunker.clear()
+        self._chunker = _chunker(self.config, self.chunk_ms)
+        self.output_rate = self.config.wire_output_rate
+        self.input_rate = self.config.wire_input_rate
+        self._updated_seen = False
+        self._outbox.append(self.session_update())
+
     def _on_done(self, event: ResponseDone) -> list[ServerEvent]:
         if self.response_id is None or event.response_id == self.response_id:
             self.response_active = False
@@ -392,6 +433,10 @@ class RealtimeProtocol:
         if code in _TOLERATED_CODES:
             log.debug("realtime_error_tolerated", code=code, event_id=error.event_id)
             return []
+        kind = error_kind(error)
+        if kind == "other" and self._refuses_g711(error):
+            self._fall_back_to_pcm(f"{error.code or error.type}: {error.message}")
+            return []
         log_fields = {
             "error_type": error.type,
             "code": error.code,
@@ -400,16 +445,19 @@ class RealtimeProtocol:
             "sent_type": sent_type,
             "message": error.message,
         }
-        if code in AUTH_ERROR_CODES or error.type in AUTH_ERROR_TYPES:
+        if kind == "auth":
             self.fatal = Fatal("auth", f"the provider refused the credentials: {error.message}")
             log.error("realtime_auth_error", **log_fields)
-        elif code in PROTOCOL_ERROR_CODES:
+        elif kind == "protocol":
             self.fatal = Fatal(
                 "protocol",
                 f"the server refused our protocol shape ({code}): {error.message}",
             )
             log.error("realtime_protocol_error", **log_fields)
-        elif code == SESSION_EXPIRED_CODE:
+        elif kind == "model":
+            self.fatal = Fatal("model", f"the model does not exist: {error.message}")
+            log.error("realtime_model_missing", **log_fields)
+        elif kind == "expired":
             self.expired = True
             log.info("realtime_session_expired", **log_fields)
         elif not self.ready and sent_type == "session.update":
@@ -421,6 +469,14 @@ class RealtimeProtocol:
         else:
             log.warning("realtime_server_error", **log_fields)
         return [error]
+
+    def _refuses_g711(self, error: ServerError) -> bool:
+        """An error during setup that answers our G.711 `session.update` (or names the
+        audio format): the provider does not take G.711, so the call falls back to PCM."""
+        if not self.config.g711 or self.ready:
+            return False
+        about_format = "format" in f"{error.param} {error.message}".lower()
+        return error.sent_type == "session.update" or about_format
 
     # ------------------------------------------------------------------ accounting
 
@@ -437,7 +493,7 @@ class RealtimeProtocol:
 
     def received_ms(self, item_id: str) -> int:
         """Milliseconds of assistant audio received for `item_id` at the effective rate."""
-        return self.received_bytes(item_id) * 1000 // (2 * self.output_rate)
+        return self.received_bytes(item_id) * 1000 // (self.config.sample_bytes * self.output_rate)
 
     def is_assistant_audio_item(self, item_id: str) -> bool:
         return item_id in self._item_bytes
@@ -456,8 +512,18 @@ class RealtimeProtocol:
 
     @property
     def chunk_bytes(self) -> int:
-        """Size of one uplink append: `chunk_ms` of PCM16 at the configured input rate."""
+        """Size of one uplink append: `chunk_ms` of audio in the session's format."""
         return self._chunker.chunk_bytes
+
+    @property
+    def audio_format(self) -> str:
+        """`pcm`, `pcmu` or `pcma`: what the session carries now (after any fallback)."""
+        return self.config.audio_format
+
+    @property
+    def pending_response(self) -> bool:
+        """A `response.create` is queued until the active response ends."""
+        return self._pending is not None
 
     # ------------------------------------------------------------------ send builders
 
@@ -605,3 +671,9 @@ class RealtimeProtocol:
     def recap_text(self) -> str | None:
         """The recap a replacement connection would get now (see `recap.py`)."""
         return self.continuity.recap.text()
+
+
+def _chunker(config: SessionConfig, chunk_ms: int) -> AudioChunker:
+    """Uplink appends of `chunk_ms` each, in the session's audio format."""
+    sample_bytes = config.sample_bytes
+    return AudioChunker(config.wire_input_rate * chunk_ms // 1000 * sample_bytes, sample_bytes)

@@ -25,6 +25,11 @@ class Endpoint:
     headers: Mapping[str, str] = field(default_factory=dict)
     dialect: Dialect = Dialect.GA
     name: str = "custom"
+    #: The model the URL names (for logs and records).
+    model: str = ""
+    #: The same provider with the next models of `[provider] model`, tried in order when
+    #: the provider says this model does not exist.
+    alternates: tuple[Endpoint, ...] = ()
 
     def redacted_url(self) -> str:
         """The URL with credential-looking query values masked, safe for logs and errors."""
@@ -53,6 +58,11 @@ class ProviderPreset:
     default_voice: str
     key_env: tuple[str, ...]
     needs_folder: bool = False
+    #: The provider takes `audio/pcmu` and `audio/pcma` both ways (in the GA dialect), so
+    #: `g711_passthrough = "auto"` passes G.711 calls through untouched.
+    accepts_g711: bool = False
+    #: PCM output rates the provider honours; None: any rate it is asked for.
+    pcm_output_rates: tuple[int, ...] | None = None
     #: Input transcription asked for by default, so the caller's side of records has
     #: words; None where the provider transcribes without being asked or cannot.
     default_transcription_model: str | None = None
@@ -99,6 +109,8 @@ PRESETS: dict[str, ProviderPreset] = {
         default_voice="marin",
         default_transcription_model="gpt-4o-mini-transcribe",
         key_env=("OPENAI_API_KEY",),
+        accepts_g711=True,
+        pcm_output_rates=(24000,),
     ),
     "custom": ProviderPreset(
         name="custom",
@@ -119,6 +131,7 @@ PRESETS: dict[str, ProviderPreset] = {
         default_model="local-echo",
         default_voice="local",
         key_env=(),
+        accepts_g711=True,
     ),
 }
 
@@ -147,6 +160,9 @@ def build_endpoint(
         host=host,
         port=port,
     )
+    if url and model and "{model}" in effective_url:
+        # A custom URL names where the model goes, so a model list works there too.
+        effective_url = effective_url.replace("{model}", model)
     headers: dict[str, str] = {}
     if api_key:
         scheme = preset.auth_scheme if auth_scheme is None else auth_scheme
@@ -157,4 +173,5 @@ def build_endpoint(
         headers=headers,
         dialect=dialect or preset.dialect,
         name=preset.name,
+        model=model or preset.default_model,
     )

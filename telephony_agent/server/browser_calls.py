@@ -25,8 +25,8 @@ import structlog
 from telephony_agent.audio.clock import MediaClock
 from telephony_agent.audio.playout import Frame
 from telephony_agent.call.record import CallRecord, TranscriptLine
-from telephony_agent.media.leg import LegEvent, MediaLeg
-from telephony_agent.media.webrtc import IceServer, WebRtcOfferError
+from telephony_agent.media.leg import LegEvent, LegFormat, MediaLeg
+from telephony_agent.media.webrtc import IceServer, WebRtcLeg, WebRtcOfferError
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.server.http_errors import HttpRejection
 from telephony_agent.switchboard import Admission, CallRequest, Refusal, Switchboard
@@ -260,7 +260,8 @@ class BrowserCalls:
     ) -> tuple[BrowserLeg, RealtimeSession]:
         """The leg and a connected session, set up side by side; all or nothing."""
         settings = admission.deployment.settings
-        session = admission.new_session()
+        # Every browser call is Opus at 48 kHz, known before the peer connection exists.
+        session = admission.new_session(LegFormat(WebRtcLeg.codec, WebRtcLeg.sample_rate))
         connecting = asyncio.ensure_future(session.connect())
         try:
             leg = await self._leg_factory(

@@ -230,7 +230,7 @@ class InboundCall(DialogCall):
 
     async def _connect_realtime(self, timeout_s: float) -> RealtimeSession | None:
         """Connect while ringing; a CANCEL or a failure ends the attempt cleanly."""
-        session = self.admission.new_session()
+        session = self.admission.new_session(self.leg.format if self.leg else None)
         connect = asyncio.ensure_future(session.connect())
         cancelled = asyncio.ensure_future(self.cancelled.wait())
         try:

@@ -59,5 +59,8 @@ class SipCallLeg(MediaLeg):
     def send_dtmf(self, digits: str) -> bool:
         return self.rtp.send_dtmf(digits)
 
+    def deliver_g711(self) -> bool:
+        return self.rtp.deliver_g711()
+
     async def close(self) -> None:
         await self.rtp.hangup("closed")

@@ -37,7 +37,7 @@ from telephony_agent.call.bridge import Call
 from telephony_agent.call.profile import CallProfile, FrameRecorder
 from telephony_agent.call.record import BargeIn, CallRecord, TranscriptLine, TurnLatency
 from telephony_agent.call.tools import ToolRegistry, ToolResult, builtin_tools
-from telephony_agent.media.leg import MediaLeg
+from telephony_agent.media.leg import LegFormat, MediaLeg
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.switchboard.deployment import Deployment
 from telephony_agent.switchboard.request import CallRequest, Refusal
@@ -187,8 +187,9 @@ class Admission:
         )
         return self.deployment.tools.registry_for(business, info, base)
 
-    def new_session(self) -> RealtimeSession:
-        """A Realtime session for this call's profile (not yet connected)."""
+    def new_session(self, leg: LegFormat | None = None) -> RealtimeSession:
+        """A Realtime session for this call's profile (not yet connected); `leg` is the
+        leg's format when already negotiated, so the session can match it."""
         settings = self.deployment.settings
         profile = self.profile
         instructions = render_instructions(profile, self.facts)
@@ -197,6 +198,8 @@ class Admission:
         config = session_config(
             settings,
             self.provider,
+            dialect=self.endpoint.dialect,
+            leg=leg,
             instructions=instructions,
             voice=profile.voice,
             language=profile.language,

@@ -16,6 +16,7 @@ from pathlib import Path
 from telephony_agent.agent import Profile, ProfileBook
 from telephony_agent.audio.resample import INBOUND_RATES
 from telephony_agent.call.hold import RECORDING_RATE, HoldAudio, ToolFeedback
+from telephony_agent.call.profile import GREETING_AUDIO_RATE
 from telephony_agent.config import (
     Settings,
     agent_defaults,
@@ -44,7 +45,7 @@ class Deployment:
     tools: BusinessTools
     #: Endpoints of profiles that override the provider or model, by profile name.
     profile_endpoints: Mapping[str, tuple[str, Endpoint]] = field(default_factory=dict)
-    #: Greeting recordings, decoded once to PCM16 at the model's output rate, by profile.
+    #: Greeting recordings, decoded once to PCM16 at `GREETING_AUDIO_RATE`, by profile.
     greeting_audio: Mapping[str, bytes] = field(default_factory=dict)
     #: Filler and hold recordings, decoded once, by profile (the tone needs no file).
     tool_wait_audio: Mapping[str, HoldAudio] = field(default_factory=dict)
@@ -69,7 +70,7 @@ class Deployment:
             provider_name=provider_name,
             profiles=profiles,
             tools=BusinessTools.load(settings.tools, os.environ if environ is None else environ),
-            greeting_audio=_greeting_recordings(profiles, settings.agent.output_rate),
+            greeting_audio=_greeting_recordings(profiles, GREETING_AUDIO_RATE),
             tool_wait_audio=_tool_wait_recordings(profiles),
         )
 

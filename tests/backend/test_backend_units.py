@@ -160,11 +160,11 @@ def test_beta_update_and_beta_echo() -> None:
     [
         ({"type": "transcription"}, "session.type"),
         (
-            {"audio": {"input": {"format": {"type": "audio/pcmu"}}}},
+            {"audio": {"input": {"format": {"type": "audio/ogg"}}}},
             "session.audio.input.format.type",
         ),
         ({"audio": {"output": {"format": {"rate": 22050}}}}, "session.audio.output.format.rate"),
-        ({"output_audio_format": "g711_ulaw"}, "session.output_audio_format"),
+        ({"output_audio_format": "mp3"}, "session.output_audio_format"),
         (
             {"audio": {"input": {"turn_detection": {"type": "magic"}}}},
             "session.audio.input.turn_detection.type",
@@ -181,6 +181,27 @@ def test_bad_updates_name_the_parameter(update: dict[str, Any], param: str) -> N
     with pytest.raises(ConfigError) as info:
         apply_update(_config(), update)
     assert info.value.param == param
+
+
+@pytest.mark.parametrize("kind", ["audio/pcmu", "audio/pcma"])
+def test_g711_is_taken_both_ways_unless_refused(kind: str) -> None:
+    update = {"audio": {"input": {"format": {"type": kind}}, "output": {"format": {"type": kind}}}}
+    config = apply_update(_config(), update)
+    assert (config.input_rate, config.effective_output_rate) == (8000, 8000)
+    assert config.input_format.sample_bytes == config.output_format.sample_bytes == 1
+    echo = config.render(wire_dialect("ga"))["audio"]
+    assert echo["input"]["format"] == echo["output"]["format"] == {"type": kind}
+    # The Yandex dialect documents PCM only.
+    with pytest.raises(ConfigError) as info:
+        apply_update(_config(), update, g711=False)
+    assert info.value.param == "session.audio.input.format.type"
+    assert "audio/pcm" in info.value.message
+
+
+def test_beta_g711_names_are_taken() -> None:
+    config = apply_update(_config(), {"input_audio_format": "g711_alaw"})
+    assert config.input_format.law == "pcma"
+    assert config.render(wire_dialect("beta"))["input_audio_format"] == "g711_alaw"
 
 
 # -- options and scripts --------------------------------------------------------------

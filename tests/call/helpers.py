@@ -23,7 +23,7 @@ from telephony_agent.realtime.backend import BackendOptions, RunningBackend, sta
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.realtime.dialect import Dialect
 from telephony_agent.realtime.providers import Endpoint
-from telephony_agent.realtime.session_config import SessionConfig, VadConfig
+from telephony_agent.realtime.session_config import AudioFormat, SessionConfig, VadConfig
 
 #: Ticks run four times faster than real time so a 10 s call takes 2.5 s of wall clock.
 FAST_TICK_MS = 5
@@ -150,6 +150,8 @@ async def run_file_call(
     guard: bool = False,
     transcription_model: str | None = None,
     leg_factory: LegFactory | None = None,
+    audio_format: AudioFormat = "pcm",
+    output_rate: int = 24000,
 ) -> CallResult:
     """One whole call: FileLeg ⇄ Call ⇄ RealtimeSession ⇄ local backend over loopback.
 
@@ -170,6 +172,8 @@ async def run_file_call(
             ),
             tools=tools.specs(),
             transcription_model=transcription_model,
+            audio_format=audio_format,
+            output_rate=output_rate,
         )
         session = session_class(endpoint, config, **(session_options or {}))
         await session.connect()

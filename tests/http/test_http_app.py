@@ -17,6 +17,7 @@ import structlog
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 
+from telephony_agent.media.leg import LegFormat
 from telephony_agent.media.webrtc import WebRtcLeg, WebRtcOfferError
 from telephony_agent.realtime.errors import RealtimeConnectError
 from telephony_agent.server.http_app import HANGUP_WAIT_S, MAX_BODY_BYTES
@@ -284,7 +285,8 @@ async def test_unreachable_speech_model_is_a_503_and_the_leg_is_closed(
 
     sessions: list[DeadSession] = []
 
-    def dead_session(self: Admission) -> DeadSession:
+    def dead_session(self: Admission, leg: LegFormat | None = None) -> DeadSession:
+        assert leg == LegFormat("opus", 48000)  # the browser leg's, before it exists
         sessions.append(DeadSession())
         return sessions[-1]
 

@@ -52,7 +52,7 @@ def merged_settings(overrides: Sections) -> dict[str, dict[str, Any]]:
 
 
 def to_toml(settings: Sections) -> str:
-    """The few TOML shapes a settings file needs: tables of scalars and lists."""
+    """The few TOML shapes a settings file needs: tables of scalars and arrays."""
     lines: list[str] = []
     for name, values in settings.items():
         lines.append(f"[{name}]")
@@ -69,9 +69,9 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    raise TypeError(f"not a TOML scalar: {value!r}")
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"not a TOML scalar or array: {value!r}")
 
 
 def free_port(kind: int = socket.SOCK_DGRAM, span: int = 1) -> int:

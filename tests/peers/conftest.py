@@ -34,15 +34,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture
 def start_agent_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartAgent]:
-    """`start_agent_server(sip={...}, agent={...})` runs serve with those settings sections.
+    """`start_agent_server(sip={...}, agent={...})` runs serve with those settings sections
+    (and `cli_provider="custom"` to talk to a backend the test runs itself).
 
     Every server gets SIGTERM at teardown and must exit 0; if the test failed (or the
     exit code is wrong) the tail of the server's stderr is printed.
     """
     servers: list[AgentServer] = []
 
-    def start(extra_toml: str = "", **sections: dict[str, Any]) -> AgentServer:
-        server = start_agent(tmp_path / f"agent{len(servers)}", sections, extra_toml)
+    def start(
+        extra_toml: str = "", cli_provider: str = "local", **sections: dict[str, Any]
+    ) -> AgentServer:
+        server = start_agent(
+            tmp_path / f"agent{len(servers)}", sections, extra_toml, provider=cli_provider
+        )
         servers.append(server)
         return server
 

@@ -126,7 +126,7 @@ async def test_output_rate_read_back_from_session_updated() -> None:
         await session.connect()
         assert session.output_rate == 48000
         updated = await collect(session, lambda e: isinstance(e, SessionUpdated))
-        assert updated[-1] == SessionUpdated(48000, 24000, updated[-1].raw)  # type: ignore[union-attr]
+        assert updated[-1] == SessionUpdated(48000, 24000, updated[-1].raw, "pcm", "pcm")  # type: ignore[union-attr]
         await session.close()
 
 

@@ -25,8 +25,8 @@ import pytest
 import structlog
 from numpy.typing import NDArray
 
+from telephony_agent.realtime.audio_chunks import SampleAligner
 from telephony_agent.realtime.backend import BackendOptions, RunningBackend
-from telephony_agent.realtime.chunks import SampleAligner
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.realtime.dialect import Dialect
 from telephony_agent.realtime.errors import RealtimeAuthError, RealtimeProtocolError

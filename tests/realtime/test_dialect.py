@@ -66,14 +66,110 @@ def test_ga_shape() -> None:
     }
 
 
-def test_yandex_is_ga_without_type_and_with_explicit_rates() -> None:
-    ga = session_payload(config(output_rate=48000), Dialect.GA)
-    ydx = session_payload(config(output_rate=48000), Dialect.YANDEX)
-    assert "type" not in ydx
-    assert ydx["audio"]["output"]["format"] == {"type": "audio/pcm", "rate": 48000}
-    assert ydx["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
-    ga.pop("type")
-    assert ga == ydx
+def test_yandex_shape_is_yandex_example() -> None:
+    # As Yandex's own examples send it: no `type`, text and audio out, explicit rates.
+    session = session_payload(config(output_rate=48000), Dialect.YANDEX)
+    assert session == {
+        "instructions": "Be brief.",
+        "output_modalities": ["text", "audio"],
+        "audio": {
+            "input": {
+                "format": {"type": "audio/pcm", "rate": 24000},
+                "turn_detection": {
+                    "type": "server_vad",
+                    "threshold": 0.4,
+                    "prefix_padding_ms": 300,
+                    "silence_duration_ms": 400,
+                    "create_response": True,
+                    "interrupt_response": True,
+                },
+                "transcription": {"model": "gpt-4o-mini-transcribe"},
+            },
+            "output": {"format": {"type": "audio/pcm", "rate": 48000}, "voice": "marin"},
+        },
+        "tools": [
+            {
+                "type": "function",
+                "name": "end_call",
+                "description": "Hang up.",
+                "parameters": {"type": "object", "properties": {"reason": {"type": "string"}}},
+            }
+        ],
+        "tool_choice": "auto",
+    }
+
+
+def _words(obj: object) -> set[str]:
+    """Every key and string value anywhere in a JSON-like object."""
+    if isinstance(obj, dict):
+        return set(obj) | {w for value in obj.values() for w in _words(value)}
+    if isinstance(obj, list):
+        return {w for value in obj for w in _words(value)}
+    return {obj} if isinstance(obj, str) else set()
+
+
+def test_yandex_never_sends_what_it_marks_unsupported() -> None:
+    # idle_timeout_ms is done by the call's own idle reprompts; semantic VAD and noise
+    # reduction are not documented, so server_vad with the configured knobs goes instead.
+    vad = VadConfig(idle_timeout_ms=6000, type="semantic_vad", eagerness="high")
+    session = session_payload(config(vad=vad, noise_reduction="far_field"), Dialect.YANDEX)
+    words = _words(session)
+    for absent in ("idle_timeout_ms", "semantic_vad", "eagerness", "noise_reduction", "realtime"):
+        assert absent not in words
+    assert session["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+    assert "type" not in session
+
+
+def test_ga_semantic_vad_noise_reduction_and_idle_timeout() -> None:
+    semantic = VadConfig(type="semantic_vad", eagerness="low", interrupt_response=False)
+    session = session_payload(config(vad=semantic, noise_reduction="near_field"), Dialect.GA)
+    audio_in = session["audio"]["input"]
+    assert audio_in["turn_detection"] == {
+        "type": "semantic_vad",
+        "eagerness": "low",
+        "create_response": True,
+        "interrupt_response": False,
+    }
+    assert audio_in["noise_reduction"] == {"type": "near_field"}
+    assert session["output_modalities"] == ["audio"]
+    # idle_timeout_ms belongs to server_vad only.
+    server = session_payload(config(vad=VadConfig(idle_timeout_ms=7000)), Dialect.GA)
+    assert server["audio"]["input"]["turn_detection"]["idle_timeout_ms"] == 7000
+    assert "noise_reduction" not in server["audio"]["input"]
+
+
+@pytest.mark.parametrize(
+    ("dialect", "law", "expected"),
+    [
+        (Dialect.GA, "pcmu", {"type": "audio/pcmu"}),
+        (Dialect.GA, "pcma", {"type": "audio/pcma"}),
+        (Dialect.YANDEX, "pcmu", {"type": "audio/pcmu"}),
+    ],
+)
+def test_g711_formats_both_ways(dialect: Dialect, law: str, expected: dict[str, str]) -> None:
+    session = session_payload(config(audio_format=law), dialect)
+    assert session["audio"]["input"]["format"] == expected
+    assert session["audio"]["output"]["format"] == expected
+
+
+def test_beta_g711_names() -> None:
+    session = session_payload(config(audio_format="pcma"), Dialect.BETA)
+    assert (session["input_audio_format"], session["output_audio_format"]) == (
+        "g711_alaw",
+        "g711_alaw",
+    )
+
+
+def test_pcm_fallback_keeps_everything_but_the_format() -> None:
+    g711 = config(audio_format="pcmu", output_rate=16000)
+    assert (g711.wire_input_rate, g711.wire_output_rate, g711.sample_bytes) == (8000, 8000, 1)
+    pcm = g711.pcm_fallback()
+    assert (pcm.audio_format, pcm.wire_input_rate, pcm.wire_output_rate) == ("pcm", 24000, 16000)
+    assert pcm.sample_bytes == 2
+    assert session_payload(pcm, Dialect.GA)["audio"]["output"]["format"] == {
+        "type": "audio/pcm",
+        "rate": 16000,
+    }
 
 
 def test_yandex_extra_is_merged_deeply() -> None:

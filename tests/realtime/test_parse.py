@@ -289,7 +289,7 @@ def test_yandex_mixed_session_updated() -> None:
         "input_audio_transcription": None,
     }
     event = parse_event(ev("session.updated", session=session))
-    assert event == SessionUpdated(44100, 24000, session)
+    assert event == SessionUpdated(44100, 24000, session, "pcm", "pcm")
 
 
 def test_yandex_mixed_shape_with_legacy_format_only() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telephony_agent.realtime.chunks import AudioChunker, SampleAligner
+from telephony_agent.realtime.audio_chunks import AudioChunker, SampleAligner
 from telephony_agent.realtime.dialect import Dialect
 from telephony_agent.realtime.events import (
     AudioDelta,
@@ -121,7 +121,7 @@ def test_effective_output_rate_is_read_back() -> None:
     assert p.output_rate == 24000
     feed(p, "session.created", session=session(24000))  # defaults, not our config
     events = feed(p, "session.updated", session=session(48000))
-    assert events == [SessionUpdated(48000, 24000, session(48000))]
+    assert events == [SessionUpdated(48000, 24000, session(48000), "pcm", "pcm")]
     assert p.output_rate == 48000
     delta(p, bytes(96 * 10))  # 10 ms at 48 kHz
     assert p.received_ms("a1") == 10

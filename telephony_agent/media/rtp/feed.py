@@ -10,6 +10,9 @@ without caller audio the feed hands on one silent frame per media-clock tick.
 When packets resume after such a hole, the stream conceals the missing ones;
 concealed frames for time the idle fill already covered are dropped, so no
 hole is filled twice and the caller's audio is not pushed later.
+
+In G.711 passthrough the stream hands on payload bytes and the idle fill is the
+law's encoded silence, so nothing on the way is decoded.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ import time
 
 import numpy as np
 
+from telephony_agent.audio.g711 import SILENCE_CODE, G711Law
 from telephony_agent.media.leg import AudioIn, DtmfIn, LegEvent
 from telephony_agent.media.rtp.dtmf import DtmfDigit
+from telephony_agent.media.rtp.passthrough import ReceivedPayload
 from telephony_agent.media.rtp.receiver import ReceivedAudio, ReceivedItem
 from telephony_agent.media.rtp.stats import RtpStats
 
@@ -48,6 +53,8 @@ class InboundFeed:
         self.received_any = False
         #: Audio frames handed on from packets (decoded or concealed, not idle fill).
         self.frames_in = 0
+        #: The idle fill of G.711 passthrough (encoded silence), or None: PCM zeros.
+        self._silent_payload: tuple[bytes, G711Law] | None = None
 
     def deliver(self, items: list[ReceivedItem]) -> None:
         """Queue what the stream released; stamps frames for the bridge's latency probe."""
@@ -56,7 +63,7 @@ class InboundFeed:
         queue = self._queue
         now = time.monotonic()
         for item in items:
-            if isinstance(item, ReceivedAudio):
+            if isinstance(item, ReceivedAudio | ReceivedPayload):
                 if item.concealed and self._idle_credit > 0:
                     self._idle_credit -= 1
                     continue
@@ -64,7 +71,10 @@ class InboundFeed:
                     self._idle_credit = 0
                 self._ticks_idle = 0
                 self.frames_in += 1
-                queue.put_nowait(AudioIn(item.pcm, now))
+                if isinstance(item, ReceivedAudio):
+                    queue.put_nowait(AudioIn(item.pcm, now))
+                else:
+                    queue.put_nowait(AudioIn(None, now, payload=item.payload, law=item.law))
             elif isinstance(item, DtmfDigit):
                 queue.put_nowait(DtmfIn(item.digit, item.duration_ms))
 
@@ -80,7 +90,11 @@ class InboundFeed:
         if self._ticks_idle > self._idle_fill_ticks:
             self._stats.idle_frames += 1
             self._idle_credit += 1
-            self._queue.put_nowait(AudioIn(np.zeros(self.frame_samples, dtype=np.int16)))
+            silent = self._silent_payload
+            if silent is None:
+                self._queue.put_nowait(AudioIn(np.zeros(self.frame_samples, dtype=np.int16)))
+            else:
+                self._queue.put_nowait(AudioIn(None, payload=silent[0], law=silent[1]))
 
     def resume(self) -> None:
         """Start counting quiet ticks afresh (the leg comes off hold)."""
@@ -89,3 +103,10 @@ class InboundFeed:
     def set_frame_samples(self, frame_samples: int) -> None:
         """The codec changed to another PCM rate: idle frames change size with it."""
         self.frame_samples = frame_samples
+
+    def set_passthrough(self, law: G711Law | None) -> None:
+        """Idle fill as `law`'s encoded silence (G.711 passthrough), or PCM zeros (None)."""
+        if law is None:
+            self._silent_payload = None
+        else:
+            self._silent_payload = (bytes([SILENCE_CODE[law]]) * self.frame_samples, law)

@@ -363,6 +363,15 @@ class RtpLeg(MediaLeg):
     def srtp(self) -> SrtpContext | None:
         return self._srtp
 
+    def deliver_g711(self) -> bool:
+        """Hand on PCMU/PCMA payloads as received, undecoded (G.711 passthrough); after a
+        re-INVITE to the other law, its payloads are handed on in their own law."""
+        if not self._stream.deliver_payloads():
+            return False
+        self._feed.set_passthrough(self._stream.passthrough_law)
+        log.debug("rtp_g711_passthrough", codec=self.codec)
+        return True
+
     def send_dtmf(self, digits: str) -> bool:
         """Queue RFC 4733 digits; False without a negotiated telephone-event type."""
         if self._ended or not self._packetizer.send_dtmf(digits):
@@ -417,6 +426,7 @@ class RtpLeg(MediaLeg):
             packetizer.set_format(new_codec, payload_type, telephone_event_pt)
             self._feed.set_frame_samples(self.frame_samples)
             self._feed.deliver(self._stream.set_format(new_codec, payload_type, telephone_event_pt))
+            self._feed.set_passthrough(self._stream.passthrough_law)
         self._sdp_rtcp = new_rtcp
         if new_remote == self._sdp_remote:
             return

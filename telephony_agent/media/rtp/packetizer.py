@@ -20,6 +20,9 @@ SSRC, sequence and timestamp clock.
 ptime longer than 20 ms is supported for PCMU, PCMA and G.722 only (their
 payloads concatenate); Opus frames cannot be glued together without a
 repacketiser, and 20 ms is what every peer accepts anyway.
+
+G.711 passthrough: a frame that already carries G.711 bytes of this stream's law
+(`Frame.payload`) is sent as it is; a frame of the other law, or PCM, is encoded.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = ["Packetizer"]
 
 _TICK_MS = 20
 _CONCATENABLE = frozenset({"PCMU", "PCMA", "G722"})
+_G711_LAWS = {"PCMU": "pcmu", "PCMA": "pcma"}
 
 
 class Packetizer:
@@ -83,6 +87,7 @@ class Packetizer:
         if not 0 <= payload_type <= 127:
             raise ValueError(f"payload type {payload_type} out of range")
         self.codec = codec
+        self._law = _G711_LAWS.get(codec.name)
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
         self.frames_per_packet = ptime // _TICK_MS
@@ -129,7 +134,9 @@ class Packetizer:
         marker = self._marker_next or (frame.speech and not self._was_speech)
         self._marker_next = False
         self._was_speech = frame.speech
-        payload = self.codec.encode(frame.pcm)
+        payload = frame.payload
+        if payload is None or frame.law != self._law:
+            payload = self.codec.encode(frame.pcm)
         if self.frames_per_packet == 1:
             return self._serialize(self.payload_type, marker, ts, payload)
         if not self._chunks:

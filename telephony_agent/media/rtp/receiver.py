@@ -31,6 +31,11 @@ Output is frames of exactly ``frame_samples`` (20 ms at the leg rate): a peer
 with ptime 30, 40 or 60 has its packets split and re-chunked, carrying the odd
 remainder to the next packet. On the usual 20 ms path a decoded packet is the
 frame itself, no copy.
+
+G.711 passthrough (:meth:`InboundStream.deliver_payloads`): a PCMU or PCMA stream
+hands on the payload bytes of each frame instead of decoding them
+(:class:`~telephony_agent.media.rtp.passthrough.ReceivedPayload`), with the same
+ordering, loss declaration and re-framing.
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ import numpy as np
 from aiortc.rtp import RtpPacket
 from numpy.typing import NDArray
 
+from telephony_agent.audio.g711 import G711Law
 from telephony_agent.media.rtp.codecs import RtpCodec
 from telephony_agent.media.rtp.dtmf import DEFAULT_END_TIMEOUT_S, DtmfDigit, DtmfReceiver
+from telephony_agent.media.rtp.passthrough import G711Frames, ReceivedPayload
 from telephony_agent.media.rtp.rtcp import ReceptionStatistics
 from telephony_agent.media.rtp.serial import extend_seq, ts_delta
 from telephony_agent.media.rtp.stats import RtpStats
@@ -66,7 +73,10 @@ class ReceivedAudio:
     concealed: bool
 
 
-ReceivedItem = ReceivedAudio | DtmfDigit
+ReceivedItem = ReceivedAudio | ReceivedPayload | DtmfDigit
+
+#: Codecs whose payloads can be handed on undecoded, by their law.
+_G711_LAWS: dict[str, G711Law] = {"PCMU": "pcmu", "PCMA": "pcma"}
 
 
 class InboundStream:
@@ -109,6 +119,23 @@ class InboundStream:
         self._last_packet_units = codec.timestamp_step
         self._pending: list[NDArray[np.int16]] = []
         self._pending_size = 0
+        #: Payloads handed on undecoded (G.711 passthrough), or None: decode as usual.
+        self._raw: G711Frames | None = None
+
+    def deliver_payloads(self) -> bool:
+        """Hand on G.711 payload bytes instead of PCM from now on; False (and PCM as
+        before) when the codec is not G.711."""
+        law = _G711_LAWS.get(self.codec.name)
+        if law is None:
+            return False
+        if self._raw is None or self._raw.law != law:
+            self._raw = G711Frames(law, self.codec.frame_samples)
+        return True
+
+    @property
+    def passthrough_law(self) -> G711Law | None:
+        """The law of the payloads handed on undecoded, or None when decoding."""
+        return self._raw.law if self._raw is not None else None
 
     def _configure_frames(self) -> None:
         n = self.codec.frame_samples
@@ -134,6 +161,11 @@ class InboundStream:
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
         self._configure_frames()
+        if self._raw is not None:
+            # The other law (a re-INVITE PCMU <-> PCMA) is handed on in its own law;
+            # any other codec is decoded again.
+            self._raw = None
+            self.deliver_payloads()
         self._expected_ts = None
         self._last_packet_units = codec.timestamp_step
         return out
@@ -151,6 +183,8 @@ class InboundStream:
         self._pending_size = 0
         self._missing = 0
         self._last_frame = None
+        if self._raw is not None:
+            self._raw.reset()
         self.dtmf.flush()
 
     # ------------------------------------------------------------------ input
@@ -200,6 +234,8 @@ class InboundStream:
         """Hand on everything still held (the call is ending)."""
         out = self._drain(now)
         out.extend(self.dtmf.flush())
+        if self._raw is not None:
+            out.extend(self._raw.flush())
         if self._pending_size:
             pad = self.frame_samples - self._pending_size
             out.extend(self._frames(np.zeros(pad, dtype=np.int16), concealed=False))
@@ -280,6 +316,17 @@ class InboundStream:
             self.stats.dtmf_in += len(digits)
             return list(digits)
         out: list[ReceivedItem] = []
+        raw = self._raw
+        if raw is not None:
+            if self._missing:
+                samples = self._lost_samples(packet.timestamp)
+                self.stats.concealed_frames += samples // self.frame_samples
+                out.extend(raw.conceal(samples))
+            if packet.payload:
+                self._last_packet_units = len(packet.payload)
+            self._expected_ts = (packet.timestamp + self._last_packet_units) & 0xFFFFFFFF
+            out.extend(raw.frames(packet.payload or raw.silence_frame))
+            return out
         if self._missing:
             out.extend(self._conceal(packet.timestamp))
         codec = self.codec
@@ -293,8 +340,9 @@ class InboundStream:
         out.extend(self._frames(pcm, concealed=False))
         return out
 
-    def _conceal(self, timestamp: int) -> list[ReceivedItem]:
-        """Audio for the packets lost before the one with `timestamp`."""
+    def _lost_samples(self, timestamp: int) -> int:
+        """Samples lost before the packet with `timestamp` (from the timestamps when
+        known, else from the packet count), bounded by `max_conceal_ms`."""
         codec = self.codec
         missing = self._missing
         self._missing = 0
@@ -303,7 +351,12 @@ class InboundStream:
             gap = ts_delta(self._expected_ts, timestamp)
             if gap > 0:
                 samples = codec.pcm_samples(gap)
-        samples = min(samples, self._max_conceal)
+        return min(samples, self._max_conceal)
+
+    def _conceal(self, timestamp: int) -> list[ReceivedItem]:
+        """Audio for the packets lost before the one with `timestamp`."""
+        codec = self.codec
+        samples = self._lost_samples(timestamp)
         if samples <= 0:
             return []
         fill = codec.conceal(samples)

@@ -20,6 +20,7 @@ import structlog
 from numpy.typing import NDArray
 
 from telephony_agent.realtime.backend import errors
+from telephony_agent.realtime.backend.audio_format import InputDecoder, WireFormat
 from telephony_agent.realtime.backend.conversation import Conversation, ItemRecord
 from telephony_agent.realtime.backend.errors import Rejected
 from telephony_agent.realtime.backend.stats import BackendStats, TruncateRecord
@@ -34,15 +35,16 @@ class ClientItem:
     """Caller audio carried by a user message (an echo behaviour may answer it)."""
 
 
-def decode_pcm16(data: object) -> NDArray[np.int16]:
-    """Base64 PCM16 LE → samples; a trailing odd byte is the caller's problem to avoid."""
+def decode_audio(data: object, fmt: WireFormat) -> NDArray[np.int16]:
+    """Base64 audio of the session's input format → samples (a trailing odd byte of PCM16
+    is the caller's problem to avoid)."""
     try:
         raw = base64.b64decode(str(data), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise Rejected(errors.bad_base64()) from exc
     if not raw:
         raise Rejected(errors.empty_audio())
-    return np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2").astype(np.int16, copy=False)
+    return InputDecoder(fmt).decode(raw)
 
 
 def append_bytes(message: dict[str, Any]) -> bytes:
@@ -72,8 +74,14 @@ def message_text(record: ItemRecord) -> str | None:
     return f"{record.role}: {' '.join(texts)}" if texts else None
 
 
-def parse_item(item: Any, conversation: Conversation, new_id: Callable[[], str]) -> ClientItem:
-    """A `conversation.item.create` item: message, function_call or function_call_output."""
+def parse_item(
+    item: Any,
+    conversation: Conversation,
+    new_id: Callable[[], str],
+    input_format: WireFormat | None = None,
+) -> ClientItem:
+    """A `conversation.item.create` item: message, function_call or function_call_output.
+    Audio content is read in `input_format` (the session's; PCM16 at 24 kHz if None)."""
     if not isinstance(item, dict):
         raise Rejected(errors.missing("item"))
     item_id = item.get("id")
@@ -86,7 +94,7 @@ def parse_item(item: Any, conversation: Conversation, new_id: Callable[[], str])
     if kind == "function_call":
         return ClientItem(_function_call(item_id, item), None)
     if kind == "message":
-        return _message(item_id, item)
+        return _message(item_id, item, input_format or WireFormat())
     raise Rejected(errors.item_not_supported(f"unsupported item type '{kind}'.", "item.type"))
 
 
@@ -129,7 +137,7 @@ def _function_call(item_id: str, item: dict[str, Any]) -> ItemRecord:
     return ItemRecord(item_id, "function_call", call_id=call_id, wire=wire)
 
 
-def _message(item_id: str, item: dict[str, Any]) -> ClientItem:
+def _message(item_id: str, item: dict[str, Any], input_format: WireFormat) -> ClientItem:
     role = item.get("role")
     if role not in ("user", "system", "assistant"):
         raise Rejected(errors.item_not_supported(f"unsupported role '{role}'.", "item.role"))
@@ -151,7 +159,7 @@ def _message(item_id: str, item: dict[str, Any]) -> ClientItem:
                 )
             )
         if part_type == "input_audio":
-            audio.append(decode_pcm16(part.get("audio", "")))
+            audio.append(decode_audio(part.get("audio", ""), input_format))
     wire = {
         "id": item_id,
         "object": "realtime.item",

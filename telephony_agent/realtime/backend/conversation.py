@@ -26,10 +26,12 @@ class ItemRecord:
     truncated_ms: int | None = None
     call_id: str | None = None
     wire: dict[str, Any] = field(default_factory=dict)
+    sample_bytes: int = 2
+    """2 for PCM16, 1 for G.711."""
 
     @property
     def sent_ms(self) -> float:
-        return self.sent_bytes / (2 * self.rate / 1000)
+        return self.sent_bytes / (self.sample_bytes * self.rate / 1000)
 
     @property
     def audio_limit_ms(self) -> float:

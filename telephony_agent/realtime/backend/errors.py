@@ -203,6 +203,27 @@ def beta_shape_disabled() -> ClientFault:
     )
 
 
+def model_not_found(model: str, yandex: bool) -> ClientFault:
+    """The model in the URL does not exist: Yandex says it as a gRPC status inside a
+    `server_error` with no code; OpenAI as `model_not_found`."""
+    if yandex:
+        return ClientFault(
+            None,
+            f"Runtime error: NOT_FOUND: Instance with model {model} not found",
+            type="server_error",
+        )
+    return ClientFault(
+        "model_not_found",
+        f"The model '{model}' does not exist or you do not have access to it.",
+        "model",
+    )
+
+
+def not_supported(kind: str) -> ClientFault:
+    """A client event the dialect's provider marks as not supported."""
+    return ClientFault("invalid_value", f"'{kind}' is currently not supported.", "type")
+
+
 def server_error() -> ClientFault:
     return ClientFault(
         "server_error",

@@ -33,7 +33,18 @@ class BackendOptions:
     script_path: Path | None = None
     dialect: DialectName = "ga"
     """Event names on the wire: OpenAI GA, beta (`response.audio.delta`, …) or Yandex
-    (`output_text.*` as the transcript, `conversation.item.created`, no rate limits)."""
+    (`output_text.*` as the transcript, `conversation.item.created`, no rate limits),
+    which also behaves as Yandex documents it: `session.updated` twice, PCM only (G.711
+    refused), no idle timeout, buffer clears refused."""
+    models: tuple[str, ...] | None = None
+    """Models this backend serves (None: any). A connection asking for another one gets
+    the dialect's model-not-found error (Yandex: `NOT_FOUND: Instance with model …
+    not found` as a `server_error`) and a close 1011, as from a provider whose model is
+    gone."""
+    capture: bool = False
+    """Keep every byte appended, every byte of audio streamed and every `session` object
+    received (`BackendStats`), so a test can check G.711 passthrough byte for byte and a
+    dialect's session shape as the server saw it."""
     require_api_key: str | None = None
     """If set, the upgrade gets HTTP 401 unless `Authorization` is `Bearer <key>` or
     `Api-Key <key>` (scheme case-insensitive)."""
@@ -44,8 +55,9 @@ class BackendOptions:
     fragment_edge_cases: bool = False
     """Case 2: 200+ deltas incl. an empty and a 1-byte one, PCM16 samples split across
     deltas, transcript and arguments one character per delta."""
-    session_updated_count: int = 1
-    """Case 1: `session.updated` replies per `session.update` (0 = never)."""
+    session_updated_count: int | None = None
+    """Case 1: `session.updated` replies per `session.update` (0 = never); None: the
+    dialect's own (two for Yandex, one otherwise)."""
     first_delta_delay_s: float = 0.0
     """Case 10: wait this long before the first delta of every response."""
     session_start_delay_s: float = 0.0
@@ -95,6 +107,12 @@ class BackendOptions:
     `idle_timeout_ms` are honoured; its 0..1 `threshold` is echoed but not used."""
     tone_hz: float = 440.0
 
+    def serves(self, model: str) -> bool:
+        """`models` names `model` (alone, or as the last part of a Yandex `gpt://folder/model`
+        URI), or no list is set."""
+        known = self.models
+        return known is None or any(model == m or model.endswith("/" + m) for m in known)
+
     def __post_init__(self) -> None:
         # Fail at construction with the name of the bad knob: a typo in a CLI flag or a
         # test must not turn into a server that silently behaves differently.
@@ -110,7 +128,7 @@ class BackendOptions:
             raise ValueError("realtime_factor must be > 0")
         if not 1 <= self.delta_ms <= 10_000:
             raise ValueError("delta_ms must be between 1 and 10000")
-        if not 0 <= self.session_updated_count <= 2:
+        if self.session_updated_count is not None and not 0 <= self.session_updated_count <= 2:
             raise ValueError("session_updated_count must be 0, 1 or 2")
         if self.session_start_delay_s < 0:
             raise ValueError("session_start_delay_s must be >= 0")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from telephony_agent.realtime.backend.audio_format import WireFormat
 from telephony_agent.realtime.backend.conversation import ItemRecord
 from telephony_agent.realtime.backend.ids import IdSource
 from telephony_agent.realtime.backend.outbox import CloseConnection, Step
@@ -124,7 +125,7 @@ class ResponseRun:
         response_id: str,
         content: ResponseContent | None,
         audio_out: bool,
-        output_rate: int,
+        output_format: WireFormat,
         voice: str,
         conversation_id: str,
         input_tokens: int,
@@ -139,7 +140,9 @@ class ResponseRun:
         self.content = content
         """None for a response that fails (`status: failed`)."""
         self.audio_out = audio_out
-        self.rate = output_rate
+        self.format = output_format
+        self.rate = output_format.rate
+        self._sample_bytes = output_format.sample_bytes
         self.voice = voice
         self.conversation_id = conversation_id
         self.input_tokens = input_tokens
@@ -167,9 +170,10 @@ class ResponseRun:
                 "assistant",
                 kind,
                 self.rate,
+                sample_bytes=self._sample_bytes,
                 wire=self._message_item(item_id, "in_progress", []),
             )
-            audio = content.audio.astype("<i2").tobytes() if self.audio_out else b""
+            audio = self.format.encode(content.audio) if self.audio_out else b""
             self.outputs.append(_Message(record, len(self.outputs), audio=audio, text=content.text))
         for call in content.function_calls:
             call_id = self.ids.new("call")
@@ -215,9 +219,7 @@ class ResponseRun:
             "conversation_id": self.conversation_id,
             "output_modalities": modalities,
             "max_output_tokens": "inf",
-            "audio": {
-                "output": {"format": {"type": "audio/pcm", "rate": self.rate}, "voice": self.voice}
-            },
+            "audio": {"output": {"format": self.format.to_wire(), "voice": self.voice}},
             "usage": None if status == "in_progress" else self._usage(),
             "metadata": None,
         }
@@ -399,12 +401,13 @@ class ResponseRun:
                 chunk = msg.audio[offset : offset + size]
                 offset += size
                 delay = self._take_first_delay() + prev_ms / 1000 / self.pacing.realtime_factor
-                prev_ms = size / (2 * self.rate / 1000)
+                prev_ms = size / (self._sample_bytes * self.rate / 1000)
                 steps.append(self._audio_step(msg, ref, chunk, delay))
         return steps + self._message_done_steps(msg, ref, complete=True)
 
     def _chunk_bytes(self) -> int:
-        return max(2, self.rate * self.pacing.delta_ms // 1000 * 2)
+        width = self._sample_bytes
+        return max(width, self.rate * self.pacing.delta_ms // 1000 * width)
 
     def _text_step(
         self, msg: _Output, kind: str, ref: dict[str, Any], piece: str, pace: float

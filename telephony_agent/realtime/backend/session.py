@@ -7,16 +7,15 @@ VAD, the conversation, the active response and every fault knob. It never touche
 socket or a clock, so the conformance behaviour is testable without either, and the
 asyncio shell stays a few lines.
 
-Two lanes leave the session: control events (errors, VAD events, acks) go out at once,
-response events go through a paced stream. Control events may overtake a streaming
-response, which is exactly what a real server does when the caller talks over it.
+Two lanes leave the session (`outbox.Lanes`): control events (errors, VAD events, acks)
+go out at once, response events go through a paced stream.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import json
-from collections import deque
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -25,6 +24,7 @@ import structlog
 from numpy.typing import NDArray
 
 from telephony_agent.realtime.backend import errors
+from telephony_agent.realtime.backend.audio_format import InputDecoder
 from telephony_agent.realtime.backend.behaviours import ScriptTurn, make_behaviour, seconds
 from telephony_agent.realtime.backend.client_items import (
     append_bytes,
@@ -38,9 +38,9 @@ from telephony_agent.realtime.backend.conversation import Conversation, ItemReco
 from telephony_agent.realtime.backend.errors import ClientFault, Rejected
 from telephony_agent.realtime.backend.faults import JUNK_BINARY, JUNK_TEXT, SharedFaults
 from telephony_agent.realtime.backend.ids import IdSource
-from telephony_agent.realtime.backend.input_buffer import InputBuffer, Pcm16Joiner
+from telephony_agent.realtime.backend.input_buffer import InputBuffer
 from telephony_agent.realtime.backend.options import BackendOptions
-from telephony_agent.realtime.backend.outbox import CloseConnection, Frame, Step
+from telephony_agent.realtime.backend.outbox import CloseConnection, Frame, Lanes, Step
 from telephony_agent.realtime.backend.phrases import caller_phrase_spotter
 from telephony_agent.realtime.backend.response import Pacing, ResponseRun, ResponseStatus
 from telephony_agent.realtime.backend.session_config import (
@@ -62,9 +62,6 @@ from telephony_agent.realtime.backend.wire_dialect import wire_dialect
 log = structlog.get_logger(__name__)
 
 MIN_COMMIT_MS = 100.0
-RESYNC_S = 0.5
-"""A paced stream that fell this far behind (blocked loop) restarts its schedule
-instead of bursting to catch up."""
 STALE_CODES = frozenset({"response_cancel_not_active", "conversation_already_has_active_response"})
 
 
@@ -98,11 +95,9 @@ class BackendSession:
         self.buffer = InputBuffer()
         self.vad = self._new_vad()
         self.closed = False
-        self._immediate: deque[Frame] = deque()
-        self._stream: deque[Step] = deque()
-        self._anchor: float | None = None
+        self.lanes = Lanes()
         self._expire_at: float | None = None
-        self._pcm = Pcm16Joiner()
+        self._input = InputDecoder(self.config.input_format)
         self._speech_item: str | None = None
         self._speech_start = 0
         self._active: ResponseRun | None = None
@@ -123,73 +118,56 @@ class BackendSession:
         """Queue what a server sends right after the upgrade."""
         if self.options.close_on_connect is not None:
             code, reason = self.options.close_on_connect
-            self._immediate.append(CloseConnection(code, reason))
+            self.lanes.immediate.append(CloseConnection(code, reason))
+            return
+        if not self.options.serves(self.config.model):
+            self.stats.unknown_models += 1
+            yandex = self.dialect.name == "yandex"
+            self._server_error(errors.model_not_found(self.config.model, yandex))
+            self.lanes.immediate.append(CloseConnection(1011, "model not found"))
             return
         if self.options.session_expire_after_s is not None:
             self._expire_at = now + self.options.session_expire_after_s
         self._push({"type": "session.created", "session": self.config.render(self.dialect)})
         if self.options.junk_frames:
-            self._immediate.append(JUNK_TEXT)
-            self._immediate.append(JUNK_BINARY)
+            self.lanes.immediate.append(JUNK_TEXT)
+            self.lanes.immediate.append(JUNK_BINARY)
         if self.options.unknown_events:
             self._push({"type": "foo.bar", "foo": {"bar": [1, 2, 3]}})
 
     def poll(self, now: float) -> tuple[list[Frame], float | None]:
         """Frames due at `now` (in order) and when to poll again (None: on input)."""
-        frames: list[Frame] = []
         if self.closed:
-            return frames, None
+            return [], None
         if self._expire_at is not None and now >= self._expire_at:
             self._expire()
-        while True:
-            while self._immediate:
-                frame = self._immediate.popleft()
-                frames.append(frame)
-                if isinstance(frame, CloseConnection):
-                    self._close()
-                    return frames, None
-            if not self._stream:
-                self._anchor = None
-                break
-            if self._anchor is None:
-                self._anchor = now
-            step = self._stream[0]
-            due = self._anchor + step.delay_s
-            if due > now:
-                break
-            self._stream.popleft()
-            self._anchor = due if now - due < RESYNC_S else now
-            if step.close is not None:
-                frames.append(step.close)
-                self._close()
-                return frames, None
-            rendered = self._emit_step(step)
-            if rendered is not None:
-                frames.append(rendered)
+        frames, closed = self.lanes.poll(now, self._emit_step)
+        if closed:
+            self._close()
+            return frames, None
         deadline = self._expire_at
-        if self._stream and self._anchor is not None:
-            due = self._anchor + self._stream[0].delay_s
+        due = self.lanes.next_due()
+        if due is not None:
             deadline = due if deadline is None else min(due, deadline)
         return frames, deadline
 
     def _close(self) -> None:
         self.closed = True
-        self._stream.clear()
-        self._immediate.clear()
+        self.lanes.clear()
         self._active = None
 
     def _close_now(self, close: CloseConnection | None) -> bool:
         """Queue a fault's close after what is already queued; True if there is one."""
         if close is not None:
-            self._immediate.append(close)
+            self.lanes.immediate.append(close)
         return close is not None
 
     def _expire(self) -> None:
         self._expire_at = None
-        self._stream.clear()
+        self.lanes.stream.clear()
         self._active = None
         self._server_error(errors.session_expired(self.options.session_expire_after_s or 0.0))
-        self._immediate.append(CloseConnection(1001, "session_expired"))
+        self.lanes.immediate.append(CloseConnection(1001, "session_expired"))
 
     # -- input ----------------------------------------------------------------------
 
@@ -211,6 +189,10 @@ class BackendSession:
         event_id = message.get("event_id")
         client_event_id = event_id if isinstance(event_id, str) else None
         kind = message.get("type")
+        if kind in self.dialect.unsupported_client_events:
+            self.stats.unsupported_requests += 1
+            self._client_error(errors.not_supported(str(kind)), client_event_id)
+            return
         handler = self._handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
             self._client_error(errors.unknown_event(kind), client_event_id)
@@ -230,18 +212,23 @@ class BackendSession:
                 errors.beta_shape_disabled(), event_id if isinstance(event_id, str) else None
             )
             reason = "invalid_request_error.beta_api_shape_disabled"
-            self._immediate.append(CloseConnection(4000, reason))
+            self.lanes.immediate.append(CloseConnection(4000, reason))
             return
+        if self.options.capture and isinstance(session, dict):
+            self.stats.session_objects.append(copy.deepcopy(session))
         old = self.config
-        self.config = apply_update(self.config, session)
+        self.config = apply_update(self.config, session, g711=self.dialect.accepts_g711)
         self.stats.session_updates += 1
-        if (old.turn_detection, old.input_rate) != (
-            self.config.turn_detection,
-            self.config.input_rate,
-        ):
+        td = self.config.turn_detection
+        if not self.dialect.idle_timeout and td is not None and td.idle_timeout_ms is not None:
+            self.stats.unsupported_requests += 1  # accepted, never fired (as documented)
+        if self.config.input_format != old.input_format:
+            self._input = InputDecoder(self.config.input_format)
+        if (old.turn_detection, old.input_rate) != (td, self.config.input_rate):
             self._reset_turn_state()
             self.vad = self._new_vad()
-        for _ in range(self.options.session_updated_count):
+        count = self.options.session_updated_count
+        for _ in range(self.dialect.session_updated_per_update if count is None else count):
             self._push({"type": "session.updated", "session": self.config.render(self.dialect)})
 
     def _new_vad(self) -> EnergyVad:
@@ -267,7 +254,9 @@ class BackendSession:
                 errors.empty_audio(), event_id if isinstance(event_id, str) else None
             )
             return
-        self.feed_audio(self._pcm.join(raw))
+        if self.options.capture:
+            self.stats.audio_in += raw
+        self.feed_audio(self._input.decode(raw))
 
     def feed_audio(self, pcm: NDArray[np.int16]) -> None:
         """Append caller audio (already decoded) and run turn detection over it."""
@@ -346,6 +335,8 @@ class BackendSession:
     def _check_idle(self) -> None:
         td = self.config.turn_detection
         if td is None or td.idle_timeout_ms is None or self._idle_anchor is None:
+            return
+        if not self.dialect.idle_timeout:
             return
         if self._active is not None or self.vad.pending_onset is not None:
             return
@@ -460,7 +451,7 @@ class BackendSession:
             response_id=self.ids.new("resp"),
             content=content,
             audio_out=audio_out,
-            output_rate=rate,
+            output_format=self.config.effective_output_format,
             voice=self.config.voice,
             conversation_id=self.conversation_id,
             input_tokens=int(user_secs * 10) + len(self.config.instructions) // 4,
@@ -473,7 +464,7 @@ class BackendSession:
         )
         self._active = run
         self.stats.responses += 1
-        self._stream.extend(run.plan())
+        self.lanes.stream.extend(run.plan())
 
     def _on_response_cancel(self, message: dict[str, Any]) -> None:
         wanted = message.get("response_id")
@@ -486,8 +477,8 @@ class BackendSession:
         run = self._active
         assert run is not None
         self._active = None
-        self._stream = deque(step for step in self._stream if step.owner != run.id)
-        self._stream.extend(run.cancel_plan(reason))
+        self.lanes.drop(run.id)
+        self.lanes.stream.extend(run.cancel_plan(reason))
 
     # ResponseHost
     def announce(self, record: ItemRecord) -> str | None:
@@ -498,7 +489,7 @@ class BackendSession:
     def audio_emitted(self, record: ItemRecord, nbytes: int) -> None:
         record.sent_bytes += nbytes
         self.stats.audio_deltas += 1
-        self.stats.audio_ms_sent += nbytes / (2 * record.rate / 1000)
+        self.stats.audio_ms_sent += nbytes / (record.sample_bytes * record.rate / 1000)
 
     def finished(self, run: ResponseRun, status: ResponseStatus, reason: str | None) -> None:
         if self._active is run:
@@ -531,7 +522,12 @@ class BackendSession:
     # -- conversation -----------------------------------------------------------------
 
     def _on_item_create(self, message: dict[str, Any]) -> None:
-        created = parse_item(message.get("item"), self.conversation, lambda: self.ids.new("item"))
+        created = parse_item(
+            message.get("item"),
+            self.conversation,
+            lambda: self.ids.new("item"),
+            self.config.input_format,
+        )
         record = created.record
         if created.audio is not None:
             self.inputs.caller_audio(created.audio, self.config.input_rate)
@@ -561,13 +557,15 @@ class BackendSession:
     def _push(self, event: dict[str, Any]) -> None:
         frame = self._serialise(event)
         if frame is not None:
-            self._immediate.append(frame)
+            self.lanes.immediate.append(frame)
 
     def _emit_step(self, step: Step) -> str | None:
         event = step.event
         assert event is not None
         if step.audio is not None:
             event["delta"] = base64.b64encode(step.audio).decode("ascii")
+            if self.options.capture:
+                self.stats.audio_out += step.audio
         if step.on_emit is not None:
             step.on_emit(event)
         return self._serialise(event)

@@ -5,6 +5,10 @@ which is how a client learns what it actually got (notably the output rate, whic
 provider may force). Both request shapes are parsed, because Yandex examples sent the
 beta shape with GA event names for months; the echo is rendered in the connection's
 dialect (GA, beta, or Yandex's mixed GA + legacy top-level fields).
+
+Formats: `audio/pcm` at any supported rate, and G.711 (`audio/pcmu`, `audio/pcma`, 8 kHz)
+where the dialect takes it (GA, beta); the Yandex dialect refuses G.711 as an invalid
+value, the way a provider that documents PCM only would.
 """
 
 from __future__ import annotations
@@ -13,6 +17,12 @@ import copy
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from telephony_agent.realtime.backend.audio_format import (
+    BETA_NAMES,
+    G711_RATE,
+    G711_TYPES,
+    WireFormat,
+)
 from telephony_agent.realtime.backend.options import SUPPORTED_RATES
 from telephony_agent.realtime.backend.wire_dialect import WireDialect
 
@@ -94,8 +104,8 @@ class SessionConfig:
     output_modalities: tuple[str, ...] = ("audio",)
     voice: str = "marin"
     speed: float = 1.0
-    input_rate: int = 24000
-    output_rate: int = 24000
+    input_format: WireFormat = field(default_factory=WireFormat)
+    output_format: WireFormat = field(default_factory=WireFormat)
     turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
     transcription: dict[str, Any] | None = None
     noise_reduction: dict[str, Any] | None = None
@@ -107,8 +117,23 @@ class SessionConfig:
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def input_rate(self) -> int:
+        return self.input_format.rate
+
+    @property
+    def output_rate(self) -> int:
+        return self.output_format.rate
+
+    @property
     def effective_output_rate(self) -> int:
+        """What the audio is generated at: a forced PCM rate overrides the asked one."""
+        if self.output_format.law is not None:
+            return G711_RATE
         return self.forced_output_rate or self.output_rate
+
+    @property
+    def effective_output_format(self) -> WireFormat:
+        return WireFormat(self.output_format.type, self.effective_output_rate)
 
     @property
     def audio_out(self) -> bool:
@@ -135,14 +160,14 @@ class SessionConfig:
             "expires_at": self.expires_at,
             "audio": {
                 "input": {
-                    "format": {"type": "audio/pcm", "rate": self.input_rate},
+                    "format": self.input_format.to_wire(),
                     "transcription": self.transcription,
                     "noise_reduction": self.noise_reduction,
                     "turn_detection": td,
                     **self.input_extras,
                 },
                 "output": {
-                    "format": {"type": "audio/pcm", "rate": self.effective_output_rate},
+                    "format": self.effective_output_format.to_wire(),
                     "voice": self.voice,
                     "speed": self.speed,
                     **self.output_extras,
@@ -167,8 +192,8 @@ class SessionConfig:
             "instructions": self.instructions,
             "voice": self.voice,
             "speed": self.speed,
-            "input_audio_format": "pcm16",
-            "output_audio_format": "pcm16",
+            "input_audio_format": self.input_format.beta_name(),
+            "output_audio_format": self.output_format.beta_name(),
             "input_audio_transcription": self.transcription,
             "input_audio_noise_reduction": self.noise_reduction,
             "turn_detection": None
@@ -185,8 +210,9 @@ def is_beta_shape(session: dict[str, Any]) -> bool:
     return any(key in session for key in BETA_ONLY_KEYS)
 
 
-def apply_update(config: SessionConfig, session: Any) -> SessionConfig:
-    """Return `config` patched by a `session.update` body; raise ConfigError if invalid."""
+def apply_update(config: SessionConfig, session: Any, *, g711: bool = True) -> SessionConfig:
+    """Return `config` patched by a `session.update` body; raise ConfigError if invalid.
+    `g711` False refuses G.711 formats (the Yandex dialect)."""
     if not isinstance(session, dict):
         raise ConfigError("Invalid type for 'session': expected an object.", "session")
     kind = session.get("type", "realtime")
@@ -218,12 +244,14 @@ def apply_update(config: SessionConfig, session: Any) -> SessionConfig:
     for key in ("max_output_tokens", "max_response_output_tokens"):
         if key in session:
             changes["max_output_tokens"] = _max_tokens(session[key], f"session.{key}")
-    _apply_audio(config, session, changes)
-    _apply_beta_audio(session, changes)
+    _apply_audio(config, session, changes, g711)
+    _apply_beta_audio(session, changes, g711)
     return replace(config, **changes)
 
 
-def _apply_audio(config: SessionConfig, session: dict[str, Any], changes: dict[str, Any]) -> None:
+def _apply_audio(
+    config: SessionConfig, session: dict[str, Any], changes: dict[str, Any], g711: bool
+) -> None:
     audio = session.get("audio")
     if audio is None:
         return
@@ -234,7 +262,7 @@ def _apply_audio(config: SessionConfig, session: dict[str, Any], changes: dict[s
     if not isinstance(inp, dict) or not isinstance(out, dict):
         raise ConfigError("'session.audio.input/output' must be objects.", "session.audio")
     if "format" in inp:
-        changes["input_rate"] = _pcm_rate(inp["format"], "session.audio.input.format")
+        changes["input_format"] = _format(inp["format"], "session.audio.input.format", g711)
     if "turn_detection" in inp:
         changes["turn_detection"] = _turn_detection(
             inp["turn_detection"], "session.audio.input.turn_detection"
@@ -253,7 +281,7 @@ def _apply_audio(config: SessionConfig, session: dict[str, Any], changes: dict[s
         **{k: v for k, v in inp.items() if k not in known_in},
     }
     if "format" in out:
-        changes["output_rate"] = _pcm_rate(out["format"], "session.audio.output.format")
+        changes["output_format"] = _format(out["format"], "session.audio.output.format", g711)
     if "voice" in out:
         changes["voice"] = _voice(out["voice"], "session.audio.output.voice")
     if "speed" in out:
@@ -265,11 +293,15 @@ def _apply_audio(config: SessionConfig, session: dict[str, Any], changes: dict[s
     }
 
 
-def _apply_beta_audio(session: dict[str, Any], changes: dict[str, Any]) -> None:
+def _apply_beta_audio(session: dict[str, Any], changes: dict[str, Any], g711: bool) -> None:
     if "input_audio_format" in session:
-        changes["input_rate"] = _beta_format(session["input_audio_format"], "input_audio_format")
+        changes["input_format"] = _beta_format(
+            session["input_audio_format"], "input_audio_format", g711
+        )
     if "output_audio_format" in session:
-        changes["output_rate"] = _beta_format(session["output_audio_format"], "output_audio_format")
+        changes["output_format"] = _beta_format(
+            session["output_audio_format"], "output_audio_format", g711
+        )
     if "turn_detection" in session:
         changes["turn_detection"] = _turn_detection(
             session["turn_detection"], "session.turn_detection"
@@ -318,15 +350,18 @@ def _max_tokens(value: Any, param: str) -> int | str:
     raise ConfigError(f"Invalid value for '{param}': expected a positive integer or 'inf'.", param)
 
 
-def _pcm_rate(value: Any, param: str) -> int:
+def _format(value: Any, param: str, g711: bool) -> WireFormat:
     if not isinstance(value, dict):
         raise ConfigError(f"Invalid type for '{param}': expected an object.", param)
     kind = value.get("type", "audio/pcm")
+    if kind in G711_TYPES and g711:
+        return WireFormat(kind, G711_RATE)
     if kind != "audio/pcm":
+        supported = "'audio/pcm', 'audio/pcmu' and 'audio/pcma'" if g711 else "'audio/pcm'"
         raise ConfigError(
-            f"Unsupported audio format '{kind}': this backend speaks only audio/pcm.",
+            f"Invalid value: '{kind}'. Supported values are: {supported}.",
             f"{param}.type",
-            "unsupported_audio_format",
+            "invalid_value",
         )
     rate = value.get("rate", 24000)
     if rate not in SUPPORTED_RATES or isinstance(rate, bool):
@@ -335,17 +370,21 @@ def _pcm_rate(value: Any, param: str) -> int:
             f"Invalid value for '{param}.rate': {rate!r}. Supported values are: {supported}.",
             f"{param}.rate",
         )
-    return int(rate)
+    return WireFormat("audio/pcm", int(rate))
 
 
-def _beta_format(value: Any, param: str) -> int:
-    if value != "pcm16":
-        raise ConfigError(
-            f"Unsupported audio format {value!r}: this backend speaks only pcm16.",
-            f"session.{param}",
-            "unsupported_audio_format",
-        )
-    return 24000
+def _beta_format(value: Any, param: str, g711: bool) -> WireFormat:
+    kind = BETA_NAMES.get(value) if isinstance(value, str) else None
+    if kind == "audio/pcm":
+        return WireFormat("audio/pcm", 24000)
+    if kind is not None and g711:
+        return WireFormat(kind, G711_RATE)
+    raise ConfigError(
+        f"Unsupported audio format {value!r}: this backend speaks pcm16"
+        + (", g711_ulaw and g711_alaw." if g711 else " only."),
+        f"session.{param}",
+        "unsupported_audio_format",
+    )
 
 
 def _voice(value: Any, param: str) -> str:

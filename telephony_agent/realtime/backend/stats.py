@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Any
+
+#: Fields that are captures, not counters (left out of snapshots).
+_NOT_COUNTERS = frozenset(
+    {"errors_by_code", "truncations", "audio_in", "audio_out", "session_objects"}
+)
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,17 @@ class BackendStats:
     acted on a stale idea of whether a response was running (harmless, but counted)."""
     injected_errors: int = 0
     pings_ignored: int = 0
+    unsupported_requests: int = 0
+    """Client events or fields the dialect's provider marks unsupported (buffer clears,
+    and for Yandex `idle_timeout_ms`): must stay 0 for a client that knows the dialect."""
+    unknown_models: int = 0
+    """Connections refused because their model is not one of `BackendOptions.models`."""
+    audio_in: bytearray = field(default_factory=bytearray)
+    """With `capture`: every appended byte, as decoded from base64, in order."""
+    audio_out: bytearray = field(default_factory=bytearray)
+    """With `capture`: every byte of audio streamed in deltas, in order."""
+    session_objects: list[dict[str, Any]] = field(default_factory=list)
+    """With `capture`: the `session` object of every `session.update` received."""
     errors_by_code: Counter[str] = field(default_factory=Counter)
     truncations: deque[TruncateRecord] = field(default_factory=lambda: deque(maxlen=1000))
     """Most recent accepted truncates (bounded: benchmarks run for a long time)."""

@@ -105,6 +105,29 @@ class WireDialect:
     def beta_session_shape(self) -> bool:
         return self.name == "beta"
 
+    # What the Yandex dialect does differently, beyond names (protocol notes §8): it takes
+    # PCM only, never fires an idle timeout, refuses buffer clears, and answers one
+    # session.update with two session.updated.
+
+    @property
+    def accepts_g711(self) -> bool:
+        return self.name != "yandex"
+
+    @property
+    def idle_timeout(self) -> bool:
+        """Whether `idle_timeout_ms` is honoured (Yandex marks it unsupported)."""
+        return self.name != "yandex"
+
+    @property
+    def unsupported_client_events(self) -> frozenset[str]:
+        if self.name == "yandex":
+            return frozenset({"input_audio_buffer.clear", "output_audio_buffer.clear"})
+        return frozenset()
+
+    @property
+    def session_updated_per_update(self) -> int:
+        return 2 if self.name == "yandex" else 1
+
 
 def wire_dialect(name: DialectName) -> WireDialect:
     if name == "beta":

@@ -1,8 +1,8 @@
-"""Uplink and downlink PCM16 in whole samples and fixed-size pieces.
+"""Whole samples in, fixed-size appends out, and whole samples back from ragged deltas.
 
-Why its own module: the wire never carries half a sample or an empty append, and both
-rules are pure bookkeeping over bytes that the protocol core, the Call and the tests
-share without needing anything else of the session.
+Why apart from the protocol: both helpers are pure byte arithmetic that the protocol,
+the Call and the tests share, and they must be right for PCM16 (two bytes a sample, so
+a delta may split a sample) and for G.711 (one byte a sample, nothing to split).
 """
 
 from __future__ import annotations
@@ -37,16 +37,22 @@ class SampleAligner:
 
 
 class AudioChunker:
-    """Re-chunks uplink PCM16 into fixed `chunk_bytes` pieces; never yields an empty one.
+    """Re-chunks uplink audio into fixed `chunk_bytes` pieces; never yields an empty one.
 
-    An odd trailing byte (half a sample) always waits for more input, so appended
-    audio stays sample-aligned whatever the caller hands us.
+    A trailing partial sample (half a PCM16 sample) always waits for more input, so
+    appended audio stays sample-aligned whatever the caller hands us. G.711 has one byte
+    per sample (`sample_bytes=1`): every byte is a whole sample.
     """
 
-    def __init__(self, chunk_bytes: int) -> None:
-        if chunk_bytes <= 0 or chunk_bytes % 2:
-            raise ValueError(f"chunk_bytes must be a positive even number, got {chunk_bytes}")
+    def __init__(self, chunk_bytes: int, sample_bytes: int = 2) -> None:
+        if sample_bytes not in (1, 2):
+            raise ValueError(f"sample_bytes must be 1 or 2, got {sample_bytes}")
+        if chunk_bytes <= 0 or chunk_bytes % sample_bytes:
+            raise ValueError(
+                f"chunk_bytes must be a positive multiple of {sample_bytes}, got {chunk_bytes}"
+            )
         self.chunk_bytes = chunk_bytes
+        self.sample_bytes = sample_bytes
         self._pending = bytearray()
 
     def push(self, data: bytes) -> list[bytes]:
@@ -61,8 +67,8 @@ class AudioChunker:
         return [view[i * size : (i + 1) * size] for i in range(n)]
 
     def flush(self) -> bytes:
-        """The whole samples still pending (possibly empty); an odd byte stays."""
-        usable = len(self._pending) & ~1
+        """The whole samples still pending (possibly empty); a partial sample stays."""
+        usable = len(self._pending) - len(self._pending) % self.sample_bytes
         out = bytes(self._pending[:usable])
         del self._pending[:usable]
         return out
