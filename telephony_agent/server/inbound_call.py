@@ -28,7 +28,7 @@ from telephony_agent.realtime.errors import RealtimeError
 from telephony_agent.server.sip_leg import SipCallLeg
 from telephony_agent.sip.dialog import Dialog, DialogError, make_response, new_tag
 from telephony_agent.sip.endpoint import SipEndpoint
-from telephony_agent.sip.message import Headers, NameAddr, SipRequest
+from telephony_agent.sip.message import Headers, NameAddr, SipRequest, is_digits
 from telephony_agent.sip.sdp import (
     Negotiated,
     SdpError,
@@ -535,7 +535,7 @@ def _parse_info_dtmf(body: bytes) -> tuple[str | None, int]:
             candidate = value[0].upper()
             if candidate in "0123456789*#ABCD":
                 digit = candidate
-        elif name == "duration" and value.isdigit():
+        elif name == "duration" and is_digits(value) and len(value) <= 6:
             duration = min(int(value), 10_000)
     if digit is None:
         text = body.decode("utf-8", "replace").strip()

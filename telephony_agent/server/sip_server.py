@@ -173,8 +173,7 @@ class AgentSipServer:
             return
         if method == "ACK":
             return
-        max_forwards = request.headers.get("Max-Forwards")
-        if max_forwards is not None and int(max_forwards) == 0 and method != "OPTIONS":
+        if request.max_forwards == 0 and method != "OPTIONS":
             self.endpoint.respond(transaction, make_response(request, 483))
             return
         to_tag = _tag(request.headers.get("To"))

@@ -19,14 +19,8 @@ from typing import Protocol
 import structlog
 
 from telephony_agent.sip.dialog import make_response
-from telephony_agent.sip.message import (
-    SipMessage,
-    SipParseError,
-    SipRequest,
-    SipResponse,
-    StreamFramer,
-    parse_message,
-)
+from telephony_agent.sip.message import SipMessage, SipParseError, SipRequest, SipResponse
+from telephony_agent.sip.parser import StreamFramer, parse_message
 from telephony_agent.sip.transaction import (
     AckTimeout,
     ClientTransaction,

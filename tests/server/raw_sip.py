@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from telephony_agent.sip.message import SipMessage, SipRequest, SipResponse, parse_message
+from telephony_agent.sip.message import SipMessage, SipRequest, SipResponse
+from telephony_agent.sip.parser import parse_message
 
 
 class _Collector(asyncio.DatagramProtocol):

@@ -18,8 +18,8 @@ from telephony_agent.sip.message import (
     SipResponse,
     SipUri,
     Via,
-    parse_message,
 )
+from telephony_agent.sip.parser import parse_message
 from telephony_agent.sip.transaction import Peer
 
 INVITE_BYTES = (
