@@ -121,6 +121,7 @@ def health_snapshot(
                 "rejected_busy": stats.rejected_busy,
                 "sip_malformed_dropped": sip.endpoint.stats.malformed_dropped,
                 "sip_bad_requests": sip.endpoint.stats.bad_requests_answered,
+                "sip_internal_errors": sip.endpoint.last_resort.caught,
             }
         )
     if calls is not None:

@@ -172,10 +172,11 @@ class InboundCall:
         bind_call(self.short_id)
         try:
             await self._run()
-        except Exception:
-            self.log.exception("inbound_call_failed")
+        except Exception as exc:
+            self.server.endpoint.last_resort.caught_exception("inbound_call", exc)
             if not self.answered and not self.cancelled.is_set():
-                self._respond(500)
+                with contextlib.suppress(Exception):
+                    self._respond(500)
             self.end_reason = self.end_reason or "internal_error"
         finally:
             await self._cleanup()

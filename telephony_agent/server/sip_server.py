@@ -144,8 +144,15 @@ class AgentSipServer:
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """Forget the task; an exception it ended with is counted, not left to asyncio's
+        "exception was never retrieved" at ERROR."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.endpoint.last_resort.caught_exception("sip_task", exc)
 
     # ------------------------------------------------------------------ call plumbing
 
@@ -252,14 +259,19 @@ class AgentSipServer:
             self._reject_busy(request, txn)
             return
         self.endpoint.respond(txn, make_response(request, 100))
-        call = InboundCall(
-            self,
-            request,
-            txn,
-            source,
-            admission,
-            on_transcript=self._transcript_callback(request.call_id),
-        )
+        try:
+            call = InboundCall(
+                self,
+                request,
+                txn,
+                source,
+                admission,
+                on_transcript=self._transcript_callback(request.call_id),
+            )
+        except Exception:
+            # The slot must go back, or every such INVITE would lock one out for good.
+            admission.release("internal_error")
+            raise
         self._calls[call.key] = call
         self._by_invite[txn] = call
         self.spawn(self._run_call(call, txn))
@@ -297,7 +309,8 @@ class AgentSipServer:
         if call is None:
             self.endpoint.respond(txn, make_response(request, 481))
             return
-        self.endpoint.respond(txn, make_response(request, 200))
+        # §9.2: the 200 to a CANCEL carries the tag of the INVITE's responses.
+        self.endpoint.respond(txn, make_response(request, 200, to_tag=call.local_tag))
         call.on_cancel()
 
     def _find_dialog(self, request: SipRequest) -> InboundCall | None:

@@ -5,7 +5,8 @@ transaction, dialog). This module only owns the UDP socket, the TCP server and
 connections, and one timer handle that always points at the transaction
 layer's next deadline. Bad input never escapes as a traceback: a malformed
 request that still names its transaction gets ``400`` with the reason in the
-status line; anything else is dropped and counted in `stats`.
+status line; anything else is dropped and counted in `stats`. Whatever a handler
+still raises is answered ``500`` and counted by `LastResort`, never logged at ERROR.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Protocol
 import structlog
 
 from telephony_agent.sip.dialog import make_response
+from telephony_agent.sip.last_resort import LastResort
 from telephony_agent.sip.message import SipMessage, SipParseError, SipRequest, SipResponse
 from telephony_agent.sip.parser import StreamFramer, parse_message
 from telephony_agent.sip.transaction import (
@@ -90,6 +92,8 @@ class SipEndpoint:
         self.handler = handler
         self.layer = TransactionLayer(timers)
         self.stats = EndpointStats()
+        #: Exceptions that escaped a handler or a callback (answered 500, counted).
+        self.last_resort = LastResort()
         self.user_agent = user_agent
         self._public_host = public_host
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -210,7 +214,7 @@ class SipEndpoint:
             elif self._udp is not None:
                 self._udp.sendto(data, (peer.host, peer.port))
             self.stats.sent += 1
-        except (OSError, RuntimeError) as exc:
+        except (OSError, RuntimeError, ValueError) as exc:
             self.stats.send_errors += 1
             log.warning("sip_send_failed", peer=f"{peer.host}:{peer.port}", error=str(exc))
 
@@ -237,7 +241,10 @@ class SipEndpoint:
         except SipParseError as exc:
             self._on_parse_error(exc, source)
             return
-        self._on_message(message, source)
+        try:
+            self._on_message(message, source)
+        except Exception as exc:
+            self.last_resort.caught_exception("sip_receive", exc)
 
     def _on_parse_error(self, exc: SipParseError, source: Peer) -> None:
         partial = exc.partial
@@ -246,7 +253,8 @@ class SipEndpoint:
             log.info("sip_malformed_dropped", source=f"{source.host}:{source.port}", why=exc.reason)
             return
         self.stats.bad_requests_answered += 1
-        reason = exc.reason.replace("\r", " ").replace("\n", " ")[:100]
+        # A reason phrase is one line of text (RFC 3261 §25.1): no control characters.
+        reason = "".join(c if c.isprintable() else " " for c in exc.reason)[:100]
         phrase = "Bad Request" if exc.status == 400 else "Message Too Large"
         response = make_response(partial, exc.status, f"{phrase} ({reason})")
         log.info("sip_bad_request", source=f"{source.host}:{source.port}", why=exc.reason)
@@ -290,6 +298,8 @@ class SipEndpoint:
                         self._on_message(item, peer)
         except (ConnectionError, OSError):
             pass
+        except Exception as exc:
+            self.last_resort.caught_exception("sip_stream", exc)
         finally:
             if self._tcp_writers.get(peer) is writer:
                 del self._tcp_writers[peer]
@@ -315,10 +325,12 @@ class SipEndpoint:
     def _dispatch_request(self, event: RequestReceived) -> None:
         try:
             self.handler.on_request(event.request, event.transaction, event.source)
-        except Exception:
-            log.exception("sip_handler_failed", method=event.request.method)
+        except Exception as exc:
+            self.last_resort.caught_exception(f"sip_handler_{event.request.method[:16]}", exc)
             if event.transaction is not None:
-                self.respond(event.transaction, make_response(event.request, 500))
+                # Ignored by the layer when the handler already sent a final response.
+                with contextlib.suppress(Exception):
+                    self.respond(event.transaction, make_response(event.request, 500))
 
     def _dispatch_response(self, response: SipResponse, txn: ClientTransaction) -> None:
         future = self._pending.get(txn)
@@ -359,8 +371,8 @@ class SipEndpoint:
     def _safely(self, callback: Callable[..., None], *args: object) -> None:
         try:
             callback(*args)
-        except Exception:
-            log.exception("sip_callback_failed")
+        except Exception as exc:
+            self.last_resort.caught_exception("sip_callback", exc)
 
     def _arm_timer(self) -> None:
         deadline = self.layer.next_deadline()
