@@ -144,6 +144,7 @@ _MULTI_VALUED = frozenset(
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 # sent-protocol allows LWS around each slash (RFC 3261 §25.1 SLASH, RFC 4475 §3.1.1.1).
+_URI_CHARS_RE = re.compile(r"[!#-;=?-\[\]_a-z~]+")
 _HOST_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.\-]{0,253}[A-Za-z0-9_.])?")
 _VIA_RE = re.compile(r"^([^\s/]+)\s*/\s*([^\s/]+)\s*/\s*([^\s/;]+)\s+(.*)$", re.DOTALL)
 
@@ -411,6 +412,11 @@ class SipUri:
     @classmethod
     def parse(cls, text: str) -> SipUri:
         text = text.strip()
+        if not _URI_CHARS_RE.fullmatch(text):
+            # RFC 3261 §25.1: anything else must be %-escaped. A space, a control
+            # character or a quote in a Contact would end up inside our BYE's
+            # request line and make it unparsable at the far end.
+            raise SipParseError(f"bad characters in URI {text[:40]!r}")
         scheme, colon, rest = text.partition(":")
         scheme = scheme.lower()
         if not colon or scheme not in ("sip", "sips", "tel"):
@@ -518,7 +524,9 @@ class NameAddr:
                 raise SipParseError("unterminated <uri>")
             before = before.strip()
             if before:
-                display = before
+                # Stored as quoted-string content, like a quoted display name, so that
+                # writing it back in quotes cannot end the quotes early.
+                display = before.replace("\\", "\\\\").replace('"', '\\"')
         else:
             # addr-spec form: header parameters follow the first ';'.
             uri, _, params = text.partition(";")

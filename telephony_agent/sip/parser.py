@@ -49,15 +49,27 @@ _STATUS_LINE_RE = re.compile(r"^[Ss][Ii][Pp]/2\.0 ([1-6][0-9][0-9])(?: (.*))?$")
 # RFC 3261 §20.38 and §8.2.6.1: "1*DIGIT [ . *DIGIT ]", optionally followed by a delay.
 _TIMESTAMP_RE = re.compile(r"[0-9]{1,20}(?:\.[0-9]{0,20})?(?:\s+[0-9]{1,20}(?:\.[0-9]{0,20})?)?")
 _DELAY_END_RE = re.compile(r"[\s(;]")
+# RFC 3261 §25: header values are text and white space; a lone CR, a NUL or any other
+# control character is no part of one (and echoed into a response, it would break it).
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # RFC 3261 §25.1 callid = word [ "@" word ]: no white space, no separators that break it.
 _CALL_ID_RE = re.compile(r"[^\s<>\"]{1,1024}")
 
 _UINT31 = 2**31 - 1
 
 
+def _number(name: str, digits: int, maximum: int | None) -> Callable[[str], None]:
+    """A check for a header that is a number and nothing else (Max-Forwards: 70)."""
+
+    def check(value: str) -> None:
+        parse_number(value, name, digits=digits, maximum=maximum)
+
+    return check
+
+
 def _leading_number(name: str, digits: int, maximum: int | None) -> Callable[[str], None]:
-    """A check for a header that starts with a delta-seconds or a counter, then
-    parameters or a comment (Session-Expires: 1800;refresher=uac)."""
+    """A check for a header that starts with a delta-seconds, then parameters or a
+    comment (Session-Expires: 1800;refresher=uac)."""
 
     def check(value: str) -> None:
         number = _DELAY_END_RE.split(value.strip(), maxsplit=1)[0]
@@ -83,13 +95,13 @@ def _check_rack(value: str) -> None:
 #: Every numeric header (RFC 3261 §20, RFC 3262, RFC 4028) and its check. Delta-seconds
 #: values take at most 10 digits (§20.19 caps their meaning at 2**32 - 1 anyway).
 _NUMERIC_CHECKS: dict[str, Callable[[str], None]] = {
-    "Max-Forwards": _leading_number("Max-Forwards", 3, MAX_FORWARDS_LIMIT),
-    "Expires": _leading_number("Expires", 10, None),
-    "Min-Expires": _leading_number("Min-Expires", 10, None),
+    "Max-Forwards": _number("Max-Forwards", 3, MAX_FORWARDS_LIMIT),
+    "Expires": _number("Expires", 10, None),
+    "Min-Expires": _number("Min-Expires", 10, None),
     "Session-Expires": _leading_number("Session-Expires", 10, None),
     "Min-SE": _leading_number("Min-SE", 10, None),
     "Retry-After": _leading_number("Retry-After", 10, None),
-    "RSeq": _leading_number("RSeq", 10, _UINT31),
+    "RSeq": _number("RSeq", 10, _UINT31),
     "RAck": _check_rack,
     "Timestamp": _check_timestamp,
 }
@@ -197,6 +209,9 @@ def _validate(message: SipMessage) -> None:
     except (SipParseError, IndexError):
         raise SipParseError("malformed Via header") from None
     try:
+        for name, value in headers:
+            if _CONTROL_RE.search(value):
+                raise SipParseError(f"control character in {name}")
         _, method = parse_cseq(headers.get("CSeq") or "")
         for name in ("From", "To"):
             _checked(name, lambda value: NameAddr.parse(value), headers.get(name) or "")
@@ -273,8 +288,11 @@ def _error_for(message: SipMessage, reason: str) -> SipParseError:
 
 
 def _answerable(request: SipRequest) -> bool:
-    if any(request.headers.get(name) is None for name in _REQUIRED_FOR_REPLY):
-        return False
+    """Whether a 400 can be built from the request: it copies these headers back."""
+    for name in _REQUIRED_FOR_REPLY:
+        values = request.headers.get_all(name)
+        if not values or any(_CONTROL_RE.search(value) for value in values):
+            return False
     try:
         Via.parse(request.headers.get_all("Via")[0])
     except (SipParseError, IndexError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from telephony_agent.sip.dialog import Dialog, make_response
-from telephony_agent.sip.message import SipParseError, SipRequest
+from telephony_agent.sip.message import NameAddr, SipParseError, SipRequest
 from telephony_agent.sip.parser import MAX_LIST_ENTRIES, parse_message
 
 
@@ -66,6 +66,11 @@ BAD_REQUESTS = [
     ("Contact host with a NUL", invite(contact="<sip:x@a\x00b>"), "Contact"),
     ("Contact IPv6 that is not", invite(contact="<sip:x@[zz::1]>"), "Contact"),
     ("Contact in a list", invite(contact="<sip:a@192.0.2.10>, <sip:b@"), "Contact"),
+    ("Contact user with a space", invite(contact="<sip:te ster@192.0.2.10>"), "Contact"),
+    ("Contact params with a quote", invite(contact='<sip:x@192.0.2.10;a"b>'), "Contact"),
+    ("Contact with non-ASCII", invite(contact="<sip:xé@192.0.2.10>"), "Contact"),
+    ("a lone CR inside a value", with_header("Max-Forwards", "70\r\\\\"), "Max-Forwards"),
+    ("a NUL in From", with_header("Subject", "hi\x00there"), "control character"),
     ("Record-Route unterminated", with_header("Record-Route", "<sip:p.example;lr"), "Record"),
     ("Record-Route not an address", with_header("Record-Route", "garbage here"), "Record"),
     ("Route bad IPv6", with_header("Route", "<sip:[::1>"), "Route"),
@@ -176,3 +181,14 @@ def test_what_the_parser_accepts_makes_a_dialog() -> None:
     dialog = Dialog.for_uas(message, "local", "sip:agent@192.0.2.1:5060", "UDP")
     assert dialog.remote_target == "sip:caller@192.0.2.10:5062"
     assert dialog.next_hop_uri() == "sip:p1.example.com;lr"
+
+
+def test_display_names_survive_being_written_back() -> None:
+    """Our To (with its new tag) must parse at the far end whatever display name came in."""
+    for display in ('a"b', "back\\slash", "Bob Smith", '"quoted \\" one"'):
+        data = with_header("To", f"{display} <sip:agent@192.0.2.1>")
+        message = parse_message(data)
+        assert isinstance(message, SipRequest)
+        response = make_response(message, 200, to_tag="t1")
+        again = parse_message(response.to_bytes())
+        assert NameAddr.parse(again.headers.get("To") or "").tag == "t1"
