@@ -416,6 +416,8 @@ def load_settings(
             data = tomllib.loads(raw.decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except RecursionError:  # tomllib recurses into nested arrays and inline tables
+            raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
         tables = {key: data.pop(key) for key in list(data) if key in _TABLE_ARRAYS}
         settings = _apply(settings, data, from_env=False, origin=str(path))
     settings = _apply(settings, _env_overrides(env), from_env=True, origin="environment")
