@@ -5,12 +5,18 @@ it), the SDP offer is negotiated and the RTP socket opened before anything is
 promised, 180 Ringing is sent while the Realtime session connects, and 200 OK
 only when the model is ready to listen — so the caller's first word is never
 lost to a websocket handshake. A CANCEL at any point before 200 wins with 487.
+The Call itself starts when the ACK arrives: no greeting is spoken and no RTP
+sent to an address nobody has confirmed, and a session whose ACK does not come
+is closed early (see `pending_session.py`). A media host given by name is
+looked up off the loop, or the offer is refused with 488.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -24,11 +30,13 @@ from telephony_agent.config import Settings
 from telephony_agent.logs import bind_call
 from telephony_agent.media.rtp import PortsExhausted, RtpLeg
 from telephony_agent.realtime.client import RealtimeSession
-from telephony_agent.realtime.errors import RealtimeError
+from telephony_agent.server.info_dtmf import INFO_DTMF_TYPES, parse_info_dtmf
+from telephony_agent.server.pending_session import PendingSession, close_quietly
 from telephony_agent.server.sip_leg import SipCallLeg
 from telephony_agent.sip.dialog import Dialog, DialogError, make_response, new_tag
 from telephony_agent.sip.endpoint import SipEndpoint
-from telephony_agent.sip.message import Headers, NameAddr, SipRequest, is_digits
+from telephony_agent.sip.message import Headers, NameAddr, SipRequest
+from telephony_agent.sip.resolver import ResolveError, is_ip_literal
 from telephony_agent.sip.sdp import (
     Negotiated,
     SdpError,
@@ -49,7 +57,6 @@ log = structlog.get_logger(__name__)
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, NOTIFY"
 SUPPORTED = "replaces"
 BYE_TIMEOUT_S = 8.0
-_INFO_DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
 
 
 @dataclass
@@ -65,6 +72,7 @@ class CallSummary:
 
 class SipStatsSink(Protocol):
     answered: int
+    sessions_closed_unacked: int
 
 
 class SipHost(Protocol):
@@ -76,6 +84,7 @@ class SipHost(Protocol):
     endpoint: SipEndpoint
     settings: Settings
     media_address: str
+    bind_host: str
     codecs: tuple[str, ...]
 
     @property
@@ -127,6 +136,14 @@ class InboundCall:
         self.end_reason = ""
         self.cancelled = asyncio.Event()
         self.acked = asyncio.Event()
+        #: Set when the call ends before its ACK came (BYE, or the ACK timed out).
+        self.gave_up = asyncio.Event()
+        self.pending = PendingSession(
+            admission,
+            t1_s=server.endpoint.layer.timers.t1,
+            log=self.log,
+            on_closed_unacked=self._count_closed_session,
+        )
         self._bye_sent = False
         self._bye_received = False
         self._sdp_version = 1
@@ -134,6 +151,8 @@ class InboundCall:
         self._on_transcript = on_transcript
         self.record: CallRecord | None = None
         self._ack: SipRequest | None = None
+        #: When our 200 OK first went out (for the ACK's delay in the log).
+        self._ok_sent_at: float | None = None
         #: Our latest session description (answer, or our offer in a delayed-offer call).
         self._local_sdp: SessionDescription | None = None
 
@@ -166,6 +185,8 @@ class InboundCall:
             content_type="application/sdp" if body else None,
         )
         self.server.endpoint.respond(self.transaction, response)
+        if status == 200 and self._ok_sent_at is None:
+            self._ok_sent_at = time.monotonic()
 
     async def run(self) -> CallSummary:
         """Set the call up, run it, tear it down. Never raises."""
@@ -216,19 +237,21 @@ class InboundCall:
     async def _answer_offer(self, rtp: RtpLeg, timeout_s: float) -> RealtimeSession | None:
         """The usual case: the INVITE carries the offer, our 200 the answer."""
         try:
-            self.negotiated = negotiate_answer(
-                parse_sdp(self.invite.body),
-                local_address=self.server.media_address,
-                local_port=rtp.local_port,
-                codec_preference=self.server.codecs,
-                session_id=self._session_id,
-                session_version=self._sdp_version,
+            n = await self._with_address(
+                negotiate_answer(
+                    parse_sdp(self.invite.body),
+                    local_address=self.server.media_address,
+                    local_port=rtp.local_port,
+                    codec_preference=self.server.codecs,
+                    session_id=self._session_id,
+                    session_version=self._sdp_version,
+                )
             )
-        except SdpError as exc:
+        except (SdpError, ResolveError) as exc:
             self._respond(488, f"Not Acceptable Here ({_phrase(str(exc))})")
             self.end_reason = "sdp_rejected"
             return None
-        n = self.negotiated
+        self.negotiated = n
         self._local_sdp = n.answer
         self._start_media(rtp, n)
         self._respond(180)
@@ -238,7 +261,35 @@ class InboundCall:
             return None
         self._respond(200, body=n.answer.to_bytes())
         self._mark_answered(n)
-        return session
+        return await self._until_acked(session)
+
+    async def _with_address(self, n: Negotiated) -> Negotiated:
+        """`n` with its media host as an address: a name is looked up off the loop
+        (RFC 8866 allows FQDNs in c=), and one that does not resolve raises."""
+        host, port = n.remote_rtp
+        if is_ip_literal(host):
+            return n
+        family = socket.AF_INET6 if ":" in self.server.bind_host else socket.AF_INET
+        try:
+            address = await self.server.endpoint.resolver.resolve(host, family)
+        except ResolveError as exc:
+            raise ResolveError(f"media host {exc}") from None
+        self.log.info("media_host_resolved", host=host[:60], address=address)
+        return dataclasses.replace(n, remote_rtp=(address, port))
+
+    async def _until_acked(self, session: RealtimeSession) -> RealtimeSession | None:
+        """The session the call runs with once the ACK is in; None ends the call."""
+        ready = await self.pending.until_acked(
+            session,
+            self.acked,
+            self.gave_up,
+            reconnect_timeout_s=self.server.settings.sip.answer_timeout_s,
+        )
+        if ready is None:
+            self.end_reason = self.end_reason or (
+                "realtime_unavailable" if self.acked.is_set() else "ack_timeout"
+            )
+        return ready
 
     async def _offer_in_200(self, rtp: RtpLeg, timeout_s: float) -> RealtimeSession | None:
         """Delayed offer (an INVITE without SDP, common on some trunks): we offer in the
@@ -252,29 +303,31 @@ class InboundCall:
         )
         self._local_sdp = offer
         self._respond(180)
-        session = await self._connect_realtime(timeout_s)
-        if session is None:
+        connected = await self._connect_realtime(timeout_s)
+        if connected is None:
             return None
         self._respond(200, body=offer.to_bytes())
         self.answered = True
+        session = await self._until_acked(connected)
+        if session is None:
+            return None
         try:
-            async with asyncio.timeout(64 * self.server.endpoint.layer.timers.t1):
-                await self.acked.wait()
             ack = self._ack
             if ack is None or not ack.body:
                 raise SdpError("the ACK carried no SDP answer")
-            negotiated = accept_answer(offer, parse_sdp(ack.body))
-        except (TimeoutError, SdpError) as exc:
-            why = "no ACK" if isinstance(exc, TimeoutError) else _phrase(str(exc))
-            self.log.warning("late_answer_unusable", why=why)
+            negotiated = await self._with_address(accept_answer(offer, parse_sdp(ack.body)))
+        except (SdpError, ResolveError) as exc:
+            self.log.warning("late_answer_unusable", why=_phrase(str(exc)))
             self.end_reason = "no_answer_in_ack"
-            with contextlib.suppress(Exception):
-                await session.close()
+            await close_quietly(session)
             return None
         self.negotiated = negotiated
         self._start_media(rtp, negotiated)
         self._mark_answered(negotiated)
         return session
+
+    def _count_closed_session(self) -> None:
+        self.server.stats.sessions_closed_unacked += 1
 
     def _start_media(self, rtp: RtpLeg, n: Negotiated) -> None:
         rtp.configure(
@@ -301,29 +354,13 @@ class InboundCall:
 
     async def _connect_realtime(self, timeout_s: float) -> RealtimeSession | None:
         """Connect while ringing; a CANCEL or a failure ends the attempt cleanly."""
-        session = self.admission.new_session()
-        connect = asyncio.ensure_future(session.connect())
-        cancelled = asyncio.ensure_future(self.cancelled.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {connect, cancelled}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            cancelled.cancel()
-        if connect in done and connect.exception() is None and not self.cancelled.is_set():
-            return session
-        if not connect.done():
-            connect.cancel()
-        with contextlib.suppress(BaseException):
-            await connect
-        with contextlib.suppress(Exception):
-            await session.close()
-        if self.cancelled.is_set():
+        connected = await self.pending.connect(timeout_s, self.cancelled)
+        if connected.session is not None:
+            return connected.session
+        if connected.why == "cancelled":
             self.end_reason = "cancelled"
             return None
-        error = connect.exception() if connect.done() and not connect.cancelled() else None
-        why = type(error).__name__ if isinstance(error, RealtimeError) else "timeout"
-        self.log.warning("realtime_unavailable", why=why)
+        self.log.warning("realtime_unavailable", why=connected.why)
         headers = Headers([("Retry-After", str(self.server.settings.sip.retry_after_s))])
         self._respond(503, "Service Unavailable (speech model not reachable)", headers=headers)
         self.end_reason = "realtime_unavailable"
@@ -342,12 +379,16 @@ class InboundCall:
     def on_ack(self, request: SipRequest) -> None:
         if self._ack is None:
             self._ack = request
+            if self._ok_sent_at is not None:
+                waited = time.monotonic() - self._ok_sent_at
+                self.log.info("call_acked", after_ms=round(waited * 1000.0, 1))
         self.acked.set()
 
     def on_ack_timeout(self) -> None:
         """Our 200 OK was never acknowledged: §13.3.1.4 says end the call with BYE."""
         self.log.warning("call_not_acked")
         self.end_reason = "ack_timeout"
+        self.gave_up.set()
         if self.leg is not None:
             self.leg.end("ack_timeout")
         self._spawn_bye("ack_timeout")
@@ -365,6 +406,7 @@ class InboundCall:
             endpoint.respond(txn, make_response(request, 200))
             self.end_reason = self.end_reason or "caller_hangup"
             self.log.info("bye_received")
+            self.gave_up.set()
             if self.leg is not None:
                 self.leg.end("caller_hangup")
             if not self.answered:
@@ -411,11 +453,38 @@ class InboundCall:
                 session_version=self._sdp_version + 1,
             )
         except SdpError as exc:
-            # RFC 3261 §14.2: a rejected re-offer leaves the session as it was.
-            endpoint.respond(
-                txn, make_response(request, 488, f"Not Acceptable Here ({_phrase(str(exc))})")
-            )
+            self._refuse_reoffer(request, txn, exc)
             return
+        if is_ip_literal(negotiated.remote_rtp[0]):
+            self._apply_reoffer(request, txn, negotiated)
+        else:
+            self.server.spawn(self._reoffer_after_lookup(request, txn, negotiated))
+
+    def _refuse_reoffer(
+        self, request: SipRequest, txn: ServerTransaction, exc: SdpError | ResolveError
+    ) -> None:
+        # RFC 3261 §14.2: a rejected re-offer leaves the session as it was.
+        response = make_response(request, 488, f"Not Acceptable Here ({_phrase(str(exc))})")
+        self.server.endpoint.respond(txn, response)
+
+    async def _reoffer_after_lookup(
+        self, request: SipRequest, txn: ServerTransaction, negotiated: Negotiated
+    ) -> None:
+        try:
+            resolved = await self._with_address(negotiated)
+        except ResolveError as exc:
+            self._refuse_reoffer(request, txn, exc)
+            return
+        if self.rtp is not None and not self.rtp.ended:
+            self._apply_reoffer(request, txn, resolved)
+        else:  # the call ended while the name was looked up
+            self.server.endpoint.respond(txn, make_response(request, 481))
+
+    def _apply_reoffer(
+        self, request: SipRequest, txn: ServerTransaction, negotiated: Negotiated
+    ) -> None:
+        rtp = self.rtp
+        assert rtp is not None
         self._sdp_version += 1
         self.negotiated = negotiated
         self._local_sdp = negotiated.answer
@@ -444,8 +513,8 @@ class InboundCall:
     def _on_info(self, request: SipRequest, txn: ServerTransaction) -> None:
         """SIP INFO DTMF (application/dtmf-relay), still common on older gateways."""
         content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if content_type in _INFO_DTMF_TYPES and self.leg is not None:
-            digit, duration = _parse_info_dtmf(request.body)
+        if content_type in INFO_DTMF_TYPES and self.leg is not None:
+            digit, duration = parse_info_dtmf(request.body)
             if digit is not None:
                 self.leg.dtmf(digit, duration)
         self.server.endpoint.respond(txn, make_response(request, 200))
@@ -523,23 +592,3 @@ def _user_of(value: str | None) -> str:
         return NameAddr.parse(value).uri
     except ValueError:
         return ""
-
-
-def _parse_info_dtmf(body: bytes) -> tuple[str | None, int]:
-    digit: str | None = None
-    duration = 100
-    for line in body.decode("utf-8", "replace").splitlines():
-        name, _, value = line.partition("=")
-        name = name.strip().lower()
-        value = value.strip()
-        if name == "signal" and value:
-            candidate = value[0].upper()
-            if candidate in "0123456789*#ABCD":
-                digit = candidate
-        elif name == "duration" and is_digits(value) and len(value) <= 6:
-            duration = min(int(value), 10_000)
-    if digit is None:
-        text = body.decode("utf-8", "replace").strip()
-        if len(text) == 1 and text.upper() in "0123456789*#ABCD":
-            digit = text.upper()
-    return digit, duration

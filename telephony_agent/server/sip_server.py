@@ -7,7 +7,9 @@ a new INVITE is offered to the switchboard and becomes an `InboundCall` (or
 (or 481 when there is none); CANCEL finds its INVITE; OPTIONS is answered for
 health checks; anything else gets 405 or 501 so the peer learns at once instead
 of retransmitting into the void. Capacity, profiles and the Realtime session are
-the switchboard's business, not this module's.
+the switchboard's business, not this module's; what this module adds in front of
+them are the limits on calls that are set up but not (yet) ACKed, per source
+address and in total (`sip_limits.py`), and what the kernel dropped on our sockets.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from telephony_agent.audio.clock import MediaClock
 from telephony_agent.call.record import TranscriptLine
 from telephony_agent.config import codec_preference, parse_host_port
 from telephony_agent.media.rtp import PortAllocator, RtpLeg
+from telephony_agent.netbuffers import udp_drops
 from telephony_agent.server.inbound_call import ALLOW, CallSummary, InboundCall
+from telephony_agent.server.sip_limits import PendingLimits
 from telephony_agent.sip.dialog import Dialog, make_response, peer_for_uri
 from telephony_agent.sip.endpoint import SipEndpoint
 from telephony_agent.sip.message import NameAddr, SipRequest, SipUri
@@ -52,6 +56,8 @@ class ServerStats:
     unknown_dialog: int = 0
     #: Sum of answered calls' durations, for CPU-per-call-second figures.
     call_seconds: float = 0.0
+    #: Realtime sessions closed because the ACK of our 200 did not come in time.
+    sessions_closed_unacked: int = 0
 
 
 class AgentSipServer:
@@ -75,7 +81,15 @@ class AgentSipServer:
             timers=Timers(t1=settings.sip.t1_ms / 1000.0),
             public_host=settings.sip.public_address,
             user_agent=settings.sip.user_agent,
+            socket_buffer_bytes=settings.sip.socket_buffer_bytes,
         )
+        self.limits = PendingLimits(
+            per_source=settings.sip.max_pending_per_source,
+            total=settings.sip.max_pending_calls,
+            rate_per_s=settings.sip.invite_rate_per_source,
+        )
+        #: Calls counted by `limits` until their ACK (or their end).
+        self._pending: set[InboundCall] = set()
         self.ports = PortAllocator(settings.rtp.port_min, settings.rtp.port_max)
         self.media_address = "127.0.0.1"
         self.bind_host = "0.0.0.0"
@@ -114,6 +128,15 @@ class AgentSipServer:
             media_address=self.media_address,
             max_calls=self.settings.sip.max_calls,
         )
+        buffers = self.endpoint.udp_buffers
+        if buffers is not None and buffers.capped:
+            log.warning(
+                "sip_socket_buffer_capped",
+                requested=buffers.requested,
+                receive=buffers.receive,
+                send=buffers.send,
+                hint="raise net.core.rmem_max and net.core.wmem_max, or run with CAP_NET_ADMIN",
+            )
 
     @property
     def sip_port(self) -> int:
@@ -125,6 +148,7 @@ class AgentSipServer:
         self._accepting = False
         self.switchboard.drain()
         for call in list(self._calls.values()):
+            call.gave_up.set()  # a call still waiting for its ACK stops waiting
             if call.leg is not None:
                 call.leg.end("shutdown")
             elif not call.answered:
@@ -162,7 +186,20 @@ class AgentSipServer:
             bind_host=self.bind_host,
             clock=self.clock,
             inactivity_timeout_s=self.settings.rtp.inactivity_timeout_s,
+            socket_buffer_bytes=self.settings.rtp.socket_buffer_bytes,
         )
+
+    def rtp_drops(self) -> int:
+        """Datagrams the kernel dropped on the RTP/RTCP sockets of the calls in progress."""
+        inodes = [
+            i for c in self._calls.values() if c.rtp is not None for i in c.rtp.socket_inodes()
+        ]
+        return udp_drops(inodes)
+
+    @property
+    def pending_calls(self) -> int:
+        """Calls ringing or answered and waiting for their ACK."""
+        return self.limits.pending
 
     def peer_for(self, dialog: Dialog) -> Peer:
         return peer_for_uri(dialog.next_hop_uri(), dialog.transport)
@@ -177,6 +214,7 @@ class AgentSipServer:
             call = self._find_dialog(request)
             if call is not None:
                 call.on_ack(request)
+                self._settle(call)
             return
         if method == "ACK":
             return
@@ -246,6 +284,8 @@ class AgentSipServer:
         if not self._accepting:
             self._reject_busy(request, txn)
             return
+        if not self._within_limits(request, txn, source):
+            return
         admission = self.switchboard.admit(
             CallRequest(
                 kind="sip",
@@ -274,7 +314,33 @@ class AgentSipServer:
             raise
         self._calls[call.key] = call
         self._by_invite[txn] = call
+        self.limits.started(source.host)
+        self._pending.add(call)
         self.spawn(self._run_call(call, txn))
+
+    def _within_limits(self, request: SipRequest, txn: ServerTransaction, source: Peer) -> bool:
+        """Rate and pending-call limits per address (see `sip_limits.py`); refusals are
+        stateless so a flood from a spoofed address gets one datagram per request."""
+        verdict = self.limits.check(source.host, asyncio.get_running_loop().time())
+        if verdict == "ok":
+            return True
+        log.debug("invite_refused_by_limit", source=source.host, limit=verdict)
+        if verdict == "rate":
+            self.endpoint.drop(txn)
+            return False
+        why = "from your address" if verdict == "source_pending" else "in total"
+        response = make_response(
+            request, 503, f"Service Unavailable (too many calls pending {why})"
+        )
+        response.headers.add("Retry-After", "5")
+        self.endpoint.respond_statelessly(txn, response)
+        return False
+
+    def _settle(self, call: InboundCall) -> None:
+        """The call no longer counts as pending: ACKed, or over."""
+        if call in self._pending:
+            self._pending.discard(call)
+            self.limits.settled(call.source.host)
 
     def _reject_busy(self, request: SipRequest, txn: ServerTransaction) -> None:
         self.stats.rejected_busy += 1
@@ -297,6 +363,7 @@ class AgentSipServer:
             if summary.record is not None:
                 self.stats.call_seconds += summary.record.duration_s
         finally:
+            self._settle(call)
             # Keep the dialog a little while so late retransmitted BYEs still get 200, not 481.
             await asyncio.sleep(0)
             self._by_invite.pop(txn, None)

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
+from telephony_agent.netbuffers import BufferSizes, size_buffers, socket_inode, udp_drops
 from telephony_agent.sip.dialog import make_response
 from telephony_agent.sip.last_resort import LastResort
 from telephony_agent.sip.message import SipMessage, SipParseError, SipRequest, SipResponse
 from telephony_agent.sip.parser import StreamFramer, parse_message
+from telephony_agent.sip.resolver import HostResolver, ResolveError, is_ip_literal
 from telephony_agent.sip.transaction import (
     AckTimeout,
     ClientTransaction,
@@ -88,12 +90,20 @@ class SipEndpoint:
         timers: Timers | None = None,
         public_host: str | None = None,
         user_agent: str = "telephony-agent",
+        socket_buffer_bytes: int | None = None,
     ) -> None:
         self.handler = handler
+        #: Receive/send buffer asked for on the UDP socket (None: the kernel's default).
+        self.socket_buffer_bytes = socket_buffer_bytes
+        #: What the kernel granted, once listening on UDP.
+        self.udp_buffers: BufferSizes | None = None
+        self._udp_inode: int | None = None
         self.layer = TransactionLayer(timers)
         self.stats = EndpointStats()
         #: Exceptions that escaped a handler or a callback (answered 500, counted).
         self.last_resort = LastResort()
+        #: Names in Contact, Route or SDP, looked up off the loop.
+        self.resolver = HostResolver()
         self.user_agent = user_agent
         self._public_host = public_host
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -117,9 +127,18 @@ class SipEndpoint:
             lambda: _UdpProtocol(self), local_addr=(host, port)
         )
         self._udp = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            if self.socket_buffer_bytes is not None:
+                self.udp_buffers = size_buffers(sock, self.socket_buffer_bytes)
+            self._udp_inode = socket_inode(sock)
         sockname = transport.get_extra_info("sockname")
         self.udp_address = (str(sockname[0]), int(sockname[1]))
         return self.udp_address
+
+    def udp_drops(self) -> int:
+        """Datagrams the kernel dropped on our UDP socket because its buffer was full."""
+        return udp_drops([self._udp_inode]) if self._udp_inode is not None else 0
 
     async def listen_tcp(self, host: str, port: int) -> tuple[str, int]:
         self._bind_loop()
@@ -150,6 +169,7 @@ class SipEndpoint:
         for future in self._pending.values():
             if not future.done():
                 future.cancel()
+        self.resolver.close()
 
     # ------------------------------------------------------------------ addresses
 
@@ -201,22 +221,55 @@ class SipEndpoint:
         self.layer.send_response(transaction, response, loop.time())
         self._pump()
 
+    def respond_statelessly(self, transaction: ServerTransaction, response: SipResponse) -> None:
+        """Send `response` once and forget the transaction (RFC 3261 §8.2.7).
+
+        For refusals under load: a final response to an INVITE over UDP is otherwise
+        resent until its ACK, ten times over 32 s when none comes, which a flood from
+        a spoofed address would turn into traffic at someone else. A real peer that
+        misses it retransmits its INVITE and is answered again.
+        """
+        if response.headers.get("Server") is None:
+            response.headers.add("Server", self.user_agent)
+        self.layer.discard(transaction)
+        self._transmit(response.to_bytes(), response_peer(transaction.request, transaction.source))
+
+    def drop(self, transaction: ServerTransaction) -> None:
+        """Forget a request without answering it (its sender may retransmit)."""
+        self.layer.discard(transaction)
+
     def _transmit(self, data: bytes, peer: Peer) -> None:
         try:
             if peer.reliable:
                 writer = self._tcp_writers.get(peer)
                 if writer is None or writer.is_closing():
-                    task = asyncio.ensure_future(self._connect_and_send(data, peer))
-                    self._tcp_tasks.add(task)
-                    task.add_done_callback(self._tcp_tasks.discard)
+                    self._spawn_tcp_task(self._connect_and_send(data, peer))
                     return
                 writer.write(data)
             elif self._udp is not None:
+                if not is_ip_literal(peer.host):
+                    # sendto() would look the name up right here, on the loop.
+                    self._spawn_tcp_task(self._resolve_and_send(data, peer))
+                    return
                 self._udp.sendto(data, (peer.host, peer.port))
             self.stats.sent += 1
         except (OSError, RuntimeError, ValueError) as exc:
             self.stats.send_errors += 1
             log.warning("sip_send_failed", peer=f"{peer.host}:{peer.port}", error=str(exc))
+
+    def _spawn_tcp_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tcp_tasks.add(task)
+        task.add_done_callback(self._tcp_tasks.discard)
+
+    async def _resolve_and_send(self, data: bytes, peer: Peer) -> None:
+        try:
+            host = await self.resolver.resolve(peer.host)
+        except ResolveError as exc:
+            self.stats.send_errors += 1
+            log.info("sip_send_failed", peer=f"{peer.host[:60]}:{peer.port}", error=str(exc))
+            return
+        self._transmit(data, Peer(peer.transport, host, peer.port))
 
     async def _connect_and_send(self, data: bytes, peer: Peer) -> None:
         try:
