@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -36,10 +37,12 @@ from telephony_agent.sip.message import NameAddr, SipRequest, SipUri
 from telephony_agent.sip.transaction import Peer, ServerTransaction, Timers
 from telephony_agent.switchboard import CallRequest, Refusal, Switchboard
 
-__all__ = ["AgentSipServer", "ServerStats"]
+__all__ = ["FINISHED_KEPT", "AgentSipServer", "ServerStats"]
 
 log = structlog.get_logger(__name__)
 
+#: Summaries of finished calls kept in memory.
+FINISHED_KEPT = 50
 #: Methods we understand but do not serve (405 with Allow); anything else is 501.
 _KNOWN_UNSUPPORTED = frozenset({"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "PRACK", "REFER"})
 #: SIP option tags we implement (RFC 3261 §8.2.2.3: anything else in Require gets 420).
@@ -98,7 +101,11 @@ class AgentSipServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._on_transcript = on_transcript
         self._accepting = True
-        self.finished: list[CallSummary] = []
+        #: The last few calls' summaries (for the demo and tests). A call record holds
+        #: two 64 KB latency rings, and the 1,000 kept before grew memory under a flood
+        #: by tens of megabytes that never came back. Records are kept by the
+        #: switchboard's listeners (records/), not here.
+        self.finished: deque[CallSummary] = deque(maxlen=FINISHED_KEPT)
 
     @property
     def clock(self) -> MediaClock:
@@ -357,8 +364,6 @@ class AgentSipServer:
         try:
             summary = await call.run()
             self.finished.append(summary)
-            if len(self.finished) > 1000:
-                del self.finished[:500]
             self.stats.completed += 1
             if summary.record is not None:
                 self.stats.call_seconds += summary.record.duration_s
