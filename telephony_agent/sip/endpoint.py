@@ -243,13 +243,13 @@ class SipEndpoint:
             if peer.reliable:
                 writer = self._tcp_writers.get(peer)
                 if writer is None or writer.is_closing():
-                    self._spawn_tcp_task(self._connect_and_send(data, peer))
+                    self._spawn_send_task(self._connect_and_send(data, peer))
                     return
                 writer.write(data)
             elif self._udp is not None:
                 if not is_ip_literal(peer.host):
                     # sendto() would look the name up right here, on the loop.
-                    self._spawn_tcp_task(self._resolve_and_send(data, peer))
+                    self._spawn_send_task(self._resolve_and_send(data, peer))
                     return
                 self._udp.sendto(data, (peer.host, peer.port))
             self.stats.sent += 1
@@ -257,7 +257,7 @@ class SipEndpoint:
             self.stats.send_errors += 1
             log.warning("sip_send_failed", peer=f"{peer.host}:{peer.port}", error=str(exc))
 
-    def _spawn_tcp_task(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn_send_task(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tcp_tasks.add(task)
         task.add_done_callback(self._tcp_tasks.discard)

@@ -99,3 +99,47 @@ async def test_a_name_that_does_not_resolve_is_a_resolve_error(
     finally:
         resolver.close()
     assert resolver.failures == 1
+
+
+class _Nobody:
+    def on_request(self, request: Any, transaction: Any, source: Any) -> None: ...
+
+    def on_ack_timeout(self, transaction: Any) -> None: ...
+
+
+async def test_a_request_to_a_named_host_is_sent_after_an_off_loop_lookup() -> None:
+    from telephony_agent.sip.endpoint import SipEndpoint
+    from telephony_agent.sip.message import Headers, SipRequest
+    from telephony_agent.sip.transaction import Peer
+
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[bytes] = loop.create_future()
+
+    class Catch(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            if not received.done():
+                received.set_result(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Catch, local_addr=("127.0.0.1", 0))
+    port = int(transport.get_extra_info("sockname")[1])
+    endpoint = SipEndpoint(_Nobody())
+    await endpoint.listen_udp("127.0.0.1", 0)
+    try:
+        headers = Headers(
+            [
+                ("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKnamed"),
+                ("From", "<sip:a@127.0.0.1>;tag=1"),
+                ("To", "<sip:b@localhost>"),
+                ("Call-ID", "named-host"),
+                ("CSeq", "1 ACK"),
+            ]
+        )
+        endpoint.send_stateless(
+            SipRequest("ACK", f"sip:b@localhost:{port}", headers), Peer("UDP", "localhost", port)
+        )
+        data = await asyncio.wait_for(received, 3.0)
+    finally:
+        await endpoint.close()
+        transport.close()
+    assert data.startswith(b"ACK sip:b@localhost")
+    assert endpoint.stats.sent == 1
