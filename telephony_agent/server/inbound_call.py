@@ -139,7 +139,7 @@ class InboundCall:
         #: Set when the call ends before its ACK came (BYE, or the ACK timed out).
         self.gave_up = asyncio.Event()
         self.pending = PendingSession(
-            admission,
+            lambda: self.admission.new_session(),
             t1_s=server.endpoint.layer.timers.t1,
             log=self.log,
             on_closed_unacked=self._count_closed_session,
