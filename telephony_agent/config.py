@@ -238,6 +238,14 @@ class SipSettings:
     #: RFC 3261 T1 in milliseconds (500 on the open internet; lower on a LAN).
     t1_ms: int = 500
     user_agent: str = "telephony-agent"
+    #: Calls from one address that ring or wait for their ACK at once; more get 503.
+    max_pending_per_source: int = 20
+    #: The same, from all addresses together (keep it below max_calls).
+    max_pending_calls: int = 50
+    #: New INVITEs per second from one address (bursts of twice as many); more are dropped.
+    invite_rate_per_source: float = 20.0
+    #: Receive and send buffer of the SIP UDP socket, in bytes (see docs/security.md).
+    socket_buffer_bytes: int = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -250,6 +258,8 @@ class RtpSettings:
     inactivity_timeout_s: float = 30.0
     #: SDES-SRTP: "off", "optional" (answer RTP/SAVP offers with SRTP), "required".
     srtp: Literal["off", "optional", "required"] = "optional"
+    #: Receive and send buffer of each RTP and RTCP socket, in bytes.
+    socket_buffer_bytes: int = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -400,6 +410,11 @@ _RANGES: dict[str, tuple[float, float]] = {
     "sip.max_outbound_cps": (0.1, 1000.0),
     "sip.auth_max_failures": (1, 1000),
     "sip.auth_ban_s": (1.0, 86400.0),
+    "sip.max_pending_per_source": (1, 100_000),
+    "sip.max_pending_calls": (1, 100_000),
+    "sip.invite_rate_per_source": (0.1, 100_000.0),
+    "sip.socket_buffer_bytes": (65_536, 1 << 28),
+    "rtp.socket_buffer_bytes": (16_384, 1 << 26),
     "rtp.port_min": (1024, 65534),
     "rtp.port_max": (1025, 65535),
     "rtp.inactivity_timeout_s": (1.0, 3600.0),
@@ -479,6 +494,8 @@ def load_settings(
             data = tomllib.loads(raw.decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except RecursionError:  # tomllib recurses into nested arrays and inline tables
+            raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
         arrays = _TABLE_ARRAYS - {"sip_users"}  # written as [[sip.users]]
         tables = {key: data.pop(key) for key in list(data) if key in arrays}
         sip_table = data.get("sip")

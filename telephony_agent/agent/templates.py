@@ -26,8 +26,14 @@ def template_problem(template: str, known: Collection[str]) -> str | None:
     """Why `template` cannot be used with the placeholders `known`, or None when it can.
 
     The answer is a fragment meant to follow the key name in a one-line error, e.g.
-    "unknown placeholder {hotl}; known placeholders: {caller}, {dialled}".
+    "unknown placeholder {hotl}; known placeholders: {caller}, {dialled}". A field
+    spanning lines (a stray brace in a multi-line string) is shown with ``\\n``.
     """
+    problem = _problem(template, known)
+    return None if problem is None else problem.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _problem(template: str, known: Collection[str]) -> str | None:
     try:
         parts = list(_FORMATTER.parse(template))
     except ValueError as exc:

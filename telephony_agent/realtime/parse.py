@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -66,7 +67,7 @@ def decode_frame(text: str | bytes) -> dict[str, Any] | None:
     """The JSON object of a text frame, or None if it is not a JSON object with a type."""
     try:
         obj = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting raises the last
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         return None
@@ -88,7 +89,8 @@ def _int(value: Any) -> int | None:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return int(value)
+        # json.loads reads NaN, Infinity and 1e999, which int() refuses.
+        return int(value) if math.isfinite(value) else None
     return None
 
 

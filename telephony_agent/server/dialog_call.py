@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import socket
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,11 +26,13 @@ from telephony_agent.config import Settings
 from telephony_agent.media.leg import TransferResult
 from telephony_agent.media.rtp import RtpLeg
 from telephony_agent.media.rtp.srtp import SrtpContext
+from telephony_agent.server.info_dtmf import INFO_DTMF_TYPES, parse_info_dtmf
 from telephony_agent.server.sip_leg import SipCallLeg
 from telephony_agent.sip.dialog import Dialog, DialogError, make_response
 from telephony_agent.sip.endpoint import SipEndpoint
 from telephony_agent.sip.message import Headers, NameAddr, SipRequest
 from telephony_agent.sip.refer import TransferProgress
+from telephony_agent.sip.resolver import ResolveError, is_ip_literal
 from telephony_agent.sip.sdes import CryptoLine
 from telephony_agent.sip.sdp import (
     Negotiated,
@@ -58,7 +62,6 @@ SUPPORTED = "replaces"
 BYE_TIMEOUT_S = 8.0
 #: How long a transfer may take to report its outcome (NOTIFY 200 or a failure).
 TRANSFER_TIMEOUT_S = 30.0
-_INFO_DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
 
 
 @dataclass
@@ -74,6 +77,7 @@ class CallSummary:
 
 class SipStatsSink(Protocol):
     answered: int
+    sessions_closed_unacked: int
 
 
 class SipHost(Protocol):
@@ -85,6 +89,7 @@ class SipHost(Protocol):
     endpoint: SipEndpoint
     settings: Settings
     media_address: str
+    bind_host: str
     codecs: tuple[str, ...]
 
     @property
@@ -114,6 +119,7 @@ class DialogCall:
     ended: bool
     end_reason: str
     cancelled: asyncio.Event
+    gave_up: asyncio.Event
     record: CallRecord | None
     log: Any
     _bye_sent: bool
@@ -133,6 +139,8 @@ class DialogCall:
         self.ended = False
         self.end_reason = ""
         self.cancelled = asyncio.Event()
+        #: Set when the call ends before its ACK came (BYE, or the ACK timed out).
+        self.gave_up = asyncio.Event()
         self.record = None
         self._bye_sent = False
         self._bye_received = False
@@ -188,6 +196,7 @@ class DialogCall:
             endpoint.respond(txn, make_response(request, 200))
             self.end_reason = self.end_reason or "caller_hangup"
             self.log.info("bye_received")
+            self.gave_up.set()
             if self.leg is not None:
                 self.leg.end("caller_hangup")
             if not self.answered:
@@ -239,11 +248,38 @@ class DialogCall:
             negotiated = secure.negotiated
             self._use_keys(rtp, secure.keys)
         except SdpError as exc:
-            # RFC 3261 §14.2: a rejected re-offer leaves the session as it was.
-            endpoint.respond(
-                txn, make_response(request, 488, f"Not Acceptable Here ({reason_phrase(str(exc))})")
-            )
+            self._refuse_reoffer(request, txn, exc)
             return
+        if is_ip_literal(negotiated.remote_rtp[0]):
+            self._apply_reoffer(request, txn, negotiated)
+        else:
+            self.server.spawn(self._reoffer_after_lookup(request, txn, negotiated))
+
+    def _refuse_reoffer(
+        self, request: SipRequest, txn: ServerTransaction, exc: SdpError | ResolveError
+    ) -> None:
+        # RFC 3261 §14.2: a rejected re-offer leaves the session as it was.
+        reason = f"Not Acceptable Here ({reason_phrase(str(exc))})"
+        self.server.endpoint.respond(txn, make_response(request, 488, reason))
+
+    async def _reoffer_after_lookup(
+        self, request: SipRequest, txn: ServerTransaction, negotiated: Negotiated
+    ) -> None:
+        try:
+            resolved = await self._with_address(negotiated)
+        except ResolveError as exc:
+            self._refuse_reoffer(request, txn, exc)
+            return
+        if self.rtp is not None and not self.rtp.ended:
+            self._apply_reoffer(request, txn, resolved)
+        else:  # the call ended while the name was looked up
+            self.server.endpoint.respond(txn, make_response(request, 481))
+
+    def _apply_reoffer(
+        self, request: SipRequest, txn: ServerTransaction, negotiated: Negotiated
+    ) -> None:
+        rtp = self.rtp
+        assert rtp is not None
         self._sdp_version += 1
         self.negotiated = negotiated
         self._local_sdp = negotiated.answer
@@ -261,6 +297,20 @@ class DialogCall:
             hold=negotiated.on_hold,
         )
         self._answer_reoffer(request, txn, negotiated.answer.to_bytes())
+
+    async def _with_address(self, n: Negotiated) -> Negotiated:
+        """`n` with its media host as an address: a name is looked up off the loop
+        (RFC 8866 allows FQDNs in c=), and one that does not resolve raises."""
+        host, port = n.remote_rtp
+        if is_ip_literal(host):
+            return n
+        family = socket.AF_INET6 if ":" in self.server.bind_host else socket.AF_INET
+        try:
+            address = await self.server.endpoint.resolver.resolve(host, family)
+        except ResolveError as exc:
+            raise ResolveError(f"media host {exc}") from None
+        self.log.info("media_host_resolved", host=host[:60], address=address)
+        return dataclasses.replace(n, remote_rtp=(address, port))
 
     def _answer_reoffer(self, request: SipRequest, txn: ServerTransaction, body: bytes) -> None:
         headers = Headers([("Contact", f"<{self.local_contact}>"), ("Allow", ALLOW)])
@@ -283,8 +333,8 @@ class DialogCall:
     def _on_info(self, request: SipRequest, txn: ServerTransaction) -> None:
         """SIP INFO DTMF (application/dtmf-relay), still common on older gateways."""
         content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if content_type in _INFO_DTMF_TYPES and self.leg is not None:
-            digit, duration = _parse_info_dtmf(request.body)
+        if content_type in INFO_DTMF_TYPES and self.leg is not None:
+            digit, duration = parse_info_dtmf(request.body)
             if digit is not None:
                 self.leg.dtmf(digit, duration)
         self.server.endpoint.respond(txn, make_response(request, 200))
@@ -377,23 +427,3 @@ def uri_of(value: str | None) -> str:
         return NameAddr.parse(value).uri
     except ValueError:
         return ""
-
-
-def _parse_info_dtmf(body: bytes) -> tuple[str | None, int]:
-    digit: str | None = None
-    duration = 100
-    for line in body.decode("utf-8", "replace").splitlines():
-        name, _, value = line.partition("=")
-        name = name.strip().lower()
-        value = value.strip()
-        if name == "signal" and value:
-            candidate = value[0].upper()
-            if candidate in "0123456789*#ABCD":
-                digit = candidate
-        elif name == "duration" and value.isdigit():
-            duration = min(int(value), 10_000)
-    if digit is None:
-        text = body.decode("utf-8", "replace").strip()
-        if len(text) == 1 and text.upper() in "0123456789*#ABCD":
-            digit = text.upper()
-    return digit, duration

@@ -127,6 +127,7 @@ def health_snapshot(
     }
     if sip is not None:
         stats = sip.stats
+        buffers = sip.endpoint.udp_buffers
         snapshot.update(
             {
                 "invites": stats.invites,
@@ -136,6 +137,15 @@ def health_snapshot(
                 "rejected_busy": stats.rejected_busy,
                 "sip_malformed_dropped": sip.endpoint.stats.malformed_dropped,
                 "sip_bad_requests": sip.endpoint.stats.bad_requests_answered,
+                "sip_internal_errors": sip.endpoint.last_resort.caught,
+                "sip_pending_calls": sip.pending_calls,
+                "sip_refused_rate": sip.limits.stats.refused_rate,
+                "sip_refused_source_pending": sip.limits.stats.refused_source_pending,
+                "sip_refused_pending": sip.limits.stats.refused_pending,
+                "sip_sessions_closed_unacked": stats.sessions_closed_unacked,
+                "sip_udp_buffer_bytes": buffers.receive if buffers is not None else None,
+                "sip_udp_drops": sip.endpoint.udp_drops(),
+                "rtp_udp_drops": sip.rtp_drops(),
             }
         )
     if calls is not None:

@@ -5,6 +5,11 @@ it), the SDP offer is negotiated and the RTP socket opened before anything is
 promised, 180 Ringing is sent while the Realtime session connects, and 200 OK
 only when the model is ready to listen — so the caller's first word is never
 lost to a websocket handshake. A CANCEL at any point before 200 wins with 487.
+
+The Call itself starts when the ACK arrives: no greeting is spoken and no RTP
+sent to an address nobody has confirmed, and a session whose ACK does not come
+is closed early (see `pending_session.py`). A media host given by name is
+looked up off the loop, or the offer is refused with 488.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from telephony_agent.call.record import TranscriptLine
 from telephony_agent.logs import bind_call
 from telephony_agent.media.rtp import PortsExhausted, RtpLeg
 from telephony_agent.realtime.client import RealtimeSession
-from telephony_agent.realtime.errors import RealtimeError
 from telephony_agent.server.dialog_call import (
     ALLOW,
     SUPPORTED,
@@ -31,8 +35,10 @@ from telephony_agent.server.dialog_call import (
     reason_phrase,
     uri_of,
 )
+from telephony_agent.server.pending_session import PendingSession, close_quietly
 from telephony_agent.sip.dialog import Dialog, make_response, new_tag
 from telephony_agent.sip.message import Headers, SipRequest
+from telephony_agent.sip.resolver import ResolveError
 from telephony_agent.sip.sdp import (
     Negotiated,
     SdpError,
@@ -79,6 +85,14 @@ class InboundCall(DialogCall):
         self.dialog = Dialog.for_uas(invite, self.local_tag, self.local_contact, source.transport)
         self._init_dialog_state()
         self.acked = asyncio.Event()
+        self.pending = PendingSession(
+            lambda: self.admission.new_session(self.leg.format if self.leg else None),
+            t1_s=server.endpoint.layer.timers.t1,
+            log=self.log,
+            on_closed_unacked=self._count_closed_session,
+        )
+        #: When our 200 OK first went out (for the ACK's delay in the log).
+        self._ok_sent_at: float | None = None
         self._session_id = int(time.time())
         self._on_transcript = on_transcript
         self._ack: SipRequest | None = None
@@ -107,6 +121,8 @@ class InboundCall(DialogCall):
             body=body,
             content_type="application/sdp" if body else None,
         )
+        if status == 200 and self._ok_sent_at is None:
+            self._ok_sent_at = time.monotonic()
         self.server.endpoint.respond(self.transaction, response)
 
     async def run(self) -> CallSummary:
@@ -114,10 +130,11 @@ class InboundCall(DialogCall):
         bind_call(self.admission.id, sip_call_id=self.short_id, profile=self.admission.profile.name)
         try:
             await self._run()
-        except Exception:
-            self.log.exception("inbound_call_failed")
+        except Exception as exc:
+            self.server.endpoint.last_resort.caught_exception("inbound_call", exc)
             if not self.answered and not self.cancelled.is_set():
-                self._respond(500)
+                with contextlib.suppress(Exception):
+                    self._respond(500)
             self.end_reason = self.end_reason or "internal_error"
         finally:
             await self._cleanup()
@@ -166,13 +183,13 @@ class InboundCall(DialogCall):
                 session_id=self._session_id,
                 session_version=self._sdp_version,
             )
-            self.negotiated = secure.negotiated
             self._use_keys(rtp, secure.keys)
-        except SdpError as exc:
+            n = await self._with_address(secure.negotiated)
+        except (SdpError, ResolveError) as exc:
             self._respond(488, f"Not Acceptable Here ({reason_phrase(str(exc))})")
             self.end_reason = "sdp_rejected"
             return None
-        n = self.negotiated
+        self.negotiated = n
         self._local_sdp = n.answer
         self._start_media(rtp, n)
         self._respond(180)
@@ -182,7 +199,21 @@ class InboundCall(DialogCall):
             return None
         self._respond(200, body=n.answer.to_bytes())
         self._mark_answered(n)
-        return session
+        return await self._until_acked(session)
+
+    async def _until_acked(self, session: RealtimeSession) -> RealtimeSession | None:
+        """The session the call runs with once the ACK is in; None ends the call."""
+        ready = await self.pending.until_acked(
+            session,
+            self.acked,
+            self.gave_up,
+            reconnect_timeout_s=self.server.settings.sip.answer_timeout_s,
+        )
+        if ready is None:
+            self.end_reason = self.end_reason or (
+                "realtime_unavailable" if self.acked.is_set() else "ack_timeout"
+            )
+        return ready
 
     async def _offer_in_200(self, rtp: RtpLeg, timeout_s: float) -> RealtimeSession | None:
         """Delayed offer (an INVITE without SDP, common on some trunks): we offer in the
@@ -196,24 +227,23 @@ class InboundCall(DialogCall):
         )
         self._local_sdp = offer
         self._respond(180)
-        session = await self._connect_realtime(timeout_s)
-        if session is None:
+        connected = await self._connect_realtime(timeout_s)
+        if connected is None:
             return None
         self._respond(200, body=offer.to_bytes())
         self.answered = True
+        session = await self._until_acked(connected)
+        if session is None:
+            return None
         try:
-            async with asyncio.timeout(64 * self.server.endpoint.layer.timers.t1):
-                await self.acked.wait()
             ack = self._ack
             if ack is None or not ack.body:
                 raise SdpError("the ACK carried no SDP answer")
-            negotiated = accept_answer(offer, parse_sdp(ack.body))
-        except (TimeoutError, SdpError) as exc:
-            why = "no ACK" if isinstance(exc, TimeoutError) else reason_phrase(str(exc))
-            self.log.warning("late_answer_unusable", why=why)
+            negotiated = await self._with_address(accept_answer(offer, parse_sdp(ack.body)))
+        except (SdpError, ResolveError) as exc:
+            self.log.warning("late_answer_unusable", why=reason_phrase(str(exc)))
             self.end_reason = "no_answer_in_ack"
-            with contextlib.suppress(Exception):
-                await session.close()
+            await close_quietly(session)
             return None
         self.negotiated = negotiated
         self._start_media(rtp, negotiated)
@@ -230,33 +260,20 @@ class InboundCall(DialogCall):
 
     async def _connect_realtime(self, timeout_s: float) -> RealtimeSession | None:
         """Connect while ringing; a CANCEL or a failure ends the attempt cleanly."""
-        session = self.admission.new_session(self.leg.format if self.leg else None)
-        connect = asyncio.ensure_future(session.connect())
-        cancelled = asyncio.ensure_future(self.cancelled.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {connect, cancelled}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            cancelled.cancel()
-        if connect in done and connect.exception() is None and not self.cancelled.is_set():
-            return session
-        if not connect.done():
-            connect.cancel()
-        with contextlib.suppress(BaseException):
-            await connect
-        with contextlib.suppress(Exception):
-            await session.close()
-        if self.cancelled.is_set():
+        connected = await self.pending.connect(timeout_s, self.cancelled)
+        if connected.session is not None:
+            return connected.session
+        if connected.why == "cancelled":
             self.end_reason = "cancelled"
             return None
-        error = connect.exception() if connect.done() and not connect.cancelled() else None
-        why = type(error).__name__ if isinstance(error, RealtimeError) else "timeout"
-        self.log.warning("realtime_unavailable", why=why)
+        self.log.warning("realtime_unavailable", why=connected.why)
         headers = Headers([("Retry-After", str(self.server.settings.sip.retry_after_s))])
         self._respond(503, "Service Unavailable (speech model not reachable)", headers=headers)
         self.end_reason = "realtime_unavailable"
         return None
+
+    def _count_closed_session(self) -> None:
+        self.server.stats.sessions_closed_unacked += 1
 
     # ------------------------------------------------------------------ signalling in
 
@@ -271,12 +288,16 @@ class InboundCall(DialogCall):
     def on_ack(self, request: SipRequest) -> None:
         if self._ack is None:
             self._ack = request
+            if self._ok_sent_at is not None:
+                waited = time.monotonic() - self._ok_sent_at
+                self.log.info("call_acked", after_ms=round(waited * 1000.0, 1))
         self.acked.set()
 
     def on_ack_timeout(self) -> None:
         """Our 200 OK was never acknowledged: §13.3.1.4 says end the call with BYE."""
         self.log.warning("call_not_acked")
         self.end_reason = "ack_timeout"
+        self.gave_up.set()
         if self.leg is not None:
             self.leg.end("ack_timeout")
         self._spawn_bye("ack_timeout")

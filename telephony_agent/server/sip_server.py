@@ -7,13 +7,16 @@ a new INVITE is offered to the switchboard and becomes an `InboundCall` (or
 (or 481 when there is none); CANCEL finds its INVITE; OPTIONS is answered for
 health checks; anything else gets 405 or 501 so the peer learns at once instead
 of retransmitting into the void. Capacity, profiles and the Realtime session are
-the switchboard's business, not this module's.
+the switchboard's business, not this module's; what this module adds in front of
+them are the limits on calls that are set up but not (yet) ACKed, per source
+address and in total (`sip_limits.py`), and what the kernel dropped on our sockets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +29,14 @@ from telephony_agent.audio.clock import MediaClock
 from telephony_agent.call.record import TranscriptLine
 from telephony_agent.config import codec_preference, parse_host_port
 from telephony_agent.media.rtp import PortAllocator, RtpLeg
+from telephony_agent.netbuffers import udp_drops
 from telephony_agent.observability.sip_traffic import SipTraffic
 from telephony_agent.server.dialing import DialError, DialRequest, RateLimiter, plan_call
 from telephony_agent.server.dialog_call import ALLOW, CallSummary, DialogCall
 from telephony_agent.server.gatekeeper import Gatekeeper
 from telephony_agent.server.inbound_call import InboundCall
 from telephony_agent.server.outbound_call import OutboundCall
+from telephony_agent.server.sip_limits import PendingLimits
 from telephony_agent.sip.dialog import Dialog, make_response, peer_for_uri
 from telephony_agent.sip.endpoint import SipEndpoint
 from telephony_agent.sip.message import NameAddr, SipRequest, SipResponse, SipUri
@@ -40,10 +45,12 @@ from telephony_agent.sip.transaction import Peer, ServerTransaction, Timers
 from telephony_agent.switchboard import CallRequest, Refusal, Switchboard
 from telephony_agent.trunk.registrations import Registrations
 
-__all__ = ["AgentSipServer", "ServerStats"]
+__all__ = ["FINISHED_KEPT", "AgentSipServer", "ServerStats"]
 
 log = structlog.get_logger(__name__)
 
+#: Summaries of finished calls kept in memory.
+FINISHED_KEPT = 50
 #: Methods we understand but do not serve (405 with Allow); anything else is 501.
 _KNOWN_UNSUPPORTED = frozenset({"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "PRACK", "REFER"})
 #: SIP option tags we implement (RFC 3261 §8.2.2.3: anything else in Require gets 420).
@@ -74,6 +81,8 @@ class ServerStats:
     outbound: int = 0
     #: Sum of answered calls' durations, for CPU-per-call-second figures.
     call_seconds: float = 0.0
+    #: Realtime sessions closed because the ACK of our 200 did not come in time.
+    sessions_closed_unacked: int = 0
 
 
 class AgentSipServer:
@@ -99,7 +108,15 @@ class AgentSipServer:
             timers=Timers(t1=settings.sip.t1_ms / 1000.0),
             public_host=settings.sip.public_address,
             user_agent=settings.sip.user_agent,
+            socket_buffer_bytes=settings.sip.socket_buffer_bytes,
         )
+        self.limits = PendingLimits(
+            per_source=settings.sip.max_pending_per_source,
+            total=settings.sip.max_pending_calls,
+            rate_per_s=settings.sip.invite_rate_per_source,
+        )
+        #: Calls counted by `limits` until their ACK (or their end).
+        self._pending: set[InboundCall] = set()
         self.ports = PortAllocator(settings.rtp.port_min, settings.rtp.port_max)
         self.media_address = "127.0.0.1"
         self.bind_host = "0.0.0.0"
@@ -108,7 +125,11 @@ class AgentSipServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._on_transcript = on_transcript
         self._accepting = True
-        self.finished: list[CallSummary] = []
+        #: The last few calls' summaries (for the demo and tests). A call record holds
+        #: two 64 KB latency rings, and the 1,000 kept before grew memory under a flood
+        #: by tens of megabytes that never came back. Records are kept by the
+        #: switchboard's listeners (records/), not here.
+        self.finished: deque[CallSummary] = deque(maxlen=FINISHED_KEPT)
         #: Set once the listeners are up when `[[registrations]]` exist; calls arriving
         #: at a registration's contact are answered by that registration's profile.
         self.registrations: Registrations | None = None
@@ -155,6 +176,15 @@ class AgentSipServer:
             media_address=self.media_address,
             max_calls=self.settings.sip.max_calls,
         )
+        buffers = self.endpoint.udp_buffers
+        if buffers is not None and buffers.capped:
+            log.warning(
+                "sip_socket_buffer_capped",
+                requested=buffers.requested,
+                receive=buffers.receive,
+                send=buffers.send,
+                hint="raise net.core.rmem_max and net.core.wmem_max, or run with CAP_NET_ADMIN",
+            )
 
     async def _listen_udp_tcp(self, host: str, port: int, transports: list[str]) -> tuple[str, int]:
         """UDP and TCP on one port. With port 0 the kernel picks the UDP port, and the
@@ -186,6 +216,7 @@ class AgentSipServer:
         self._accepting = False
         self.switchboard.drain()
         for call in list(self._calls.values()):
+            call.gave_up.set()  # a call still waiting for its ACK stops waiting
             if call.leg is not None:
                 call.leg.end("shutdown")
             elif not call.answered:
@@ -207,8 +238,15 @@ class AgentSipServer:
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """Forget the task; an exception it ended with is counted, not left to asyncio's
+        "exception was never retrieved" at ERROR."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.endpoint.last_resort.caught_exception("sip_task", exc)
 
     # ------------------------------------------------------------------ call plumbing
 
@@ -218,7 +256,20 @@ class AgentSipServer:
             bind_host=self.bind_host,
             clock=self.clock,
             inactivity_timeout_s=self.settings.rtp.inactivity_timeout_s,
+            socket_buffer_bytes=self.settings.rtp.socket_buffer_bytes,
         )
+
+    def rtp_drops(self) -> int:
+        """Datagrams the kernel dropped on the RTP/RTCP sockets of the calls in progress."""
+        inodes = [
+            i for c in self._calls.values() if c.rtp is not None for i in c.rtp.socket_inodes()
+        ]
+        return udp_drops(inodes)
+
+    @property
+    def pending_calls(self) -> int:
+        """Calls ringing or answered and waiting for their ACK."""
+        return self.limits.pending
 
     def peer_for(self, dialog: Dialog) -> Peer:
         return peer_for_uri(dialog.next_hop_uri(), dialog.transport)
@@ -234,14 +285,15 @@ class AgentSipServer:
             call = self._find_dialog(request)
             if call is not None:
                 call.on_ack(request)
+                if isinstance(call, InboundCall):
+                    self._settle(call)
             return
         if method == "ACK":
             return
         to_tag = _tag(request.headers.get("To"))
         if not to_tag and not self._through_gate(request, transaction, source):
             return
-        max_forwards = request.headers.get("Max-Forwards")
-        if max_forwards is not None and int(max_forwards) == 0 and method != "OPTIONS":
+        if request.max_forwards == 0 and method != "OPTIONS":
             self.endpoint.respond(transaction, make_response(request, 483))
             return
         if to_tag:
@@ -332,6 +384,8 @@ class AgentSipServer:
         if not self._accepting:
             self._reject_busy(request, txn)
             return
+        if not self._within_limits(request, txn, source):
+            return
         # Through a registration the Request-URI is our contact; the number the caller
         # dialled is then in To, and the registration may name the profile.
         through = self.registrations.profile_for(request.uri) if self.registrations else None
@@ -349,17 +403,48 @@ class AgentSipServer:
             self._reject_busy(request, txn)
             return
         self.endpoint.respond(txn, make_response(request, 100))
-        call = InboundCall(
-            self,
-            request,
-            txn,
-            source,
-            admission,
-            on_transcript=self._transcript_callback(request.call_id),
-        )
+        try:
+            call = InboundCall(
+                self,
+                request,
+                txn,
+                source,
+                admission,
+                on_transcript=self._transcript_callback(request.call_id),
+            )
+        except Exception:
+            # The slot must go back, or every such INVITE would lock one out for good.
+            admission.release("internal_error")
+            raise
         self._calls[call.key] = call
         self._by_invite[txn] = call
+        self.limits.started(source.host)
+        self._pending.add(call)
         self.spawn(self._run_call(call, txn))
+
+    def _within_limits(self, request: SipRequest, txn: ServerTransaction, source: Peer) -> bool:
+        """Rate and pending-call limits per address (see `sip_limits.py`); refusals are
+        stateless so a flood from a spoofed address gets one datagram per request."""
+        verdict = self.limits.check(source.host, asyncio.get_running_loop().time())
+        if verdict == "ok":
+            return True
+        log.debug("invite_refused_by_limit", source=source.host, limit=verdict)
+        if verdict == "rate":
+            self.endpoint.drop(txn)
+            return False
+        why = "from your address" if verdict == "source_pending" else "in total"
+        response = make_response(
+            request, 503, f"Service Unavailable (too many calls pending {why})"
+        )
+        response.headers.add("Retry-After", "5")
+        self.endpoint.respond_statelessly(txn, response)
+        return False
+
+    def _settle(self, call: InboundCall) -> None:
+        """The call no longer counts as pending: ACKed, or over."""
+        if call in self._pending:
+            self._pending.discard(call)
+            self.limits.settled(call.source.host)
 
     def _reject_busy(self, request: SipRequest, txn: ServerTransaction) -> None:
         self.stats.rejected_busy += 1
@@ -376,12 +461,11 @@ class AgentSipServer:
         try:
             summary = await call.run()
             self.finished.append(summary)
-            if len(self.finished) > 1000:
-                del self.finished[:500]
             self.stats.completed += 1
             if summary.record is not None:
                 self.stats.call_seconds += summary.record.duration_s
         finally:
+            self._settle(call)
             # Keep the dialog a little while so late retransmitted BYEs still get 200, not 481.
             await asyncio.sleep(0)
             self._by_invite.pop(txn, None)
@@ -436,7 +520,8 @@ class AgentSipServer:
         if call is None:
             self.endpoint.respond(txn, make_response(request, 481))
             return
-        self.endpoint.respond(txn, make_response(request, 200))
+        # §9.2: the 200 to a CANCEL carries the tag of the INVITE's responses.
+        self.endpoint.respond(txn, make_response(request, 200, to_tag=call.local_tag))
         call.on_cancel()
 
     def _find_dialog(self, request: SipRequest) -> DialogCall | None:

@@ -73,16 +73,18 @@ def make_response(
     body: bytes = b"",
     content_type: str | None = None,
 ) -> SipResponse:
-    """§8.2.6: a response copies Via, From, To, Call-ID and CSeq from its request."""
+    """§8.2.6: a response copies Via, From, To, Call-ID and CSeq from its request.
+
+    §8.2.6.2: every response but 100 carries a To tag. A request without one gets
+    `to_tag` (the dialog's, so all responses of one call agree) or a fresh tag.
+    """
     out = Headers()
     for via in request.headers.get_all("Via"):
         out.add("Via", via)
     from_value = request.headers.get("From") or ""
     to_value = request.headers.get("To") or ""
-    if to_tag is not None and status != 100:
-        to_addr = NameAddr.parse(to_value)
-        if to_addr.tag is None:
-            to_value = str(to_addr.with_tag(to_tag))
+    if status != 100:
+        to_value = _with_tag(to_value, to_tag)
     out.add("From", from_value)
     out.add("To", to_value)
     out.add("Call-ID", request.call_id)
@@ -100,6 +102,17 @@ def make_response(
     if body and content_type:
         out.set("Content-Type", content_type)
     return SipResponse(status, reason or REASONS.get(status, "Unknown"), out, body)
+
+
+def _with_tag(address: str, tag: str | None) -> str:
+    """`address` with a tag added if it has none (a To the parser refused stays as is)."""
+    try:
+        parsed = NameAddr.parse(address)
+    except SipParseError:
+        return address
+    if parsed.tag is not None:
+        return address
+    return str(parsed.with_tag(tag or new_tag()))
 
 
 def _has_tag(address: str) -> bool:

@@ -5,7 +5,8 @@ transaction, dialog). This module only owns the UDP socket, the TCP server and
 connections, and one timer handle that always points at the transaction
 layer's next deadline. Bad input never escapes as a traceback: a malformed
 request that still names its transaction gets ``400`` with the reason in the
-status line; anything else is dropped and counted in `stats`.
+status line; anything else is dropped and counted in `stats`. Whatever a handler
+still raises is answered ``500`` and counted by `LastResort`, never logged at ERROR.
 """
 
 from __future__ import annotations
@@ -13,21 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
+from telephony_agent.netbuffers import BufferSizes, size_buffers, socket_inode, udp_drops
 from telephony_agent.sip.dialog import make_response
-from telephony_agent.sip.message import (
-    SipMessage,
-    SipParseError,
-    SipRequest,
-    SipResponse,
-    StreamFramer,
-    parse_message,
-)
+from telephony_agent.sip.last_resort import LastResort
+from telephony_agent.sip.message import SipMessage, SipParseError, SipRequest, SipResponse
+from telephony_agent.sip.parser import StreamFramer, parse_message
+from telephony_agent.sip.resolver import HostResolver, ResolveError, is_ip_literal
 from telephony_agent.sip.transaction import (
     AckTimeout,
     ClientTransaction,
@@ -93,10 +91,20 @@ class SipEndpoint:
         timers: Timers | None = None,
         public_host: str | None = None,
         user_agent: str = "telephony-agent",
+        socket_buffer_bytes: int | None = None,
     ) -> None:
         self.handler = handler
+        #: Receive/send buffer asked for on the UDP socket (None: the kernel's default).
+        self.socket_buffer_bytes = socket_buffer_bytes
+        #: What the kernel granted, once listening on UDP.
+        self.udp_buffers: BufferSizes | None = None
+        self._udp_inode: int | None = None
         self.layer = TransactionLayer(timers)
         self.stats = EndpointStats()
+        #: Exceptions that escaped a handler or a callback (answered 500, counted).
+        self.last_resort = LastResort()
+        #: Names in Contact, Route or SDP, looked up off the loop.
+        self.resolver = HostResolver()
         self.user_agent = user_agent
         self._public_host = public_host
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -126,6 +134,11 @@ class SipEndpoint:
             lambda: _UdpProtocol(self), local_addr=(host, port)
         )
         self._udp = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            if self.socket_buffer_bytes is not None:
+                self.udp_buffers = size_buffers(sock, self.socket_buffer_bytes)
+            self._udp_inode = socket_inode(sock)
         sockname = transport.get_extra_info("sockname")
         self.udp_address = (str(sockname[0]), int(sockname[1]))
         return self.udp_address
@@ -136,6 +149,10 @@ class SipEndpoint:
             self._udp.close()
             self._udp = None
             self.udp_address = None
+
+    def udp_drops(self) -> int:
+        """Datagrams the kernel dropped on our UDP socket because its buffer was full."""
+        return udp_drops([self._udp_inode]) if self._udp_inode is not None else 0
 
     async def listen_tcp(self, host: str, port: int) -> tuple[str, int]:
         self._bind_loop()
@@ -181,6 +198,7 @@ class SipEndpoint:
         for future in self._pending.values():
             if not future.done():
                 future.cancel()
+        self.resolver.close()
 
     # ------------------------------------------------------------------ addresses
 
@@ -247,22 +265,55 @@ class SipEndpoint:
         self.layer.send_response(transaction, response, loop.time())
         self._pump()
 
+    def respond_statelessly(self, transaction: ServerTransaction, response: SipResponse) -> None:
+        """Send `response` once and forget the transaction (RFC 3261 §8.2.7).
+
+        For refusals under load: a final response to an INVITE over UDP is otherwise
+        resent until its ACK, ten times over 32 s when none comes, which a flood from
+        a spoofed address would turn into traffic at someone else. A real peer that
+        misses it retransmits its INVITE and is answered again.
+        """
+        if response.headers.get("Server") is None:
+            response.headers.add("Server", self.user_agent)
+        self.layer.discard(transaction)
+        self._transmit(response.to_bytes(), response_peer(transaction.request, transaction.source))
+
+    def drop(self, transaction: ServerTransaction) -> None:
+        """Forget a request without answering it (its sender may retransmit)."""
+        self.layer.discard(transaction)
+
     def _transmit(self, data: bytes, peer: Peer) -> None:
         try:
             if peer.reliable:
                 writer = self._tcp_writers.get(peer)
                 if writer is None or writer.is_closing():
-                    task = asyncio.ensure_future(self._connect_and_send(data, peer))
-                    self._tcp_tasks.add(task)
-                    task.add_done_callback(self._tcp_tasks.discard)
+                    self._spawn_send_task(self._connect_and_send(data, peer))
                     return
                 writer.write(data)
             elif self._udp is not None:
+                if not is_ip_literal(peer.host):
+                    # sendto() would look the name up right here, on the loop.
+                    self._spawn_send_task(self._resolve_and_send(data, peer))
+                    return
                 self._udp.sendto(data, (peer.host, peer.port))
             self.stats.sent += 1
-        except (OSError, RuntimeError) as exc:
+        except (OSError, RuntimeError, ValueError) as exc:
             self.stats.send_errors += 1
             log.warning("sip_send_failed", peer=f"{peer.host}:{peer.port}", error=str(exc))
+
+    def _spawn_send_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tcp_tasks.add(task)
+        task.add_done_callback(self._tcp_tasks.discard)
+
+    async def _resolve_and_send(self, data: bytes, peer: Peer) -> None:
+        try:
+            host = await self.resolver.resolve(peer.host)
+        except ResolveError as exc:
+            self.stats.send_errors += 1
+            log.info("sip_send_failed", peer=f"{peer.host[:60]}:{peer.port}", error=str(exc))
+            return
+        self._transmit(data, Peer(peer.transport, host, peer.port))
 
     async def _connect_and_send(self, data: bytes, peer: Peer) -> None:
         try:
@@ -303,7 +354,10 @@ class SipEndpoint:
         except SipParseError as exc:
             self._on_parse_error(exc, source)
             return
-        self._on_message(message, source)
+        try:
+            self._on_message(message, source)
+        except Exception as exc:
+            self.last_resort.caught_exception("sip_receive", exc)
 
     def _on_parse_error(self, exc: SipParseError, source: Peer) -> None:
         partial = exc.partial
@@ -312,7 +366,8 @@ class SipEndpoint:
             log.info("sip_malformed_dropped", source=f"{source.host}:{source.port}", why=exc.reason)
             return
         self.stats.bad_requests_answered += 1
-        reason = exc.reason.replace("\r", " ").replace("\n", " ")[:100]
+        # A reason phrase is one line of text (RFC 3261 §25.1): no control characters.
+        reason = "".join(c if c.isprintable() else " " for c in exc.reason)[:100]
         phrase = "Bad Request" if exc.status == 400 else "Message Too Large"
         response = make_response(partial, exc.status, f"{phrase} ({reason})")
         log.info("sip_bad_request", source=f"{source.host}:{source.port}", why=exc.reason)
@@ -366,6 +421,8 @@ class SipEndpoint:
                         self._on_message(item, peer)
         except (ConnectionError, OSError):
             pass
+        except Exception as exc:
+            self.last_resort.caught_exception("sip_stream", exc)
         finally:
             if self._tcp_writers.get(peer) is writer:
                 del self._tcp_writers[peer]
@@ -391,10 +448,12 @@ class SipEndpoint:
     def _dispatch_request(self, event: RequestReceived) -> None:
         try:
             self.handler.on_request(event.request, event.transaction, event.source)
-        except Exception:
-            log.exception("sip_handler_failed", method=event.request.method)
+        except Exception as exc:
+            self.last_resort.caught_exception(f"sip_handler_{event.request.method[:16]}", exc)
             if event.transaction is not None:
-                self.respond(event.transaction, make_response(event.request, 500))
+                # Ignored by the layer when the handler already sent a final response.
+                with contextlib.suppress(Exception):
+                    self.respond(event.transaction, make_response(event.request, 500))
 
     def _dispatch_response(self, response: SipResponse, txn: ClientTransaction) -> None:
         future = self._pending.get(txn)
@@ -445,8 +504,8 @@ class SipEndpoint:
     def _safely(self, callback: Callable[..., None], *args: object) -> None:
         try:
             callback(*args)
-        except Exception:
-            log.exception("sip_callback_failed")
+        except Exception as exc:
+            self.last_resort.caught_exception("sip_callback", exc)
 
     def _arm_timer(self) -> None:
         deadline = self.layer.next_deadline()

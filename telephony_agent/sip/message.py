@@ -1,20 +1,24 @@
-"""SIP messages: parse bytes into typed requests/responses and serialise them back.
+"""SIP messages as typed values: requests, responses, headers, URIs, addresses, Via.
 
 Why hand-written: a SIP server faces scanners, broken gateways and hostile input.
-The parser must never raise anything but `SipParseError`, must bound every size
-it reads, and must keep enough of a bad request (Via, From, To, Call-ID, CSeq) to
-answer it with ``400 Bad Request`` instead of silently timing the peer out.
+The value parsers here (URI, name-addr, Via, CSeq) raise `SipParseError` and
+nothing else, and bound what they read; `parser.py` turns bytes into these
+values and checks every header the stack later relies on.
 Header names are case-insensitive and have compact forms (RFC 3261 §7.3.3); they
 are stored under one canonical spelling so the rest of the stack never has to care.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 __all__ = [
+    "MAX_FORWARDS_LIMIT",
+    "MAX_HEADER_LINES",
+    "MAX_LINE_BYTES",
     "MAX_MESSAGE_BYTES",
     "Headers",
     "NameAddr",
@@ -23,10 +27,11 @@ __all__ = [
     "SipRequest",
     "SipResponse",
     "SipUri",
-    "StreamFramer",
     "Via",
+    "canonical_name",
+    "is_digits",
     "parse_cseq",
-    "parse_message",
+    "parse_number",
     "split_header_values",
 ]
 
@@ -34,6 +39,8 @@ __all__ = [
 MAX_MESSAGE_BYTES = 65_535
 MAX_HEADER_LINES = 256
 MAX_LINE_BYTES = 8_192
+#: RFC 3261 §8.1.1.6: Max-Forwards is an integer from 0 to 255.
+MAX_FORWARDS_LIMIT = 255
 
 _COMPACT = {
     "i": "Call-ID",
@@ -135,14 +142,10 @@ _MULTI_VALUED = frozenset(
     }
 )
 
-#: Headers a request must carry before we can answer it at all (RFC 3261 §8.1.1).
-_REQUIRED_FOR_REPLY = ("Via", "From", "To", "Call-ID", "CSeq")
-
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
-_REQUEST_LINE_RE = re.compile(r"^([A-Za-z0-9\-.!%*_+`'~]+) (\S+) [Ss][Ii][Pp]/2\.0$")
-# §7.1: the version string is case-insensitive; a status code is exactly three digits.
-_STATUS_LINE_RE = re.compile(r"^[Ss][Ii][Pp]/2\.0 ([1-6][0-9][0-9])(?: (.*))?$")
 # sent-protocol allows LWS around each slash (RFC 3261 §25.1 SLASH, RFC 4475 §3.1.1.1).
+_URI_CHARS_RE = re.compile(r"[!#-;=?-\[\]_a-z~]+")
+_HOST_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.\-]{0,253}[A-Za-z0-9_.])?")
 _VIA_RE = re.compile(r"^([^\s/]+)\s*/\s*([^\s/]+)\s*/\s*([^\s/;]+)\s+(.*)$", re.DOTALL)
 
 
@@ -291,6 +294,14 @@ class _DialogFields:
     def top_via(self) -> Via:
         return Via.parse(self.headers.get_all("Via")[0])
 
+    @property
+    def max_forwards(self) -> int | None:
+        """Max-Forwards as a number (None when absent); the parser checked its range."""
+        value = self.headers.get("Max-Forwards")
+        if value is None:
+            return None
+        return parse_number(value, "Max-Forwards", digits=3, maximum=MAX_FORWARDS_LIMIT)
+
 
 @dataclass
 class SipRequest(_DialogFields):
@@ -324,153 +335,29 @@ def _serialize(start_line: str, headers: Headers, body: bytes) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
 
 
-# ---------------------------------------------------------------------- parsing
-
-
-def parse_message(data: bytes) -> SipMessage:
-    """Parse one complete message (a UDP datagram or a framed TCP message).
-
-    Raises `SipParseError` and nothing else, whatever the input.
-    """
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise SipParseError("message too large", status=513)
-    # RFC 3261 §7.5: CRLFs before the start line are ignored. They must go before the
-    # header/body split, or "\r\n\r\nINVITE ..." would look like an empty header block.
-    data = data.lstrip(b"\r\n")
-    head, separator, body = data.partition(b"\r\n\r\n")
-    if not separator:
-        head, separator, body = data.partition(b"\n\n")
-        if not separator:
-            # A datagram may legitimately end right after the headers' last CRLF.
-            head = data.rstrip(b"\r\n")
-            body = b""
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SipParseError("headers are not valid UTF-8") from None
-    lines = _unfold(text.split("\n"))
-    while lines and not lines[0].strip():
-        lines.pop(0)  # RFC 3261 §7.5: ignore leading CRLFs
-    if not lines:
-        raise SipParseError("empty message")
-    if len(lines) > MAX_HEADER_LINES + 1:
-        raise SipParseError("too many header lines")
-    start = lines[0].strip()
-    headers = _parse_headers(lines[1:])
-    request_match = _REQUEST_LINE_RE.match(start)
-    message: SipMessage
-    if request_match is not None:
-        message = SipRequest(request_match.group(1).upper(), request_match.group(2), headers)
-    else:
-        status_match = _STATUS_LINE_RE.match(start)
-        if status_match is None:
-            raise SipParseError(f"bad start line {start[:60]!r}")
-        message = SipResponse(int(status_match.group(1)), status_match.group(2) or "", headers)
-    message.body = _frame_body(message, body)
-    _validate(message)
-    return message
-
-
-def _unfold(raw_lines: list[str]) -> list[str]:
-    lines: list[str] = []
-    for raw in raw_lines:
-        line = raw[:-1] if raw.endswith("\r") else raw
-        if len(line) > MAX_LINE_BYTES:
-            raise SipParseError("header line too long")
-        if line[:1] in (" ", "\t") and lines:
-            lines[-1] = lines[-1] + " " + line.strip()
-        else:
-            lines.append(line)
-    return lines
-
-
-def _parse_headers(lines: list[str]) -> Headers:
-    fields: list[tuple[str, str]] = []
-    for line in lines:
-        if not line.strip():
-            continue
-        name, colon, value = line.partition(":")
-        name = name.strip()
-        if not colon or not name or not _TOKEN_RE.match(name):
-            raise SipParseError(f"malformed header line {line[:40]!r}")
-        fields.append((name, value.strip()))
-    return Headers(fields)
-
-
-def _frame_body(message: SipMessage, body: bytes) -> bytes:
-    declared = message.headers.get("Content-Length")
-    if declared is None:
-        return body
-    text = declared.strip()
-    # int() alone would accept "+5", "1_0" and non-ASCII digits, and raises past 4300 digits.
-    if not _is_digits(text) or len(text) > 10:
-        raise _error_for(message, f"bad Content-Length {declared[:20]!r}")
-    length = int(text)
-    if length > len(body):
-        raise _error_for(message, "body shorter than Content-Length")
-    return body[:length]  # RFC 3261 §18.3: extra bytes after the body are discarded
-
-
-def _validate(message: SipMessage) -> None:
-    headers = message.headers
-    for name in _REQUIRED_FOR_REPLY:
-        if headers.get(name) is None:
-            raise SipParseError(f"missing {name} header")
-    try:
-        Via.parse(headers.get_all("Via")[0])
-    except (SipParseError, IndexError):
-        raise SipParseError("malformed Via header") from None
-    try:
-        seq, method = parse_cseq(headers.get("CSeq") or "")
-    except SipParseError as exc:
-        raise _error_for(message, exc.reason) from None
-    for name in ("From", "To"):
-        try:
-            NameAddr.parse(headers.get(name) or "")
-        except SipParseError as exc:
-            raise _error_for(message, f"malformed {name}: {exc.reason}") from None
-    if isinstance(message, SipRequest):
-        if method != message.method:
-            raise _error_for(message, "CSeq method does not match the request")
-        try:
-            SipUri.parse(message.uri)
-        except SipParseError:
-            raise _error_for(message, "malformed Request-URI") from None
-        max_forwards = headers.get("Max-Forwards")
-        if max_forwards is not None and not _is_digits(max_forwards.strip()):
-            raise _error_for(message, "bad Max-Forwards")
-    del seq
-
-
-def _error_for(message: SipMessage, reason: str) -> SipParseError:
-    """An error that still lets a server answer the request it came from.
-
-    Only a request whose Via, From, To, Call-ID and CSeq are all present (and whose
-    top Via parses, so the response can be routed) is answerable; anything less is
-    dropped, since a 400 without them could not be matched or even sent.
-    """
-    partial = message if isinstance(message, SipRequest) and _answerable(message) else None
-    return SipParseError(reason, partial=partial)
-
-
-def _answerable(request: SipRequest) -> bool:
-    if any(request.headers.get(name) is None for name in _REQUIRED_FOR_REPLY):
-        return False
-    try:
-        Via.parse(request.headers.get_all("Via")[0])
-    except (SipParseError, IndexError):
-        return False
-    return True
-
-
-def _is_digits(text: str) -> bool:
+def is_digits(text: str) -> bool:
     """ASCII digits only: str.isdigit() also accepts "²" and "٣", which int() then rejects."""
     return text.isascii() and text.isdigit()
 
 
+def parse_number(text: str, what: str, *, digits: int = 10, maximum: int | None = None) -> int:
+    """A non-negative decimal of at most `digits` ASCII digits, at most `maximum`.
+
+    Why not int(): it accepts "+5", " 5", "1_0" and "٣", and raises past 4,300 digits
+    (Python's conversion limit) with an error nothing up the stack expects.
+    """
+    text = text.strip()
+    if not is_digits(text) or len(text) > digits:
+        raise SipParseError(f"bad {what} {text[:20]!r}")
+    number = int(text)
+    if maximum is not None and number > maximum:
+        raise SipParseError(f"{what} {number} out of range (0-{maximum})")
+    return number
+
+
 def parse_cseq(value: str) -> tuple[int, str]:
     parts = value.split()
-    if len(parts) != 2 or not _is_digits(parts[0]) or len(parts[0]) > 10:
+    if len(parts) != 2 or not is_digits(parts[0]) or len(parts[0]) > 10:
         raise SipParseError(f"bad CSeq {value[:30]!r}")
     number = int(parts[0])
     if number >= 2**31:
@@ -525,6 +412,11 @@ class SipUri:
     @classmethod
     def parse(cls, text: str) -> SipUri:
         text = text.strip()
+        if not _URI_CHARS_RE.fullmatch(text):
+            # RFC 3261 §25.1: anything else must be %-escaped. A space, a control
+            # character or a quote in a Contact would end up inside our BYE's
+            # request line and make it unparsable at the far end.
+            raise SipParseError(f"bad characters in URI {text[:40]!r}")
         scheme, colon, rest = text.partition(":")
         scheme = scheme.lower()
         if not colon or scheme not in ("sip", "sips", "tel"):
@@ -556,6 +448,14 @@ class SipUri:
         return f"{self.scheme}:{userinfo}{host}{port}{_format_params(self.params)}"
 
 
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _closing_quote(text: str) -> int:
     """Index of the quote closing the quoted-string that starts `text` (-1: none)."""
     escaped = False
@@ -574,18 +474,20 @@ def _split_hostport(text: str) -> tuple[str, int | None]:
     text = text.strip()
     if text.startswith("["):
         host, bracket, rest = text[1:].partition("]")
-        if not bracket or not host:
+        if not bracket or not host or not _is_ipv6(host):
             raise SipParseError("bad IPv6 reference")
         port_text = rest[1:] if rest.startswith(":") else ""
         if rest and not rest.startswith(":"):
             raise SipParseError("bad host:port")
     else:
         host, _, port_text = text.partition(":")
-    if not host or any(c in host for c in ' <>"'):
-        raise SipParseError("bad host")
+        # RFC 3261 §25.1 hostname or IPv4address ('_' tolerated): anything else would
+        # reach a socket call as a host name and fail there, far from the input.
+        if not _HOST_RE.fullmatch(host):
+            raise SipParseError(f"bad host {host[:40]!r}")
     if not port_text:
         return host.lower(), None
-    if not _is_digits(port_text) or len(port_text) > 5 or not 0 < int(port_text) < 65536:
+    if not is_digits(port_text) or len(port_text) > 5 or not 0 < int(port_text) < 65536:
         raise SipParseError(f"bad port {port_text[:10]!r}")
     return host.lower(), int(port_text)
 
@@ -622,7 +524,9 @@ class NameAddr:
                 raise SipParseError("unterminated <uri>")
             before = before.strip()
             if before:
-                display = before
+                # Stored as quoted-string content, like a quoted display name, so that
+                # writing it back in quotes cannot end the quotes early.
+                display = before.replace("\\", "\\\\").replace('"', '\\"')
         else:
             # addr-spec form: header parameters follow the first ';'.
             uri, _, params = text.partition(";")
@@ -667,66 +571,3 @@ class Via:
         host = f"[{self.host}]" if ":" in self.host else self.host
         port = f":{self.port}" if self.port is not None else ""
         return f"SIP/2.0/{self.transport} {host}{port}{_format_params(self.params)}"
-
-
-# ---------------------------------------------------------------------- TCP framing
-
-
-class StreamFramer:
-    """Cut a TCP byte stream into messages using Content-Length (RFC 3261 §18.3).
-
-    `feed` returns complete messages and parse errors in arrival order. A stream
-    that is unrecoverable (a message without a usable Content-Length, or a
-    header block beyond the size limit) sets `broken`; the shell closes the
-    connection because there is no way to find the next message boundary.
-    """
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self.broken = False
-
-    def feed(self, data: bytes) -> list[SipMessage | SipParseError]:
-        if self.broken:
-            return []
-        self._buffer.extend(data)
-        out: list[SipMessage | SipParseError] = []
-        while True:
-            # Keep-alive CRLFs between messages (RFC 5626 §3.5.1) are skipped.
-            while self._buffer[:2] == b"\r\n":
-                del self._buffer[:2]
-            end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buffer) > MAX_MESSAGE_BYTES:
-                    self.broken = True
-                    out.append(SipParseError("header block too large"))
-                return out
-            head = bytes(self._buffer[:end])
-            length = _content_length(head)
-            if length is None:
-                self.broken = True
-                out.append(SipParseError("missing or bad Content-Length on a stream"))
-                return out
-            total = end + 4 + length
-            if total > MAX_MESSAGE_BYTES:
-                self.broken = True
-                out.append(SipParseError("message too large", status=513))
-                return out
-            if len(self._buffer) < total:
-                return out
-            chunk = bytes(self._buffer[:total])
-            del self._buffer[:total]
-            try:
-                out.append(parse_message(chunk))
-            except SipParseError as exc:
-                out.append(exc)
-
-
-def _content_length(head: bytes) -> int | None:
-    for raw in head.split(b"\r\n")[1:]:
-        name, colon, value = raw.partition(b":")
-        if colon and name.strip().lower() in (b"content-length", b"l"):
-            text = value.strip()
-            if not text.isdigit() or len(text) > 10:  # int() raises past 4300 digits
-                return None
-            return int(text)
-    return None

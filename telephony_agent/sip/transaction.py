@@ -394,6 +394,12 @@ class TransactionLayer:
             txn.state = State.COMPLETED
             self._start_timer(txn, "J", now, 0.0 if peer.reliable else 64 * t1)
 
+    def discard(self, txn: ServerTransaction) -> None:
+        """Forget a server transaction without a state machine's ending: a request
+        dropped or answered statelessly (RFC 3261 §8.2.7). Its retransmissions then
+        arrive as new requests and are judged again."""
+        self._terminate_server(txn)
+
     def find_invite(self, cancel: SipRequest) -> ServerTransaction | None:
         """The INVITE server transaction a CANCEL refers to (same branch, §9.2)."""
         branch, sent_by, _ = _server_key(cancel)

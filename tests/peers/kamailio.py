@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from telephony_agent.sip.message import SipResponse, parse_message
+from telephony_agent.sip.message import SipResponse
+from telephony_agent.sip.parser import parse_message
 from tests.server.raw_sip import request
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "kamailio" / "kamailio.cfg"

@@ -12,7 +12,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from telephony_agent.sip.message import SipResponse, parse_message
+from telephony_agent.sip.message import SipResponse
+from telephony_agent.sip.parser import parse_message
 from tests.server.raw_sip import request, sdp_offer
 
 from .agent_process import AgentServer, agent_environment, free_port, merged_settings, to_toml

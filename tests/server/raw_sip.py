@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from telephony_agent.sip.message import SipMessage, SipRequest, SipResponse, parse_message
+from telephony_agent.sip.message import SipMessage, SipRequest, SipResponse
+from telephony_agent.sip.parser import parse_message
 
 
 class _Collector(asyncio.DatagramProtocol):
@@ -30,12 +31,13 @@ class RawSip:
         self.port = int(transport.get_extra_info("sockname")[1])
 
     @classmethod
-    async def open(cls, server_port: int) -> RawSip:
+    async def open(cls, server_port: int, local_host: str = "127.0.0.1") -> RawSip:
+        """A socket on `local_host` (any of 127.0.0.0/8: another caller's address)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes] = asyncio.Queue()
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Collector(queue),
-            local_addr=("127.0.0.1", 0),
+            local_addr=(local_host, 0),
             remote_addr=("127.0.0.1", server_port),
         )
         return cls(transport, queue)

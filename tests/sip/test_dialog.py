@@ -18,8 +18,8 @@ from telephony_agent.sip.message import (
     SipResponse,
     SipUri,
     Via,
-    parse_message,
 )
+from telephony_agent.sip.parser import parse_message
 from telephony_agent.sip.transaction import Peer
 
 INVITE_BYTES = (
@@ -94,7 +94,19 @@ def test_record_route_copied_into_early_dialog_provisional(invite: SipRequest) -
     # §12.1: a 101-199 with a To tag establishes an early dialog, so it carries them too.
     ringing = make_response(invite, 180, to_tag="agent-tag")
     assert ringing.headers.get_all("Record-Route") == invite.headers.get_all("Record-Route")
-    assert make_response(invite, 183).headers.get("Record-Route") is None
+    assert make_response(invite, 100).headers.get("Record-Route") is None
+
+
+@pytest.mark.parametrize("status", [180, 183, 200, 400, 404, 481, 486, 500, 503])
+def test_every_response_but_100_has_a_to_tag_even_without_a_dialog(
+    invite: SipRequest, status: int
+) -> None:
+    # §8.2.6.2: OPTIONS answered outside any dialog, a 400, a 486 before any call exists.
+    response = make_response(invite, status)
+    tag = NameAddr.parse(response.headers.get("To") or "").tag
+    assert tag
+    assert NameAddr.parse(make_response(invite, status).headers.get("To") or "").tag != tag
+    assert NameAddr.parse(make_response(invite, 100).headers.get("To") or "").tag is None
 
 
 @pytest.mark.parametrize("status", [300, 404, 486, 500, 603])

@@ -23,12 +23,11 @@ from telephony_agent.sip.message import (
     SipRequest,
     SipResponse,
     SipUri,
-    StreamFramer,
     Via,
     parse_cseq,
-    parse_message,
     split_header_values,
 )
+from telephony_agent.sip.parser import StreamFramer, parse_message
 from telephony_agent.sip.transaction import Peer, response_peer
 
 SDP = (

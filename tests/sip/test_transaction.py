@@ -19,8 +19,8 @@ from telephony_agent.sip.message import (
     SipRequest,
     SipResponse,
     Via,
-    parse_message,
 )
+from telephony_agent.sip.parser import parse_message
 from telephony_agent.sip.transaction import (
     PROCEEDING_CAP_S,
     AckTimeout,

@@ -195,10 +195,13 @@ async def test_a_recording_lines_up_with_what_each_side_said(tmp_path: Path) -> 
     assert score_left > 0.9, score_left
     assert score_right > 0.8, score_right
     # The echo starts after the caller's speech ended plus the turn's latency as the
-    # caller measured it; the two channels agree within a frame or two.
+    # caller measured it; the two agree within three frames. The caller counts what it
+    # hears on its own 20 ms ticks and the agent records on its clock's ticks, and which
+    # of the two clocks ticks first depends on when each started (the agent's when the
+    # ACK arrived): that alone moves the caller's figure by one frame.
     gap_ms = (at_right - (at_left + sent.size)) / 8
     heard_latency = result.turn_latencies_ms[0]
-    assert abs(gap_ms - heard_latency) <= 40, (gap_ms, heard_latency)
+    assert abs(gap_ms - heard_latency) <= 60, (gap_ms, heard_latency)
 
 
 def _find(channel: NDArray[np.float64], part: NDArray[np.float64]) -> tuple[int, float]:

@@ -47,7 +47,13 @@ from telephony_agent.media.leg import DtmfIn, LegEnded, LegEvent, MediaLeg
 from telephony_agent.media.rtp.codecs import make_codec
 from telephony_agent.media.rtp.feed import InboundFeed
 from telephony_agent.media.rtp.packetizer import Packetizer
-from telephony_agent.media.rtp.ports import BoundPair, PortAllocator, bind_pair
+from telephony_agent.media.rtp.ports import (
+    BoundPair,
+    DatagramForwarder,
+    PortAllocator,
+    bind_pair,
+    size_pair_buffers,
+)
 from telephony_agent.media.rtp.receiver import InboundStream
 from telephony_agent.media.rtp.rtcp import RtcpReporter, SenderCounters, parse_compound
 from telephony_agent.media.rtp.srtp import SrtpContext
@@ -74,21 +80,6 @@ def _address(host: str | None, port: int | None) -> Address | None:
 def _is_rtcp(data: bytes) -> bool:
     """RTCP packet types 192-223 in the second byte (RFC 5761 §4), as on a muxed port."""
     return len(data) >= 2 and 192 <= data[1] <= 223
-
-
-class _Endpoint(asyncio.DatagramProtocol):
-    """Forwards one socket's datagrams to the leg."""
-
-    def __init__(self, on_datagram: Callable[[bytes, Any], None]) -> None:
-        self._on_datagram = on_datagram
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self._on_datagram(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable after the peer went away, and the like: the
-        # inactivity timeout ends the call if the peer is really gone.
-        log.debug("rtp_socket_error", error=str(exc))
 
 
 class RtpLeg(MediaLeg):
@@ -120,6 +111,7 @@ class RtpLeg(MediaLeg):
         idle_fill_ms: int = 200,
         rtcp_interval_s: float = 5.0,
         on_end: Callable[[str], None] | None = None,
+        socket_buffer_bytes: int | None = None,
     ) -> None:
         if allocator is None and rtp_port is None:
             raise ValueError("RtpLeg needs a PortAllocator or an explicit rtp_port")
@@ -132,6 +124,7 @@ class RtpLeg(MediaLeg):
         self.bind_host = bind_host
         self._allocator = allocator
         self._fixed_port = rtp_port
+        self._buffer_bytes = socket_buffer_bytes
         self.inactivity_timeout_s = inactivity_timeout_s
         self._on_end = on_end
         self._stats = RtpStats()
@@ -187,6 +180,7 @@ class RtpLeg(MediaLeg):
         idle_fill_ms: int = 200,
         rtcp_interval_s: float = 5.0,
         on_end: Callable[[str], None] | None = None,
+        socket_buffer_bytes: int | None = None,
     ) -> RtpLeg:
         """Create the leg and bind its sockets (see :meth:`start`)."""
         leg = cls(
@@ -204,6 +198,7 @@ class RtpLeg(MediaLeg):
             idle_fill_ms=idle_fill_ms,
             rtcp_interval_s=rtcp_interval_s,
             on_end=on_end,
+            socket_buffer_bytes=socket_buffer_bytes,
         )
         await leg.start()
         return leg
@@ -216,13 +211,15 @@ class RtpLeg(MediaLeg):
         self._loop = loop
 
         def rtp() -> asyncio.DatagramProtocol:
-            return _Endpoint(self._on_rtp)
+            return DatagramForwarder(self._on_rtp)
 
         def rtcp() -> asyncio.DatagramProtocol:
-            return _Endpoint(self._on_rtcp)
+            return DatagramForwarder(self._on_rtcp)
 
         if self._allocator is not None:
-            self._pair = await bind_pair(self._allocator, self.bind_host, rtp, rtcp)
+            self._pair = await bind_pair(
+                self._allocator, self.bind_host, rtp, rtcp, buffer_bytes=self._buffer_bytes
+            )
         else:
             assert self._fixed_port is not None
             port = self._fixed_port
@@ -237,6 +234,8 @@ class RtpLeg(MediaLeg):
                 rtp_transport.close()
                 raise
             self._pair = BoundPair(port, rtp_transport, rtcp_transport)
+            if self._buffer_bytes is not None:
+                size_pair_buffers(self._pair, self._buffer_bytes)
         self._last_rx = loop.time()
         log.debug(
             "rtp_leg_open",
@@ -253,6 +252,10 @@ class RtpLeg(MediaLeg):
         if self._pair is None:
             raise RuntimeError("RtpLeg is not started")
         return self._pair.port
+
+    def socket_inodes(self) -> list[int]:
+        """Inodes of the RTP and RTCP sockets (for the kernel's drop counters)."""
+        return self._pair.inodes() if self._pair is not None and not self._ended else []
 
     @property
     def local_rtcp_port(self) -> int:

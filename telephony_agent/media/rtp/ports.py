@@ -17,8 +17,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["BoundPair", "PortAllocator", "PortsExhausted", "bind_pair"]
+import structlog
+
+from telephony_agent.netbuffers import size_buffers, socket_inode
+
+__all__ = [
+    "BoundPair",
+    "DatagramForwarder",
+    "PortAllocator",
+    "PortsExhausted",
+    "bind_pair",
+    "size_pair_buffers",
+]
+
+log = structlog.get_logger(__name__)
 
 
 class PortsExhausted(RuntimeError):
@@ -67,6 +81,21 @@ class PortAllocator:
         self._in_use.discard(port)
 
 
+class DatagramForwarder(asyncio.DatagramProtocol):
+    """Forwards one socket's datagrams to a callback (the leg's RTP or RTCP handler)."""
+
+    def __init__(self, on_datagram: Callable[[bytes, Any], None]) -> None:
+        self._on_datagram = on_datagram
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self._on_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable after the peer went away, and the like: the
+        # inactivity timeout ends the call if the peer is really gone.
+        log.debug("rtp_socket_error", error=str(exc))
+
+
 @dataclass(slots=True)
 class BoundPair:
     """Two bound UDP endpoints: RTP on the even port, RTCP on the next one."""
@@ -75,18 +104,39 @@ class BoundPair:
     rtp: asyncio.DatagramTransport
     rtcp: asyncio.DatagramTransport
 
+    def inodes(self) -> list[int]:
+        """The sockets' inodes, for the kernel's drop counters (see `netbuffers`)."""
+        found = []
+        for transport in (self.rtp, self.rtcp):
+            sock = transport.get_extra_info("socket")
+            inode = socket_inode(sock) if sock is not None else None
+            if inode is not None:
+                found.append(inode)
+        return found
+
+
+def size_pair_buffers(pair: BoundPair, buffer_bytes: int) -> None:
+    """Receive and send buffers of both sockets (the kernel may grant less)."""
+    for transport in (pair.rtp, pair.rtcp):
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            size_buffers(sock, buffer_bytes)
+
 
 async def bind_pair(
     allocator: PortAllocator,
     host: str,
     rtp_protocol: Callable[[], asyncio.DatagramProtocol],
     rtcp_protocol: Callable[[], asyncio.DatagramProtocol],
+    *,
+    buffer_bytes: int | None = None,
 ) -> BoundPair:
     """Bind RTP and RTCP sockets on the first pair of the range that the OS allows.
 
     A pair that fails to bind (held by another process) is released again and
     the next one tried; PortsExhausted when every free pair was tried. The
     caller owns the returned pair and must release ``pair.port`` when done.
+    `buffer_bytes` sizes both sockets' receive and send buffers.
     """
     loop = asyncio.get_running_loop()
     last_error: OSError | None = None
@@ -104,6 +154,9 @@ async def bind_pair(
                 rtp.close()
             allocator.release(port)
             continue
-        return BoundPair(port, rtp, rtcp)
+        pair = BoundPair(port, rtp, rtcp)
+        if buffer_bytes is not None:
+            size_pair_buffers(pair, buffer_bytes)
+        return pair
     detail = f" (last error: {last_error})" if last_error is not None else ""
     raise PortsExhausted(f"no bindable RTP port pair in {allocator.first}-{allocator.last}{detail}")
