@@ -14,18 +14,19 @@ import asyncio
 import contextlib
 import dataclasses
 import socket
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
 
 from telephony_agent.call.bridge import Call
-from telephony_agent.call.record import CallRecord
+from telephony_agent.call.record import CallRecord, TranscriptLine
 from telephony_agent.config import Settings
 from telephony_agent.media.leg import TransferResult
 from telephony_agent.media.rtp import RtpLeg
 from telephony_agent.media.rtp.srtp import SrtpContext
+from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.server.info_dtmf import INFO_DTMF_TYPES, parse_info_dtmf
 from telephony_agent.server.sip_leg import SipCallLeg
 from telephony_agent.sip.dialog import Dialog, DialogError, make_response
@@ -122,6 +123,7 @@ class DialogCall:
     gave_up: asyncio.Event
     record: CallRecord | None
     log: Any
+    _on_transcript: Callable[[TranscriptLine], None] | None
     _bye_sent: bool
     _bye_received: bool
     _sdp_version: int
@@ -163,6 +165,18 @@ class DialogCall:
         rtp.use_srtp(SrtpContext(ours=keys[0], theirs=keys[1]) if keys else None)
         if keys:
             self.log.info("srtp_on", suite=keys[0].suite)
+
+    async def _run_agent(self, session: RealtimeSession) -> None:
+        """The agent's part, once media is agreed: the Call, to its end."""
+        if self.leg is None:
+            return
+        self.record = await self.admission.run(
+            self.leg, session, on_transcript=self._on_transcript, on_call=self._set_call
+        )
+        self.end_reason = self.end_reason or self.record.end_reason
+
+    def _set_call(self, call: Call) -> None:
+        self.call = call
 
     def on_ack(self, request: SipRequest) -> None:
         """An ACK in this dialog; only the answering side expects one."""

@@ -21,7 +21,6 @@ from collections.abc import Callable
 
 import structlog
 
-from telephony_agent.call.bridge import Call
 from telephony_agent.call.record import TranscriptLine
 from telephony_agent.logs import bind_call
 from telephony_agent.media.rtp import PortsExhausted, RtpLeg
@@ -161,15 +160,9 @@ class InboundCall(DialogCall):
             session = await self._answer_offer(rtp, settings.sip.answer_timeout_s)
         else:
             session = await self._offer_in_200(rtp, settings.sip.answer_timeout_s)
-        if session is None or self.negotiated is None or self.leg is None:
+        if session is None or self.negotiated is None:
             return
-        self.record = await self.admission.run(
-            self.leg, session, on_transcript=self._on_transcript, on_call=self._set_call
-        )
-        self.end_reason = self.end_reason or self.record.end_reason
-
-    def _set_call(self, call: Call) -> None:
-        self.call = call
+        await self._run_agent(session)
 
     async def _answer_offer(self, rtp: RtpLeg, timeout_s: float) -> RealtimeSession | None:
         """The usual case: the INVITE carries the offer, our 200 the answer."""

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from telephony_agent.call.bridge import Call
 from telephony_agent.call.record import TranscriptLine
 from telephony_agent.logs import bind_call
 from telephony_agent.media.rtp import PortsExhausted
@@ -190,15 +189,7 @@ class OutboundCall(DialogCall):
             self.end_reason = "realtime_unavailable"
             await _close(session)
             return
-        if self.leg is None:
-            return
-        self.record = await self.admission.run(
-            self.leg, session, on_transcript=self._on_transcript, on_call=self._set_call
-        )
-        self.end_reason = self.end_reason or self.record.end_reason
-
-    def _set_call(self, call: Call) -> None:
-        self.call = call
+        await self._run_agent(session)
 
     # ------------------------------------------------------------------ INVITE
 
