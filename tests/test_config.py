@@ -6,12 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from telephony_agent.config import (
-    load_settings,
-    remote_endpoint,
-    resolve_provider,
-    settings_as_toml,
-)
+from telephony_agent.config import load_settings
+from telephony_agent.config_provider import remote_endpoint, resolve_provider, settings_as_toml
 from telephony_agent.errors import ConfigError
 from telephony_agent.realtime.dialect import Dialect
 

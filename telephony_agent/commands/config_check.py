@@ -13,10 +13,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from telephony_agent.config import (
+from telephony_agent.config import Settings, load_settings
+from telephony_agent.config_provider import (
     ResolvedProvider,
-    Settings,
-    load_settings,
     local_endpoint,
     remote_endpoint,
     resolve_provider,

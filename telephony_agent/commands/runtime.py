@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from telephony_agent.config import (
+from telephony_agent.config import Settings, load_settings, module_levels
+from telephony_agent.config_provider import (
     ResolvedProvider,
-    Settings,
-    load_settings,
     local_endpoint,
-    module_levels,
     remote_endpoint,
     resolve_provider,
 )

@@ -17,13 +17,8 @@ from telephony_agent.agent import Profile, ProfileBook
 from telephony_agent.audio.resample import INBOUND_RATES
 from telephony_agent.call.hold import RECORDING_RATE, HoldAudio, ToolFeedback
 from telephony_agent.call.profile import GREETING_AUDIO_RATE
-from telephony_agent.config import (
-    Settings,
-    agent_defaults,
-    local_endpoint,
-    remote_endpoint,
-    resolve_provider,
-)
+from telephony_agent.config import Settings, agent_defaults
+from telephony_agent.config_provider import local_endpoint, remote_endpoint, resolve_provider
 from telephony_agent.errors import ConfigError, InputFileError
 from telephony_agent.logs import register_secret
 from telephony_agent.media.audiofile import decode_audio_file

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 
 from telephony_agent.call.backchannel import parse_backchannels
 from telephony_agent.call.barge_in import TurnPolicy
-from telephony_agent.config import Settings, effective_voice
+from telephony_agent.config import Settings
+from telephony_agent.config_provider import effective_voice
 from telephony_agent.media.leg import LegFormat
 from telephony_agent.realtime.dialect import Dialect
 from telephony_agent.realtime.providers import PRESETS

@@ -12,7 +12,8 @@ from dataclasses import replace
 import pytest
 
 from telephony_agent.audio.g711 import ulaw_encode
-from telephony_agent.config import Settings, local_endpoint
+from telephony_agent.config import Settings
+from telephony_agent.config_provider import local_endpoint
 from telephony_agent.media.leg import LegFormat
 from telephony_agent.realtime.backend import BackendOptions, RunningBackend, start_backend
 from telephony_agent.realtime.client import RealtimeSession

@@ -9,7 +9,8 @@ import pytest
 
 from telephony_agent.audio.wav import WavWriter
 from telephony_agent.call.hold import HoldAudio
-from telephony_agent.config import load_settings, local_endpoint
+from telephony_agent.config import load_settings
+from telephony_agent.config_provider import local_endpoint
 from telephony_agent.errors import ConfigError
 from telephony_agent.switchboard import Admission, CallRequest, Deployment, Refusal, Switchboard
 

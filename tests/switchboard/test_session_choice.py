@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from telephony_agent.config import (
-    Settings,
-    load_settings,
-    remote_endpoint,
-    resolve_provider,
-    settings_as_toml,
-)
+from telephony_agent.config import Settings, load_settings
+from telephony_agent.config_provider import remote_endpoint, resolve_provider, settings_as_toml
 from telephony_agent.errors import ConfigError
 from telephony_agent.media.leg import LegFormat
 from telephony_agent.realtime.dialect import Dialect
