@@ -71,11 +71,15 @@ class Drainer(CallListener):
         await self._until_idle(started + self.timeout_s, force)
         in_time = at_start - board.active_calls
         polite = 0
-        if board.active_calls and not force.is_set():
+        if board.live_calls() and not force.is_set():
             polite = len(board.live_calls())
             self._say_goodbye()
-            # The hang-up after a goodbye still lets the last words play out.
-            await self._until_idle(time.monotonic() + self.goodbye_wait_s + 5.0, force)
+            # The hang-up after a goodbye still lets the last words play out. Calls that
+            # never started (answered, no ACK yet) have nobody to say goodbye to: the
+            # front door's shutdown ends them, so they are not waited for here.
+            await self._until_idle(
+                time.monotonic() + self.goodbye_wait_s + 5.0, force, live_only=True
+            )
         outcome = DrainOutcome(
             live_at_start=at_start,
             finished_in_time=max(0, in_time),
@@ -94,9 +98,11 @@ class Drainer(CallListener):
         )
         return outcome
 
-    async def _until_idle(self, deadline: float, force: asyncio.Event) -> None:
+    async def _until_idle(
+        self, deadline: float, force: asyncio.Event, *, live_only: bool = False
+    ) -> None:
         board = self._board
-        while board.active_calls and not force.is_set():
+        while (board.live_calls() if live_only else board.active_calls) and not force.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 return
