@@ -31,6 +31,7 @@ from telephony_agent.agent.profiles import (
 )
 from telephony_agent.agent.templates import fields_of, template_problem
 from telephony_agent.agent.tool_wait import TOOL_WAIT_KEYS, parse_tool_wait
+from telephony_agent.agent.transfer import TRANSFER_KEYS, parse_transfer
 from telephony_agent.agent.values import KeyChecker, did_you_mean, show
 from telephony_agent.errors import ConfigError
 
@@ -59,6 +60,7 @@ KNOWN_KEYS: tuple[str, ...] = (
     *TOOL_WAIT_KEYS,
     *OUTBOUND_KEYS,
     "transfer_targets",
+    *TRANSFER_KEYS,
 )
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -254,6 +256,7 @@ def _parse_table(
         ),
         tool_wait=parse_tool_wait(check, table, defaults.tool_wait, base_dir),
         outbound=parse_outbound(check, table),
+        transfer=parse_transfer(check, table),
     )
 
 

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from telephony_agent.agent.outbound import OpeningSettings
 from telephony_agent.agent.tool_wait import ToolWait
+from telephony_agent.agent.transfer import TransferSettings
 
 ProviderName = Literal["yandex", "yandex-legacy", "openai", "custom", "local"]
 PROVIDER_NAMES: tuple[ProviderName, ...] = ("yandex", "yandex-legacy", "openai", "custom", "local")
@@ -103,6 +104,8 @@ class Profile:
     transfer_targets: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), hash=False
     )
+    #: REFER or a bridge of our own, and what replaces a refused REFER.
+    transfer: TransferSettings = field(default_factory=TransferSettings)
 
     @classmethod
     def from_defaults(cls, defaults: ProfileDefaults) -> Profile:
@@ -158,4 +161,7 @@ class Profile:
         result["dtmf_terminator"] = self.dtmf_terminator
         result["dtmf_message"] = self.dtmf_message
         result.update(self.tool_wait.describe())
+        if self.transfer_targets:
+            result["transfer_targets"] = dict(self.transfer_targets)
+        result.update(self.transfer.describe())
         return result
