@@ -192,6 +192,7 @@ _SAYABLE = {
     "unavailable": "the line is unavailable",
     "refer_not_supported": "the phone system cannot transfer calls",
     "no_outcome": "the phone system did not say whether it worked",
+    "refer_unanswered": "the phone system did not answer the transfer request",
 }
 
 
@@ -208,13 +209,20 @@ async def _transfer_call(
         target = targets[target]
     result = await ctx.transfer(target)
     if result.ok:
-        return {"ok": True}
+        # A bridge: the agent leaves now, the caller is already talking to the target.
+        return {"ok": True} if result.mode == "refer" else {"ok": True, "mode": result.mode}
     if result.reason == "not_supported":
         return {"ok": False, "error": "transfer is not possible on this call"}
-    return {
+    output: dict[str, Any] = {
         "ok": False,
         "error": f"the transfer to {target} failed: {_SAYABLE.get(result.reason, result.reason)}",
     }
+    if result.message:
+        # The profile's fallback: tell the caller how to get there, then hang up.
+        output["instructions"] = (
+            f"Tell the caller exactly this: {result.message} Then end the call with end_call."
+        )
+    return output
 
 
 async def _send_dtmf(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
@@ -270,7 +278,8 @@ def builtin_tools(transfer_targets: Mapping[str, str] | None = None) -> list[Too
                 },
             ),
             transfer_handler,
-            timeout_s=40.0,
+            # REFER answer (10 s) plus its outcome or a bridge's ring time (30 s each).
+            timeout_s=45.0,
         ),
         Tool(
             ToolSpec(

@@ -86,11 +86,18 @@ LegEvent = AudioIn | DtmfIn | LegEnded
 
 @dataclass(frozen=True)
 class TransferResult:
-    """How a transfer ended: `reason` is short and sayable ("busy", "declined")."""
+    """How a transfer ended: `reason` is short and sayable ("busy", "declined").
+
+    `mode` is how it was done ("refer", or "bridge" when we called the target and relay
+    the audio); `message`, when set, is what the agent should tell the caller before it
+    hangs up because the transfer could not be done on this line.
+    """
 
     ok: bool
     reason: str = ""
     status: int | None = None
+    mode: str = "refer"
+    message: str | None = None
 
 
 class MediaLeg(abc.ABC):

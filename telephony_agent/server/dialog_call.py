@@ -20,10 +20,12 @@ from typing import Any, Protocol
 
 import structlog
 
+from telephony_agent.audio.clock import MediaClock
 from telephony_agent.call.bridge import Call
 from telephony_agent.call.record import CallRecord, TranscriptLine
 from telephony_agent.config import Settings
 from telephony_agent.media.leg import TransferResult
+from telephony_agent.media.relay import relay
 from telephony_agent.media.rtp import RtpLeg
 from telephony_agent.media.rtp.srtp import SrtpContext
 from telephony_agent.realtime.client import RealtimeSession
@@ -31,8 +33,8 @@ from telephony_agent.server.info_dtmf import INFO_DTMF_TYPES, parse_info_dtmf
 from telephony_agent.server.sip_leg import SipCallLeg
 from telephony_agent.sip.dialog import Dialog, DialogError, make_response
 from telephony_agent.sip.endpoint import SipEndpoint
-from telephony_agent.sip.message import Headers, NameAddr, SipRequest
-from telephony_agent.sip.refer import TransferProgress
+from telephony_agent.sip.message import Headers, NameAddr, SipParseError, SipRequest, SipUri
+from telephony_agent.sip.refer import TransferOutcome, TransferProgress
 from telephony_agent.sip.resolver import ResolveError, is_ip_literal
 from telephony_agent.sip.sdes import CryptoLine
 from telephony_agent.sip.sdp import (
@@ -52,6 +54,8 @@ __all__ = [
     "CallSummary",
     "DialogCall",
     "SipHost",
+    "TargetLeg",
+    "bridge_uri",
     "reason_phrase",
     "uri_of",
 ]
@@ -96,13 +100,36 @@ class SipHost(Protocol):
     @property
     def stats(self) -> SipStatsSink: ...
 
+    @property
+    def clock(self) -> MediaClock: ...
+
     async def open_rtp(self) -> RtpLeg: ...
+
+    def track_dialog(self, call: DialogCall) -> None: ...
+
+    def forget_dialog(self, call: DialogCall) -> None: ...
+
+    def dial_target(
+        self, admission: Admission, target: SipUri, from_uri: str, transport: str, ring_s: float
+    ) -> TargetLeg: ...
 
     def peer_for(self, dialog: Dialog) -> Peer: ...
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
 
     def reject_method(self, request: SipRequest, transaction: ServerTransaction) -> None: ...
+
+
+class TargetLeg(Protocol):
+    """The target's leg of a bridged transfer (`server/bridge_target.py`)."""
+
+    leg: SipCallLeg | None
+    status: int | None
+    end_reason: str
+
+    async def connect(self) -> bool: ...
+
+    async def close(self, reason: str) -> None: ...
 
 
 class DialogCall:
@@ -131,6 +158,7 @@ class DialogCall:
     _local_sdp: SessionDescription | None
     _transfer_progress: TransferProgress | None
     _transfer_done: asyncio.Event | None
+    _bridge: asyncio.Task[None] | None
 
     def _init_dialog_state(self) -> None:
         self.negotiated = None
@@ -150,6 +178,7 @@ class DialogCall:
         self._local_sdp = None
         self._transfer_progress = None
         self._transfer_done = None
+        self._bridge = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -213,6 +242,8 @@ class DialogCall:
             self.gave_up.set()
             if self.leg is not None:
                 self.leg.end("caller_hangup")
+            if self._bridge is not None:
+                self._bridge.cancel()
             if not self.answered:
                 self.cancelled.set()
         elif method in ("INVITE", "UPDATE"):
@@ -354,7 +385,17 @@ class DialogCall:
         self.server.endpoint.respond(txn, make_response(request, 200))
 
     async def _hang_up(self, reason: str) -> None:
-        """Send BYE once (the agent ended the call, or media died) and wait for its answer."""
+        """Send BYE once (the agent ended the call, or media died) and wait for its answer.
+
+        After a bridged transfer the agent's leaving is not the end: the caller talks to
+        the target until either hangs up, and only then is the caller's BYE sent.
+        """
+        bridge, self._bridge = self._bridge, None
+        if bridge is not None:
+            if self.rtp is not None and self.rtp.ended:
+                bridge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await bridge
         self.end_reason = self.end_reason or reason
         if self._bye_sent or self._bye_received or not self.answered:
             return
@@ -371,15 +412,72 @@ class DialogCall:
         self.server.spawn(self._hang_up(reason))
 
     async def _transfer(self, target: str) -> TransferResult:
+        """Hand the caller on as the profile says: REFER, and where the caller's side
+        refuses it (or never answers it) the profile's fallback, or a bridge at once."""
+        if not self.answered:
+            return TransferResult(False, "not_answered")
+        how = self.admission.profile.transfer
+        if how.mode == "bridge":
+            return await self._bridge_to(target)
+        outcome = await self._refer(target)
+        result = TransferResult(outcome.succeeded, outcome.reason, outcome.status)
+        if not outcome.refused or how.fallback == "none":
+            return result
+        self.log.info("transfer_fallback", fallback=how.fallback, status=outcome.status)
+        if how.fallback == "bridge":
+            return await self._bridge_to(target)
+        return dataclasses.replace(result, message=how.message)
+
+    async def _bridge_to(self, target: str) -> TransferResult:
+        """Call the target ourselves; once it answers the agent leaves and the relay
+        connects the two legs (`_run_bridge`). While it rings the Call goes on, so the
+        caller hears the agent or the profile's hold audio."""
+        uri = bridge_uri(target, self.dialog)
+        if uri is None or self.leg is None:
+            return TransferResult(False, "not_found", mode="bridge")
+        transport = uri.params.get("transport") or ("TLS" if uri.scheme == "sips" else "UDP")
+        ring_s = min(self.server.settings.sip.ring_timeout_s, TRANSFER_TIMEOUT_S)
+        far = self.server.dial_target(
+            self.admission, uri, self.dialog.local_uri, transport.upper(), ring_s
+        )
+        self.log.info("bridge_dialling", target=str(uri)[:120])
+        try:
+            connected = await far.connect()
+        except BaseException:
+            self.server.spawn(far.close("transfer_abandoned"))
+            raise
+        if not connected:
+            await far.close(far.end_reason or "failed")
+            return TransferResult(False, far.end_reason or "no_answer", far.status, mode="bridge")
+        self._bridge = self.server.spawn(self._run_bridge(far, str(uri)))
+        return TransferResult(True, "transferred", far.status, mode="bridge")
+
+    async def _run_bridge(self, far: TargetLeg, target: str) -> None:
+        """Relay caller ⇄ target until either hangs up; the record gets how long."""
+        leg = self.leg
+        assert leg is not None and far.leg is not None
+        ended_by, duration_s = "caller", 0.0
+        try:
+            result = await relay(
+                leg, far.leg, self.server.clock, a_free=leg.agent_left, send_a=leg.rtp.send_frame
+            )
+            ended_by, duration_s = (
+                ("target" if result.ended_by == "b" else "caller"),
+                (result.duration_s),
+            )
+        finally:
+            await far.close("bridge_ended")
+            self.admission.note(f"[bridged to {target} for {duration_s:.1f} s; {ended_by} hung up]")
+            self.log.info("bridge_ended", ended_by=ended_by, duration_s=round(duration_s, 2))
+
+    async def _refer(self, target: str) -> TransferOutcome:
         """Blind transfer with REFER (RFC 3515), followed to its outcome.
 
         The REFER's 202 only means the far end will try; success is a NOTIFY whose
         sipfrag says 2xx, failure one that says busy, declined, not found... or no
-        word within `TRANSFER_TIMEOUT_S`. The result carries the reason so the model
+        word within `TRANSFER_TIMEOUT_S`. The outcome carries the reason so the model
         can tell the caller and carry on.
         """
-        if not self.answered:
-            return TransferResult(False, "not_answered")
         host, port = self.server.endpoint.via_address(self.dialog.transport)
         refer_to = target if target.startswith(("sip:", "sips:", "tel:")) else f"tel:{target}"
         headers = Headers(
@@ -402,13 +500,13 @@ class DialogCall:
                     await asyncio.wait_for(done.wait(), TRANSFER_TIMEOUT_S)
             outcome = progress.timed_out() if not progress.outcome.done else progress.outcome
         except TimeoutError:
-            outcome = progress.timed_out()
+            outcome = progress.refer_unanswered()
         finally:
             self._transfer_progress = self._transfer_done = None
         self.log.info(
             "transfer_outcome", ok=outcome.succeeded, status=outcome.status, reason=outcome.reason
         )
-        return TransferResult(outcome.succeeded, outcome.reason, outcome.status)
+        return outcome
 
     async def _cleanup(self) -> None:
         if self.answered and not self._bye_received and not self._bye_sent:
@@ -423,6 +521,30 @@ class DialogCall:
         self.ended = True
         self.admission.release(self.end_reason or "ended")
         self.log.info("call_finished", reason=self.end_reason, answered=self.answered)
+
+
+def bridge_uri(target: str, via: Dialog) -> SipUri | None:
+    """The URI to INVITE for a bridged transfer: a sip:/sips: URI as it is; a number (or
+    tel: URI) at the host the caller's call came through, the trunk or PBX that can
+    route it. None when the target is not dialable."""
+    text = target.strip()
+    if text.startswith("tel:"):
+        text = text[4:].split(";", 1)[0]
+    if not text.startswith(("sip:", "sips:")):
+        number = "".join(ch for ch in text if ch.isdigit() or ch in "+*#")
+        if not number:
+            return None
+        try:
+            host = SipUri.parse(via.remote_target)
+        except (SipParseError, ValueError):
+            return None
+        port = f":{host.port}" if host.port else ""
+        text = f"{'sips' if host.scheme == 'sips' else 'sip'}:{number}@{host.host}{port}"
+    try:
+        uri = SipUri.parse(text)
+    except (SipParseError, ValueError):
+        return None
+    return uri if uri.host else None
 
 
 def _rate(codec: str) -> int:

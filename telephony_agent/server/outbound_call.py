@@ -23,7 +23,7 @@ import structlog
 
 from telephony_agent.call.record import TranscriptLine
 from telephony_agent.logs import bind_call
-from telephony_agent.media.rtp import PortsExhausted
+from telephony_agent.media.rtp import PortsExhausted, RtpLeg
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.server.dialog_call import ALLOW, CallSummary, DialogCall, SipHost
 from telephony_agent.sip.dialog import Dialog, new_tag
@@ -36,7 +36,8 @@ from telephony_agent.sip.digest import (
 )
 from telephony_agent.sip.message import Headers, NameAddr, SipRequest, SipResponse, SipUri, Via
 from telephony_agent.sip.refer import reason_for_status
-from telephony_agent.sip.sdp import SdpError, build_offer, parse_sdp
+from telephony_agent.sip.sdes import CryptoLine
+from telephony_agent.sip.sdp import SdpError, SessionDescription, build_offer, parse_sdp
 from telephony_agent.sip.sdp_srtp import accept_secure, offer_secure
 from telephony_agent.sip.transaction import Peer, new_branch
 from telephony_agent.switchboard import Admission
@@ -133,15 +134,7 @@ class OutboundCall(DialogCall):
             self.end_reason = "not_found"
             return
         self._peer = peer
-        offer = build_offer(
-            local_address=self.server.media_address,
-            local_port=rtp.local_port,
-            codecs=self.server.codecs,
-            session_id=self._session_id,
-            session_version=self._sdp_version,
-        )
-        mode = "required" if self.target.scheme == "sips" else self.server.settings.rtp.srtp
-        offer, our_key = offer_secure(offer, "required" if mode == "required" else "off")
+        offer, our_key = self._offer(rtp)
         session = self.admission.new_session()
         connect = asyncio.ensure_future(session.connect())
         started = time.monotonic()
@@ -190,6 +183,18 @@ class OutboundCall(DialogCall):
             await _close(session)
             return
         await self._run_agent(session)
+
+    def _offer(self, rtp: RtpLeg) -> tuple[SessionDescription, CryptoLine | None]:
+        """Our SDP offer for `rtp`'s port, with an SRTP key where SRTP is required."""
+        offer = build_offer(
+            local_address=self.server.media_address,
+            local_port=rtp.local_port,
+            codecs=self.server.codecs,
+            session_id=self._session_id,
+            session_version=self._sdp_version,
+        )
+        mode = "required" if self.target.scheme == "sips" else self.server.settings.rtp.srtp
+        return offer_secure(offer, "required" if mode == "required" else "off")
 
     # ------------------------------------------------------------------ INVITE
 

@@ -33,6 +33,9 @@ class SipCallLeg(MediaLeg):
         self.codec = rtp.codec
         self._hangup = hangup
         self._transfer = transfer
+        #: Set by every frame the Call sends; a bridged transfer takes the line over
+        #: once a whole tick passed without one (`agent_left`).
+        self._agent_sent = False
 
     def events(self) -> AsyncIterator[LegEvent]:
         # The RTP leg's own stream: signalling injects into it (see `end`, `dtmf`).
@@ -48,7 +51,16 @@ class SipCallLeg(MediaLeg):
         self.rtp.inject(DtmfIn(digit, duration_ms))
 
     def send_frame(self, frame: Frame) -> None:
+        self._agent_sent = True
         self.rtp.send_frame(frame)
+
+    def agent_left(self) -> bool:
+        """True when no frame came from the Call since the last ask, once per tick:
+        the Call hands over exactly one frame per tick while it runs, so a tick
+        without one means it has stopped and the line is free."""
+        sent = self._agent_sent
+        self._agent_sent = False
+        return not sent
 
     async def hangup(self, reason: str) -> None:
         await self._hangup(reason)

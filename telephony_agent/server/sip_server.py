@@ -31,6 +31,7 @@ from telephony_agent.config import codec_preference, parse_host_port
 from telephony_agent.media.rtp import PortAllocator, RtpLeg
 from telephony_agent.netbuffers import udp_drops
 from telephony_agent.observability.sip_traffic import SipTraffic
+from telephony_agent.server.bridge_target import BridgeTarget
 from telephony_agent.server.dialing import DialError, DialRequest, RateLimiter, plan_call
 from telephony_agent.server.dialog_call import ALLOW, CallSummary, DialogCall
 from telephony_agent.server.gatekeeper import Gatekeeper
@@ -42,7 +43,7 @@ from telephony_agent.sip.endpoint import SipEndpoint
 from telephony_agent.sip.message import NameAddr, SipRequest, SipResponse, SipUri
 from telephony_agent.sip.tls import client_context, server_context
 from telephony_agent.sip.transaction import Peer, ServerTransaction, Timers
-from telephony_agent.switchboard import CallRequest, Refusal, Switchboard
+from telephony_agent.switchboard import Admission, CallRequest, Refusal, Switchboard
 from telephony_agent.trunk.registrations import Registrations
 
 __all__ = ["FINISHED_KEPT", "AgentSipServer", "ServerStats"]
@@ -492,15 +493,26 @@ class AgentSipServer:
             plan.target,
             plan.route,
             ring_timeout_s=self.settings.sip.ring_timeout_s,
-            on_dialog=self._track_outbound,
+            on_dialog=self.track_dialog,
             on_transcript=self._transcript_callback(plan.request.external_id),
         )
         self.stats.outbound += 1
         self.spawn(self._run_outbound(call))
         return call
 
-    def _track_outbound(self, call: OutboundCall) -> None:
+    def track_dialog(self, call: DialogCall) -> None:
         self._calls[call.key] = call
+
+    def forget_dialog(self, call: DialogCall) -> None:
+        """Stop routing to a dialog once retransmissions of its last requests are over."""
+        loop = asyncio.get_running_loop()
+        loop.call_later(32 * self.endpoint.layer.timers.t1, self._calls.pop, call.key, None)
+
+    def dial_target(
+        self, admission: Admission, target: SipUri, from_uri: str, transport: str, ring_s: float
+    ) -> BridgeTarget:
+        """The target leg of a bridged transfer (`DialogCall` cannot import it)."""
+        return BridgeTarget(self, admission, target, from_uri, transport, ring_s)
 
     async def _run_outbound(self, call: OutboundCall) -> None:
         try:
@@ -511,8 +523,7 @@ class AgentSipServer:
         finally:
             await asyncio.sleep(0)
             if call.answered:
-                loop = asyncio.get_running_loop()
-                loop.call_later(32 * self.endpoint.layer.timers.t1, self._calls.pop, call.key, None)
+                self.forget_dialog(call)
 
     def _on_cancel(self, request: SipRequest, txn: ServerTransaction) -> None:
         invite_txn = self.endpoint.layer.find_invite(request)

@@ -12,7 +12,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["TransferOutcome", "TransferProgress", "parse_sipfrag", "reason_for_status"]
+__all__ = [
+    "REFUSED_STATUSES",
+    "TransferOutcome",
+    "TransferProgress",
+    "parse_sipfrag",
+    "reason_for_status",
+]
+
+#: Final answers to a REFER that mean "not here, not this way" rather than "the target
+#: could not be reached": the caller's side will not transfer at all, so a fallback of
+#: our own (a bridge, a message) may apply.
+REFUSED_STATUSES = frozenset({403, 405, 420, 488, 501})
 
 _STATUS_LINE = re.compile(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$")
 
@@ -43,12 +54,14 @@ def reason_for_status(status: int) -> str:
 
 @dataclass(frozen=True)
 class TransferOutcome:
-    """Where a transfer stands: `done` once it succeeded or failed for good."""
+    """Where a transfer stands: `done` once it succeeded or failed for good; `refused`
+    when the REFER itself was turned down or never answered (nothing was tried)."""
 
     done: bool
     succeeded: bool = False
     status: int | None = None
     reason: str = ""
+    refused: bool = False
 
 
 class TransferProgress:
@@ -62,10 +75,17 @@ class TransferProgress:
         """The REFER itself: 2xx means it is being tried; anything else is a refusal."""
         if 200 <= status < 300:
             return self.outcome
+        refused = status in REFUSED_STATUSES
         if status in (405, 501, 420):
-            self.outcome = TransferOutcome(True, False, status, "refer_not_supported")
+            self.outcome = TransferOutcome(True, False, status, "refer_not_supported", refused)
         else:
-            self.outcome = TransferOutcome(True, False, status, reason_for_status(status))
+            self.outcome = TransferOutcome(True, False, status, reason_for_status(status), refused)
+        return self.outcome
+
+    def refer_unanswered(self) -> TransferOutcome:
+        """The REFER got no final answer at all: a peer that drops what it does not know."""
+        if not self.outcome.done:
+            self.outcome = TransferOutcome(True, False, None, "refer_unanswered", refused=True)
         return self.outcome
 
     def notify(self, body: bytes, subscription_state: str | None) -> TransferOutcome:

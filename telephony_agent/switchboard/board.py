@@ -263,6 +263,18 @@ class Admission:
         self._board.call_ended(self, live, record)
         return record
 
+    def note(self, text: str) -> None:
+        """A system line for the record of a call the agent has left but that goes on (a
+        bridged transfer): written while the call is still kept, i.e. before it ends."""
+        live = self.live
+        if live is None:
+            return
+        record = live.call.record
+        at_ms = max((line.end_ms for line in record.transcript), default=0)
+        line = TranscriptLine(time.time() - record.started_at, "system", text, at_ms, at_ms)
+        record.transcript.append(line)
+        self._board.on_transcript(self, line, None)
+
     def release(self, reason: str) -> None:
         """Give the slot back (idempotent); a call that never ran counts as abandoned."""
         if self._released:

@@ -52,3 +52,22 @@ def test_sipfrag_parsing_is_bounded_and_strict() -> None:
     assert parse_sipfrag(b"") is None
     assert parse_sipfrag(b"SIP/2.0 2000 OK") is None
     assert reason_for_status(699) == "failed_699"
+
+
+@pytest.mark.parametrize("status", [403, 405, 420, 488, 501])
+def test_a_refused_refer_is_marked_so_a_fallback_may_apply(status: int) -> None:
+    outcome = TransferProgress().refer_answered(status)
+    assert (outcome.done, outcome.succeeded, outcome.refused) == (True, False, True)
+
+
+def test_a_failure_after_the_refer_was_accepted_is_not_a_refusal() -> None:
+    assert not TransferProgress().refer_answered(486).refused
+    progress = TransferProgress()
+    progress.refer_answered(202)
+    assert not progress.notify(b"SIP/2.0 486 Busy Here", "terminated").refused
+    unanswered = TransferProgress().refer_unanswered()
+    assert (unanswered.refused, unanswered.reason, unanswered.status) == (
+        True,
+        "refer_unanswered",
+        None,
+    )

@@ -71,3 +71,15 @@ def test_profile_transfer_targets_are_checked(tmp_path: Path) -> None:
     path.write_text('[[profiles]]\nname = "desk"\ntransfer_targets = { sales = "http://x" }\n')
     with pytest.raises(ConfigError, match=r"transfer_targets.sales = 'http://x': expected a sip"):
         load_settings(path, environ={})
+
+
+async def test_a_bridge_says_so_and_a_message_fallback_tells_the_model_what_to_say() -> None:
+    tool = _transfer_tool({"sales": "sip:sales@pbx.local"})
+    bridged = _Ctx(TransferResult(True, "transferred", 200, mode="bridge"))
+    assert await tool.handler({"target": "sales"}, bridged) == {"ok": True, "mode": "bridge"}
+    refused = _Ctx(TransferResult(False, "refer_not_supported", 405, message="Dial 555-0100."))
+    result = await tool.handler({"target": "sales"}, refused)
+    assert result["ok"] is False
+    assert "the phone system cannot transfer calls" in result["error"]
+    assert "Dial 555-0100." in result["instructions"]
+    assert "end_call" in result["instructions"]
