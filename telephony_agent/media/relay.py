@@ -34,6 +34,9 @@ __all__ = ["RelayDirection", "RelayResult", "relay"]
 log = structlog.get_logger(__name__)
 
 FRAME_MS = 20
+#: A frame whose peak reaches this (about -36 dBFS) carries sound, not line noise or the
+#: silence a leg fills gaps with: what `frames_voiced` counts.
+VOICED_PEAK = 500
 
 
 class RelayDirection:
@@ -59,6 +62,7 @@ class RelayDirection:
         self._playing = False
         self._silence = np.zeros(self.frame_samples, dtype=np.int16)
         self.frames_played = 0
+        self.frames_voiced = 0
         self.frames_silent = 0
         self.samples_dropped = 0
 
@@ -102,19 +106,23 @@ class RelayDirection:
         self._buffer[:remaining] = self._buffer[size : self._count]
         self._count = remaining
         self.frames_played += 1
+        if max(int(out.max()), -int(out.min())) >= VOICED_PEAK:
+            self.frames_voiced += 1
         return Frame(out, None, True)
 
 
 @dataclass(frozen=True)
 class RelayResult:
-    """How a bridge ended: which side left first (`"a"` or `"b"`), why, and for how long
-    the two sides were connected."""
+    """How a bridge ended: which side left first (`"a"` or `"b"`), why, for how long the
+    two sides were connected, and the frames relayed each way (`voiced_*`: with sound)."""
 
     ended_by: str
     reason: str
     duration_s: float
     frames_a_to_b: int
     frames_b_to_a: int
+    voiced_a_to_b: int = 0
+    voiced_b_to_a: int = 0
 
 
 async def relay(
@@ -189,6 +197,8 @@ async def relay(
         duration_s=time.monotonic() - started,
         frames_a_to_b=to_b.frames_played,
         frames_b_to_a=to_a.frames_played,
+        voiced_a_to_b=to_b.frames_voiced,
+        voiced_b_to_a=to_a.frames_voiced,
     )
     log.info(
         "relay_ended",
@@ -197,6 +207,8 @@ async def relay(
         duration_s=round(result.duration_s, 2),
         frames_a_to_b=to_b.frames_played,
         frames_b_to_a=to_a.frames_played,
+        voiced_a_to_b=to_b.frames_voiced,
+        voiced_b_to_a=to_a.frames_voiced,
         dropped_ms=round(
             to_a.samples_dropped * 1000 / a.sample_rate
             + to_b.samples_dropped * 1000 / b.sample_rate,

@@ -32,6 +32,7 @@ def test_a_direction_waits_for_its_preroll_then_plays_in_order() -> None:
     assert played[0].pcm.tolist() == first.tolist()
     assert played[1].pcm.tolist() == second.tolist()
     assert (direction.frames_played, direction.frames_silent) == (2, 2)
+    assert direction.frames_voiced == 0  # a peak of 200 is line noise, not sound
 
 
 def test_a_direction_resamples_to_the_other_legs_rate() -> None:
@@ -109,6 +110,7 @@ async def test_audio_flows_both_ways_and_a_bye_from_the_target_ends_it() -> None
     result = await asyncio.wait_for(task, 2.0)
     assert (result.ended_by, result.reason) == ("b", "caller_hangup")
     assert result.frames_a_to_b >= 10 and result.frames_b_to_a >= 10
+    assert result.voiced_b_to_a == result.frames_b_to_a
     assert {f.pcm.size for f in caller.sent} == {160}
     assert {f.pcm.size for f in target.sent} == {320}
     assert target.digits == ["5"]
