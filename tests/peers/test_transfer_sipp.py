@@ -176,3 +176,60 @@ def test_a_refused_refer_falls_back_to_a_message_and_the_agent_hangs_up(
     assert message in output["instructions"]
     assert ("agent", message) in _lines(record)
     assert record["ended_by"] == "agent"
+
+
+def test_a_bridge_to_a_busy_target_is_told_to_the_model_like_a_failed_refer(
+    start_agent_server: StartAgent, tmp_path: Path, speech_ulaw: Path
+) -> None:
+    target = Callee("uas_busy.xml", tmp_path / "target", speech_ulaw)
+    said = "Sales is busy, so I will end the call now."
+    local = _script(
+        tmp_path,
+        _transfer("sales"),
+        {"say": said, "tone_ms": 1000, "function_calls": [{"name": "end_call", "arguments": {}}]},
+    )
+    agent = start_agent_server(
+        _profile(
+            transfer_targets=f'{{ sales = "{SALES.format(port=target.port)}" }}',
+            transfer_fallback='"bridge"',
+        ),
+        local=local,
+    )
+    result = run_sipp(agent, "refer_refused.xml", tmp_path / "caller", speech_ulaw)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert target.finish() == 0, target.errors()
+    record = _only_record(agent)
+    sales = SALES.format(port=target.port)
+    assert _tool_output(record) == {
+        "ok": False,
+        "error": f"the transfer to {sales} failed: the line is busy",
+    }
+    lines = _lines(record)
+    failed = lines.index(("system", f"[transfer to {sales} failed: busy]"))
+    assert ("agent", said) in lines[failed:]
+    assert agent.log_events("relay_ended") == []
+
+
+def test_the_callers_bye_during_a_bridge_hangs_up_the_target(
+    start_agent_server: StartAgent, tmp_path: Path, speech_ulaw: Path
+) -> None:
+    target = Callee("uas_answer_until_bye.xml", tmp_path / "target", speech_ulaw)
+    agent = start_agent_server(
+        _profile(
+            transfer_mode='"bridge"',
+            transfer_targets=f'{{ sales = "{SALES.format(port=target.port)}" }}',
+        ),
+        local=_script(tmp_path, _transfer("sales")),
+    )
+    # The caller talks and hangs up 6 s after the answer, in the middle of the bridge.
+    result = run_sipp(agent, "basic_call.xml", tmp_path / "caller", speech_ulaw)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert target.finish() == 0, target.errors()
+    # transfer_mode = "bridge": no REFER was sent at all.
+    assert agent.log_events("refer_answered") == []
+    (relayed,) = agent.log_events("relay_ended")
+    assert relayed["ended_by"] == "a" and relayed["voiced_b_to_a"] >= 50, relayed
+    record = _only_record(agent)
+    bridged = [t for s, t in _lines(record) if s == "system" and t.startswith("[bridged to")]
+    assert len(bridged) == 1 and bridged[0].endswith("caller hung up]"), bridged
+    assert agent.health()["active_calls"] == 0
