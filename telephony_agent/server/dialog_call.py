@@ -432,7 +432,7 @@ class DialogCall:
         """Call the target ourselves; once it answers the agent leaves and the relay
         connects the two legs (`_run_bridge`). While it rings the Call goes on, so the
         caller hears the agent or the profile's hold audio."""
-        uri = bridge_uri(target, self.dialog)
+        uri = bridge_uri(target, self.dialog.remote_target)
         if uri is None or self.leg is None:
             return TransferResult(False, "not_found", mode="bridge")
         transport = uri.params.get("transport") or ("TLS" if uri.scheme == "sips" else "UDP")
@@ -523,10 +523,10 @@ class DialogCall:
         self.log.info("call_finished", reason=self.end_reason, answered=self.answered)
 
 
-def bridge_uri(target: str, via: Dialog) -> SipUri | None:
+def bridge_uri(target: str, remote_target: str) -> SipUri | None:
     """The URI to INVITE for a bridged transfer: a sip:/sips: URI as it is; a number (or
-    tel: URI) at the host the caller's call came through, the trunk or PBX that can
-    route it. None when the target is not dialable."""
+    tel: URI) at the host of `remote_target` (the caller's Contact: the trunk or PBX the
+    call came through, which can route it). None when the target is not dialable."""
     text = target.strip()
     if text.startswith("tel:"):
         text = text[4:].split(";", 1)[0]
@@ -535,7 +535,7 @@ def bridge_uri(target: str, via: Dialog) -> SipUri | None:
         if not number:
             return None
         try:
-            host = SipUri.parse(via.remote_target)
+            host = SipUri.parse(remote_target)
         except (SipParseError, ValueError):
             return None
         port = f":{host.port}" if host.port else ""
