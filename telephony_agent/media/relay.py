@@ -131,6 +131,7 @@ async def relay(
     clock: MediaClock,
     *,
     a_free: Callable[[], bool] | None = None,
+    a_gone: Callable[[], bool] | None = None,
     send_a: Callable[[Frame], None] | None = None,
 ) -> RelayResult:
     """Relay audio and DTMF between `a` and `b` until either ends.
@@ -138,7 +139,9 @@ async def relay(
     `a_free` says whether leg `a` may be used yet (the agent may still be speaking its
     last words on it): until it returns True nothing is sent to `a` and its events are
     not read, so `b` hears silence and `a`'s audio still reaches whoever reads it.
-    `send_a` replaces `a.send_frame` (a wrapper that counts the agent's frames).
+    `a_gone` says, checked every tick, that `a` has ended even though its end event went
+    to that other reader. `send_a` replaces `a.send_frame` (a wrapper that counts the
+    agent's frames).
     """
     to_b = RelayDirection(a.sample_rate, b.sample_rate)
     to_a = RelayDirection(b.sample_rate, a.sample_rate)
@@ -168,6 +171,9 @@ async def relay(
 
     def on_tick(tick: int) -> None:
         del tick
+        if a_gone is not None and a_gone():
+            finish("a", "ended")
+            return
         b.send_frame(to_b.pull())
         if not a_started.is_set():
             if a_free is not None and not a_free():

@@ -98,7 +98,13 @@ class BridgeTarget(OutboundCall):
         return True
 
     async def close(self, reason: str) -> None:
-        """BYE unless the target already hung up, free the media, forget the dialog."""
+        """BYE unless the target already hung up (CANCEL if it still rings), free the
+        media, forget the dialog."""
+        invite, peer = self._invite, self._peer
+        if not self.answered and not self.end_reason and invite is not None and peer is not None:
+            self.log.info("transfer_target_cancelled", why=reason)
+            with contextlib.suppress(Exception):
+                await self._send_cancel(invite, peer)
         if self.answered and not self._bye_received and not self._bye_sent:
             with contextlib.suppress(Exception):
                 await self._hang_up(reason)

@@ -242,8 +242,6 @@ class DialogCall:
             self.gave_up.set()
             if self.leg is not None:
                 self.leg.end("caller_hangup")
-            if self._bridge is not None:
-                self._bridge.cancel()
             if not self.answered:
                 self.cancelled.set()
         elif method in ("INVITE", "UPDATE"):
@@ -390,12 +388,10 @@ class DialogCall:
         After a bridged transfer the agent's leaving is not the end: the caller talks to
         the target until either hangs up, and only then is the caller's BYE sent.
         """
-        bridge, self._bridge = self._bridge, None
+        bridge = self._bridge
         if bridge is not None:
-            if self.rtp is not None and self.rtp.ended:
-                bridge.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await bridge
+            await asyncio.wait([bridge])
+            self._bridge = None
         self.end_reason = self.end_reason or reason
         if self._bye_sent or self._bye_received or not self.answered:
             return
@@ -443,7 +439,7 @@ class DialogCall:
         self.log.info("bridge_dialling", target=str(uri)[:120])
         try:
             connected = await far.connect()
-        except BaseException:
+        except BaseException:  # the call ended while the target rang
             self.server.spawn(far.close("transfer_abandoned"))
             raise
         if not connected:
@@ -459,7 +455,12 @@ class DialogCall:
         ended_by, duration_s = "caller", 0.0
         try:
             result = await relay(
-                leg, far.leg, self.server.clock, a_free=leg.agent_left, send_a=leg.rtp.send_frame
+                leg,
+                far.leg,
+                self.server.clock,
+                a_free=leg.agent_left,
+                a_gone=lambda: leg.rtp.ended,
+                send_a=leg.rtp.send_frame,
             )
             ended_by, duration_s = (
                 ("target" if result.ended_by == "b" else "caller"),

@@ -282,17 +282,8 @@ class OutboundCall(DialogCall):
     ) -> SipResponse | None:
         """§9.1: CANCEL the ringing INVITE; the call ends as unanswered either way."""
         self.end_reason = "no_answer"
-        headers = Headers()
-        headers.add("Via", invite.headers.get_all("Via")[0])
-        for name in ("Route", "From", "To", "Call-ID"):
-            for value in invite.headers.get_all(name):
-                headers.add(name, value)
-        headers.add("Max-Forwards", "70")
-        headers.add("CSeq", f"{invite.cseq[0]} CANCEL")
-        cancel = SipRequest("CANCEL", invite.uri, headers)
         self.log.info("outbound_cancelled", after_s=self.ring_timeout_s)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.server.endpoint.send_request(cancel, peer), _CANCEL_WAIT_S)
+        await self._send_cancel(invite, peer)
         try:
             final = await asyncio.wait_for(future, _CANCEL_WAIT_S)
         except TimeoutError:
@@ -304,6 +295,19 @@ class OutboundCall(DialogCall):
             self.answered = True
             return None
         return final
+
+    async def _send_cancel(self, invite: SipRequest, peer: Peer) -> None:
+        """CANCEL `invite` (§9.1: same Via branch, Route, From, To and Call-ID)."""
+        headers = Headers()
+        headers.add("Via", invite.headers.get_all("Via")[0])
+        for name in ("Route", "From", "To", "Call-ID"):
+            for value in invite.headers.get_all(name):
+                headers.add(name, value)
+        headers.add("Max-Forwards", "70")
+        headers.add("CSeq", f"{invite.cseq[0]} CANCEL")
+        cancel = SipRequest("CANCEL", invite.uri, headers)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.server.endpoint.send_request(cancel, peer), _CANCEL_WAIT_S)
 
     def _send_ack(self, response: SipResponse) -> None:
         """ACK a 2xx (again, for each retransmission of it) along the route set."""

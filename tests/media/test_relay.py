@@ -137,3 +137,16 @@ async def test_the_caller_leg_is_left_to_the_agent_until_it_stops_sending() -> N
     result = await asyncio.wait_for(task, 2.0)
     assert result.ended_by == "a"
     assert caller.sent == []  # everything went through `send_a`
+
+
+async def test_a_caller_gone_before_the_takeover_still_ends_the_relay() -> None:
+    caller, target = _Leg(8000), _Leg(8000)
+    gone = False
+    task = asyncio.ensure_future(
+        relay(caller, target, MediaClock(), a_free=lambda: False, a_gone=lambda: gone)
+    )
+    await _feed(target, _tone(500, 8000, 20), 3)
+    assert not task.done()
+    gone = True  # its end event went to the agent's reader, not to the relay
+    result = await asyncio.wait_for(task, 1.0)
+    assert (result.ended_by, result.reason) == ("a", "ended")

@@ -233,3 +233,24 @@ def test_the_callers_bye_during_a_bridge_hangs_up_the_target(
     bridged = [t for s, t in _lines(record) if s == "system" and t.startswith("[bridged to")]
     assert len(bridged) == 1 and bridged[0].endswith("caller hung up]"), bridged
     assert agent.health()["active_calls"] == 0
+
+
+def test_a_caller_who_hangs_up_while_the_target_rings_cancels_the_bridge(
+    start_agent_server: StartAgent, tmp_path: Path, speech_ulaw: Path
+) -> None:
+    target = Callee("uas_no_answer.xml", tmp_path / "target", speech_ulaw)
+    agent = start_agent_server(
+        _profile(
+            transfer_mode='"bridge"',
+            transfer_targets=f'{{ sales = "{SALES.format(port=target.port)}" }}',
+        ),
+        local=_script(tmp_path, _transfer("sales")),
+    )
+    # The caller hangs up 6 s after the answer; the target rings for up to 30 s.
+    result = run_sipp(agent, "basic_call.xml", tmp_path / "caller", speech_ulaw)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert target.finish() == 0, target.errors()  # it got our CANCEL
+    (cancelled,) = agent.log_events("transfer_target_cancelled")
+    assert cancelled["why"] == "transfer_abandoned"
+    assert agent.log_events("relay_ended") == []
+    assert _only_record(agent)["end_reason"] == "caller_hangup"
