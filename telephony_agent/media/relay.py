@@ -149,6 +149,9 @@ async def relay(
     ended: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
     a_started = asyncio.Event()
     started = time.monotonic()
+    #: Silent frames `a` got between the takeover and the first relayed one: the gap
+    #: the caller hears at the handover (-1: nothing relayed to `a` yet).
+    handover = [0, -1]
 
     def finish(side: str, reason: str) -> None:
         if not ended.done():
@@ -181,7 +184,13 @@ async def relay(
                 return
             a_started.set()
             log.info("relay_took_over", buffered_ms=round(to_a.buffered_ms, 1))
-        write_a(to_a.pull())
+        frame = to_a.pull()
+        if handover[1] < 0:
+            if frame.speech:
+                handover[1] = handover[0]
+            else:
+                handover[0] += 1
+        write_a(frame)
 
     readers = [
         asyncio.ensure_future(read_a()),
@@ -215,6 +224,7 @@ async def relay(
         frames_b_to_a=to_a.frames_played,
         voiced_a_to_b=to_b.frames_voiced,
         voiced_b_to_a=to_a.frames_voiced,
+        handover_gap_ms=handover[1] * FRAME_MS if handover[1] >= 0 else None,
         dropped_ms=round(
             to_a.samples_dropped * 1000 / a.sample_rate
             + to_b.samples_dropped * 1000 / b.sample_rate,

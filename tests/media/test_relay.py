@@ -109,6 +109,7 @@ async def test_audio_flows_both_ways_and_a_bye_from_the_target_ends_it() -> None
     target.queue.put_nowait(LegEnded("caller_hangup"))
     result = await asyncio.wait_for(task, 2.0)
     assert (result.ended_by, result.reason) == ("b", "caller_hangup")
+    assert not caller.sent[0].speech and caller.sent[1].speech  # one frame of preroll
     assert result.frames_a_to_b >= 10 and result.frames_b_to_a >= 10
     assert result.voiced_b_to_a == result.frames_b_to_a
     assert {f.pcm.size for f in caller.sent} == {160}

@@ -138,6 +138,8 @@ def test_a_refused_refer_falls_back_to_a_bridge_and_the_targets_bye_ends_both(
     (relayed,) = agent.log_events("relay_ended")
     assert relayed["ended_by"] == "b"  # the target hung up first...
     assert relayed["frames_b_to_a"] >= 300 and relayed["frames_a_to_b"] >= 300, relayed
+    # The caller hears at most two frames of silence between the agent and the target.
+    assert relayed["handover_gap_ms"] <= 40, relayed
     # ...after its 3.3 s of speech went to the caller, and came back (the caller echoes).
     assert relayed["voiced_b_to_a"] >= 100, relayed
     assert relayed["voiced_a_to_b"] >= 100, relayed
