@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import socket
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -413,18 +414,21 @@ class DialogCall:
         if not self.answered:
             return TransferResult(False, "not_answered")
         how = self.admission.profile.transfer
+        # The model waits for this tool's result at most `tool_timeout_s`; a bridge
+        # must not still ring when the model has been told the transfer timed out.
+        deadline = time.monotonic() + self.admission.profile.tool_wait.tool_timeout_s - 1.0
         if how.mode == "bridge":
-            return await self._bridge_to(target)
+            return await self._bridge_to(target, deadline)
         outcome = await self._refer(target)
         result = TransferResult(outcome.succeeded, outcome.reason, outcome.status)
         if not outcome.refused or how.fallback == "none":
             return result
         self.log.info("transfer_fallback", fallback=how.fallback, status=outcome.status)
         if how.fallback == "bridge":
-            return await self._bridge_to(target)
+            return await self._bridge_to(target, deadline)
         return dataclasses.replace(result, message=how.message)
 
-    async def _bridge_to(self, target: str) -> TransferResult:
+    async def _bridge_to(self, target: str, deadline: float) -> TransferResult:
         """Call the target ourselves; once it answers the agent leaves and the relay
         connects the two legs (`_run_bridge`). While it rings the Call goes on, so the
         caller hears the agent or the profile's hold audio."""
@@ -432,7 +436,8 @@ class DialogCall:
         if uri is None or self.leg is None:
             return TransferResult(False, "not_found", mode="bridge")
         transport = uri.params.get("transport") or ("TLS" if uri.scheme == "sips" else "UDP")
-        ring_s = min(self.server.settings.sip.ring_timeout_s, TRANSFER_TIMEOUT_S)
+        left_s = deadline - time.monotonic()
+        ring_s = max(1.0, min(self.server.settings.sip.ring_timeout_s, TRANSFER_TIMEOUT_S, left_s))
         far = self.server.dial_target(
             self.admission, uri, self.dialog.local_uri, transport.upper(), ring_s
         )
