@@ -467,10 +467,8 @@ class DialogCall:
                 a_gone=lambda: leg.rtp.ended,
                 send_a=leg.rtp.send_frame,
             )
-            ended_by, duration_s = (
-                ("target" if result.ended_by == "b" else "caller"),
-                (result.duration_s),
-            )
+            ended_by = "target" if result.ended_by == "b" else "caller"
+            duration_s = result.duration_s
         finally:
             await far.close("bridge_ended")
             self.admission.note(f"[bridged to {target} for {duration_s:.1f} s; {ended_by} hung up]")
