@@ -49,6 +49,7 @@ from telephony_agent.server.sip_server import AgentSipServer
 from telephony_agent.switchboard import Switchboard
 from telephony_agent.switchboard.drain import Drainer
 from telephony_agent.switchboard.keeping import Keeping
+from telephony_agent.switchboard.load_sampler import LoadSampler
 from telephony_agent.trunk.registrations import Registrations
 
 log = structlog.get_logger(__name__)
@@ -65,8 +66,13 @@ async def run_serve(args: argparse.Namespace) -> int:
     server: AgentSipServer | None = None
     board: Switchboard | None = None
     keeping: Keeping | None = None
+    sampler: LoadSampler | None = None
     try:
         board = Switchboard(runtime.deployment(settings))
+        # Measuring from before the SIP port opens: a burst of INVITEs at start is charged
+        # against the first sample. It measures with [admission] off too, for /metrics.
+        sampler = LoadSampler(board)
+        sampler.start()
         keeping = await Keeping.open(settings)
         keeping.attach(board)
         server = AgentSipServer(board)
@@ -107,6 +113,8 @@ async def run_serve(args: argparse.Namespace) -> int:
             await server.registrations.stop()
         print("telephony-agent: stopping, hanging up active calls", file=sys.stderr, flush=True)
     finally:
+        if sampler is not None:
+            await sampler.stop()
         if http is not None:
             await http.close()
         if server is not None:

@@ -120,6 +120,8 @@ def health_snapshot(
         "profiles": [p.name for p in board.deployment.profiles.profiles],
         "calls_admitted": board.stats.admitted,
         "calls_refused_over_capacity": board.stats.refused_over_capacity,
+        "calls_refused_overloaded": board.stats.refused_overloaded,
+        "admission": board.overload.snapshot(board.active_calls),
         "playout_underruns": board.stats.playout_underruns,
         "media_clock_lateness_p50_ms": round(lateness.p50_ms, 3),
         "media_clock_lateness_p99_ms": round(lateness.p99_ms, 3),

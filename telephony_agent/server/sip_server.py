@@ -351,7 +351,7 @@ class AgentSipServer:
         return bound and self._accepting
 
     def _options_response(self, request: SipRequest) -> Any:
-        if not self._accepting or self.switchboard.draining:
+        if not self._accepting or self.switchboard.draining or self.switchboard.overloaded:
             # A dispatcher probing with OPTIONS marks us down before sending another call.
             response = make_response(request, 503)
             response.headers.add("Retry-After", str(self.settings.sip.retry_after_s))
@@ -400,7 +400,7 @@ class AgentSipServer:
             )
         )
         if isinstance(admission, Refusal):
-            self._reject_busy(request, txn)
+            self._reject_busy(request, txn, admission)
             return
         self.endpoint.respond(txn, make_response(request, 100))
         try:
@@ -446,15 +446,22 @@ class AgentSipServer:
             self._pending.discard(call)
             self.limits.settled(call.source.host)
 
-    def _reject_busy(self, request: SipRequest, txn: ServerTransaction) -> None:
+    def _reject_busy(
+        self, request: SipRequest, txn: ServerTransaction, refusal: Refusal | None = None
+    ) -> None:
         self.stats.rejected_busy += 1
-        sip = self.settings.sip
-        if sip.over_capacity == "unavailable" or not self._accepting or self.switchboard.draining:
-            response = make_response(request, 503)
-            response.headers.add("Retry-After", str(sip.retry_after_s))
+        sip, limits = self.settings.sip, self.switchboard.overload.limits
+        if refusal is not None and refusal.reason == "overloaded":
+            status, retry_after_s = limits.refuse_with, limits.retry_after_s
         else:
-            response = make_response(request, 486)
-        log.info("call_rejected_busy", status=response.status, active=self.switchboard.active_calls)
+            unavailable = not self._accepting or self.switchboard.draining
+            status = 503 if sip.over_capacity == "unavailable" or unavailable else 486
+            retry_after_s = sip.retry_after_s
+        response = make_response(request, status)
+        if status == 503:
+            response.headers.add("Retry-After", str(retry_after_s))
+        if refusal is None or refusal.reason != "overloaded":  # overload logs its own edges
+            log.info("call_rejected_busy", status=status, active=self.switchboard.active_calls)
         self.endpoint.respond(txn, response)
 
     async def _run_call(self, call: InboundCall, txn: ServerTransaction) -> None:
