@@ -188,6 +188,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "admission.max_cpu": (0.01, 64.0),
     "admission.lateness_min_cpu": (0.0, 64.0),
     "admission.resume_below": (0.1, 1.0),
+    "admission.enter_after_s": (0.0, 600.0),
     "admission.resume_after_s": (0.0, 600.0),
     "admission.cpu_per_call": (0.0001, 1.0),
     "admission.retry_after_s": (1, 86400),

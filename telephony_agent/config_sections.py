@@ -329,6 +329,10 @@ class AdmissionSettings:
     #: the lateness comes from elsewhere (another process, the host), and refusing our
     #: calls would not cure it.
     lateness_min_cpu: float = 0.5
+    #: A measure must stay over its limit this long before calls are refused: one stall
+    #: (a garbage collection, a burst of call set-ups) is not overload. New calls are
+    #: still charged against the headroom meanwhile.
+    enter_after_s: float = 2.0
     #: Calls are taken again once both measures stayed under this fraction of their limit
     #: for `resume_after_s` seconds (hysteresis: no flapping at the edge).
     resume_below: float = 0.8

@@ -69,10 +69,6 @@ async def run_serve(args: argparse.Namespace) -> int:
     sampler: LoadSampler | None = None
     try:
         board = Switchboard(runtime.deployment(settings))
-        # Measuring from before the SIP port opens: a burst of INVITEs at start is charged
-        # against the first sample. It measures with [admission] off too, for /metrics.
-        sampler = LoadSampler(board)
-        sampler.start()
         keeping = await Keeping.open(settings)
         keeping.attach(board)
         server = AgentSipServer(board)
@@ -107,6 +103,10 @@ async def run_serve(args: argparse.Namespace) -> int:
         if exposure:
             log.warning("sip_open_to_everyone", listen=settings.sip.listen)
             print(f"telephony-agent: warning: {exposure}", file=sys.stderr, flush=True)
+        # Once serving: start-up work (imports, the records database) is no call's load.
+        # It measures with [admission] off too, for /health and /metrics.
+        sampler = LoadSampler(board)
+        sampler.start()
         await _serve_until_stopped(args, board, runtime, settings)
         if server.registrations is not None:
             # Drained: nobody should send us new calls any more.

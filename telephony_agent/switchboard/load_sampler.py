@@ -52,8 +52,19 @@ class LoadSampler:
         return self._board.overload
 
     def start(self) -> None:
-        """Take a first sample now (a burst at start is charged against it) and go on."""
-        self.sample(late_s=0.0)
+        """Measure from now on, and open the gate's books at once.
+
+        The first sample has no interval behind it: it only tells the gate how many
+        calls there are, so a burst of INVITEs in the first second is charged at the
+        configured cost per call instead of being admitted unmeasured.
+        """
+        board = self._board
+        self._cpu, self._wall = self._cpu_time(), self._wall_time()
+        self._ticks = board.clock.lateness_count
+        self._calls, self._admitted = board.active_calls, board.stats.admitted
+        self.gate.observe(
+            LoadSample(at=self._wall, lateness_p99_ms=0.0, cpu=0.0, calls=self._calls, steady=False)
+        )
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:

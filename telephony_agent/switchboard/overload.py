@@ -9,9 +9,11 @@ from the process itself, once a second:
 * the media clock's lateness (p99 over the last second): the live calls' own symptom;
 * this process's CPU as a share of one core: the cause we control.
 
-Either over its limit puts the gate into overload, where every new call is refused.
-Calls are taken again only after both measures have stayed under `resume_below` of
-their limits for `resume_after_s` (hysteresis, so the edge does not flap). Between
+Either over its limit for `enter_after_s` puts the gate into overload, where every
+new call is refused (a single stall, a garbage collection or a burst of call set-ups,
+is not overload). Calls are taken again only after both measures have stayed under
+`resume_below` of their limits for `resume_after_s` (hysteresis, so the edge does not
+flap). Between
 samples a burst of INVITEs would all see the same "under the limit" second, so each
 new call is also charged against a headroom estimate: the CPU one call costs,
 measured live, times the calls admitted since the sample must still fit under
@@ -68,6 +70,8 @@ class OverloadGate:
         self.last: LoadSample | None = None
         #: Start of the current run of calm samples while overloaded.
         self._calm_since: float | None = None
+        #: Start of the current run of samples over a limit while not overloaded.
+        self._over_since: float | None = None
         #: Refusals by verdict, for /health and /metrics.
         self.refused_overloaded = 0
         self.refused_no_headroom = 0
@@ -78,16 +82,24 @@ class OverloadGate:
 
     def observe(self, sample: LoadSample) -> GateChange | None:
         """Take one sample; says when the gate entered or left overload."""
+        # A sample covers the interval since the previous one: a run that starts with
+        # this sample started where that interval did.
+        previous_at = self.last.at if self.last is not None else sample.at
         self.last = sample
         self._learn_cost(sample)
         limits = self.limits
         if not self.overloaded:
-            if self._over(sample, 1.0):
-                self.overloaded = True
-                self.overloads += 1
-                self._calm_since = None
-                return "entered"
-            return None
+            if not self._over(sample, 1.0):
+                self._over_since = None
+                return None
+            if self._over_since is None:
+                self._over_since = previous_at
+            if sample.at - self._over_since < limits.enter_after_s:
+                return None
+            self.overloaded = True
+            self.overloads += 1
+            self._over_since = self._calm_since = None
+            return "entered"
         if self._over(sample, limits.resume_below):
             self._calm_since = None
             return None

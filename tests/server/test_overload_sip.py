@@ -19,7 +19,9 @@ _OVERLOADED = LoadSample(at=0.0, lateness_p99_ms=9.0, cpu=0.97, calls=0)
 async def test_an_overloaded_server_refuses_with_one_final_response(
     sip_server: ServerFactory, refuse_with: int, retry_after: str | None
 ) -> None:
-    async with sip_server(admission={"refuse_with": refuse_with, "retry_after_s": 7}) as server:
+    async with sip_server(
+        admission={"refuse_with": refuse_with, "retry_after_s": 7, "enter_after_s": 0}
+    ) as server:
         board = server.switchboard
         board.overload.observe(_OVERLOADED)
         ports_used = server.ports.in_use

@@ -24,6 +24,7 @@ LIMITS = AdmissionSettings(
     max_clock_lateness_ms=4.0,
     max_cpu=0.8,
     lateness_min_cpu=0.5,
+    enter_after_s=0.0,
     resume_below=0.75,
     resume_after_s=3.0,
     cpu_per_call=0.01,
@@ -54,6 +55,17 @@ def test_cpu_over_the_limit_refuses_until_calm_for_long_enough() -> None:
     assert decisions == [None, None, None, "left"]
     assert not gate.overloaded and gate.check(10) == "ok"
     assert (gate.overloads, gate.refused_overloaded) == (1, 1)
+
+
+def test_only_load_that_lasts_enter_after_s_is_overload() -> None:
+    gate = OverloadGate(replace(LIMITS, enter_after_s=2.0))
+    assert gate.observe(_sample(0.0, 0.5)) is None
+    assert gate.observe(_sample(1.0, 0.95)) is None  # one stalled second
+    assert gate.observe(_sample(2.0, 0.5)) is None
+    assert gate.check(10) == "ok"
+    assert gate.observe(_sample(3.0, 0.95)) is None
+    assert gate.observe(_sample(4.0, 0.95)) == "entered"  # over since 2.0: two seconds
+    assert gate.check(0) == "overloaded"
 
 
 def test_lateness_counts_only_while_this_process_is_busy() -> None:
@@ -125,7 +137,7 @@ def _request(n: int) -> CallRequest:
 
 
 def test_the_switchboard_refuses_overloaded_calls_without_taking_a_slot(tmp_path: Path) -> None:
-    board = _board(tmp_path)
+    board = _board(tmp_path, "enter_after_s = 0")
     board.overload.observe(_sample(0.0, 0.95, calls=0))
     refused = board.admit(_request(1))
     assert isinstance(refused, Refusal) and refused.reason == "overloaded"
@@ -134,7 +146,7 @@ def test_the_switchboard_refuses_overloaded_calls_without_taking_a_slot(tmp_path
 
 
 def test_admission_off_admits_whatever_the_gate_saw(tmp_path: Path) -> None:
-    board = _board(tmp_path, "enabled = false")
+    board = _board(tmp_path, "enabled = false\nenter_after_s = 0")
     board.overload.observe(_sample(0.0, 0.95, calls=0))
     assert isinstance(board.admit(_request(1)), Admission)
     assert not board.overloaded
@@ -183,7 +195,7 @@ class _Times:
 def test_the_sampler_measures_cpu_share_and_the_clock_p99_and_logs_edges_once(
     tmp_path: Path, every_level: None
 ) -> None:
-    board = _board(tmp_path, "max_cpu = 0.5\nresume_after_s = 1.0")
+    board = _board(tmp_path, "max_cpu = 0.5\nenter_after_s = 0\nresume_after_s = 1.0")
     clock: MediaClock = board.clock
     times = _Times()
     for _ in range(100):
