@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from telephony_agent.server.dialing import DialError, DialRequest
 from telephony_agent.switchboard.overload import LoadSample
 
 from .conftest import ServerFactory
@@ -65,3 +66,15 @@ async def test_an_overloaded_server_refuses_with_one_final_response(
             assert (await raw.response()).status == 200
         finally:
             raw.close()
+
+
+async def test_an_outbound_call_is_refused_with_a_clear_error_while_overloaded(
+    sip_server: ServerFactory,
+) -> None:
+    async with sip_server(admission={"enter_after_s": 0}) as server:
+        server.switchboard.overload.observe(_OVERLOADED)
+        with pytest.raises(DialError) as caught:
+            server.place_call(DialRequest(to="sip:bob@127.0.0.1:9"))
+        assert caught.value.status == 503
+        assert str(caught.value) == "the server is overloaded; try again later"
+        assert server.stats.outbound == 0 and server.switchboard.active_calls == 0
