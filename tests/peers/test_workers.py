@@ -2,7 +2,8 @@
 
 SIPp calls each worker's SIP port; both answer with audio and keep their records in
 the one SQLite file, each under its own instance name. A worker killed outright is
-restarted by the parent; SIGTERM to the parent drains and stops every worker.
+restarted by the parent; SIGHUP to the parent reloads every worker; SIGTERM drains and
+stops them all.
 """
 
 from __future__ import annotations
@@ -159,6 +160,13 @@ def test_two_workers_answer_on_their_own_ports_restart_and_stop_together(
         (died,) = workers.events("worker_died")
         assert (died["worker"], died["exit_code"]) == (1, -signal.SIGKILL), died
         assert _health(http_port + 1)["answered"] == 0  # the new process
+
+        # SIGHUP reaches every worker: each reloads the settings file.
+        workers.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10.0
+        while len(workers.events("deployment_reloaded")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers.events("deployment_reloaded")) == 2, workers.text()[-3000:]
 
         pids = [e["pid"] for e in workers.events("worker_started")]
         workers.process.send_signal(signal.SIGTERM)
