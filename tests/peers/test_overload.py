@@ -80,6 +80,7 @@ def test_twice_the_sustainable_load_is_refused_cleanly(
         assert leg["lost"] == 0, leg
     # Refusals are counted, not logged one by one; overload is logged at its edges.
     assert server.log_events("call_rejected_busy") == []
+    assert server.log_events("call_event_refused") == []
     entered = server.log_events("overload_entered")
     assert len(entered) == health["admission"]["overloads"], entered
 
