@@ -239,6 +239,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return _run_async(run_ask(args))
     if args.command == "serve":
+        from telephony_agent.commands.serve_workers import run_workers, supervises
+
+        if supervises(args):  # before the SIP and media stack is imported: see there
+            return _run_async(run_workers(args, args.workers))
         from telephony_agent.commands.serve import run_serve
 
         return _run_async(run_serve(args))

@@ -4,6 +4,7 @@ command line a worker is started with."""
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -109,3 +110,16 @@ def test_a_worker_is_started_with_the_parents_options_and_its_index(tmp_path: Pa
         "--worker", "1",
     ]  # fmt: skip
     assert build_parser().parse_args(command[3:]).worker == 1
+
+
+def test_the_parent_of_workers_does_not_load_the_call_stack() -> None:
+    """It holds no call: the SIP, media and WebRTC stack stay in the workers."""
+    probe = (
+        "import sys; import telephony_agent.commands.serve_workers; "
+        "print(sorted(m for m in ('aiortc', 'av', 'telephony_agent.commands.serve', "
+        "'telephony_agent.server.sip_server') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

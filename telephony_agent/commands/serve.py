@@ -37,7 +37,7 @@ from telephony_agent.commands.runtime import (
     open_provider,
     settings_from_args,
 )
-from telephony_agent.commands.serve_workers import run_workers
+from telephony_agent.commands.serve_workers import run_workers, supervises
 from telephony_agent.config import Settings, parse_host_port
 from telephony_agent.errors import ConfigError
 from telephony_agent.records import RecordReader
@@ -58,10 +58,9 @@ log = structlog.get_logger(__name__)
 
 
 async def run_serve(args: argparse.Namespace) -> int:
-    workers = getattr(args, "workers", 1) or 1
+    if supervises(args):
+        return await run_workers(args, args.workers)
     worker: int | None = getattr(args, "worker", None)
-    if worker is None and workers != 1:
-        return await run_workers(args, workers)
     settings = _settings(args)
     # Resolved before anything starts: a configured but missing token, or a certificate
     # that cannot be read, must stop us here.

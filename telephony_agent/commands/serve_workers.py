@@ -11,6 +11,9 @@ process does. The parent only runs processes:
   second one is passed on too (every worker then ends its calls at once); the parent
   exits when all have, 0 if they all exited 0;
 * SIGHUP is passed to every worker, which re-reads the settings file.
+
+The parent imports neither the SIP nor the media stack (the CLI sends it here before
+`commands/serve.py` is imported): it holds no call, so it should not hold their memory.
 """
 
 from __future__ import annotations
@@ -29,12 +32,17 @@ from telephony_agent.config import module_levels
 from telephony_agent.logs import configure_logging
 from telephony_agent.workers import RestartBackoff, worker_settings
 
-__all__ = ["run_workers"]
+__all__ = ["run_workers", "supervises", "worker_command"]
 
 log = structlog.get_logger(__name__)
 
 #: The exit code of a configuration error (see cli.py): restarting will not help.
 _EXIT_USAGE = 2
+
+
+def supervises(args: argparse.Namespace) -> bool:
+    """True when this `serve` is the parent of `--workers K` (not a worker, not alone)."""
+    return getattr(args, "worker", None) is None and (getattr(args, "workers", 1) or 1) != 1
 
 
 async def run_workers(args: argparse.Namespace, count: int) -> int:
