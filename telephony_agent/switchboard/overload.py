@@ -82,8 +82,8 @@ class OverloadGate:
 
     def observe(self, sample: LoadSample) -> GateChange | None:
         """Take one sample; says when the gate entered or left overload."""
-        # A sample covers the interval since the previous one: a run that starts with
-        # this sample started where that interval did.
+        # A sample covers the interval since the previous one: a run (over the limit, or
+        # calm) that starts with this sample started where that interval did.
         previous_at = self.last.at if self.last is not None else sample.at
         self.last = sample
         self._learn_cost(sample)
@@ -104,7 +104,7 @@ class OverloadGate:
             self._calm_since = None
             return None
         if self._calm_since is None:
-            self._calm_since = sample.at
+            self._calm_since = previous_at
         if sample.at - self._calm_since >= limits.resume_after_s:
             self.overloaded = False
             self._calm_since = None
