@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="demo page, WebRTC/WHIP signalling and /health (default 127.0.0.1:8080)",
     )
     serve.add_argument("--max-calls", type=int, help="concurrent calls before 486/503")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run K processes, each on SIP and HTTP port + its index and a slice of the "
+        "RTP range (default 1)",
+    )
+    # Set by the parent of `--workers` on each worker it starts; not for people.
+    serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)
 
     call = sub.add_parser("call", help="dial a SIP URI, speak a file, record what is heard")
     call.add_argument("uri", help="who to call, e.g. sip:agent@127.0.0.1:5060")
@@ -230,6 +239,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return _run_async(run_ask(args))
     if args.command == "serve":
+        from telephony_agent.commands.serve_workers import run_workers, supervises
+
+        if supervises(args):  # before the SIP and media stack is imported: see there
+            return _run_async(run_workers(args, args.workers))
         from telephony_agent.commands.serve import run_serve
 
         return _run_async(run_serve(args))

@@ -33,6 +33,7 @@ from telephony_agent.call.backchannel import normalise_word
 from telephony_agent.config_sections import (
     DEFAULT_DRAIN_GOODBYE,
     LOG_LEVELS,
+    AdmissionSettings,
     AgentSettings,
     Behaviour,
     DialectName,
@@ -69,6 +70,7 @@ __all__ = [
     "LOG_LEVELS",
     "SIP_TRANSPORTS",
     "TABLE_ARRAYS",
+    "AdmissionSettings",
     "AgentSettings",
     "Behaviour",
     "DialectName",
@@ -114,6 +116,7 @@ class Settings:
     webrtc: WebRtcSettings = field(default_factory=WebRtcSettings)
     records: RecordsSettings = field(default_factory=RecordsSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    admission: AdmissionSettings = field(default_factory=AdmissionSettings)
     log: LogSettings = field(default_factory=LogSettings)
     #: `[[profiles]]`, in file order (first match wins); validated with the rest.
     profiles: tuple[Profile, ...] = ()
@@ -181,6 +184,14 @@ _RANGES: dict[str, tuple[float, float]] = {
     "records.retention_days": (1, 36500),
     "records.queue_size": (100, 1_000_000),
     "server.drain_timeout_s": (0.0, 86400.0),
+    "admission.max_clock_lateness_ms": (0.5, 1000.0),
+    "admission.max_cpu": (0.01, 64.0),
+    "admission.lateness_min_cpu": (0.0, 64.0),
+    "admission.resume_below": (0.1, 1.0),
+    "admission.enter_after_s": (0.0, 600.0),
+    "admission.resume_after_s": (0.0, 600.0),
+    "admission.cpu_per_call": (0.0001, 1.0),
+    "admission.retry_after_s": (1, 86400),
 }
 
 KNOWN_CODECS = ("opus", "G722", "PCMA", "PCMU")
@@ -428,6 +439,11 @@ def _check_consistency(settings: Settings) -> None:
         )
     _check_turns(settings.turns)
     _check_turn_detection(settings)
+    if settings.admission.refuse_with not in (486, 503):
+        raise ConfigError(
+            f"admission.refuse_with = {settings.admission.refuse_with!r}: expected 503 "
+            "(Service Unavailable, with Retry-After) or 486 (Busy Here)"
+        )
 
 
 def module_levels(text: str) -> dict[str, str]:

@@ -310,6 +310,41 @@ class RecordsSettings:
 
 
 @dataclass(frozen=True)
+class AdmissionSettings:
+    """Refusing new calls past the knee, so the live ones stay clean (docs/operations.md).
+
+    Why measured and not a fixed `max_calls`: what one call costs depends on the codec,
+    the provider's pacing and the machine, and a core shared with other work has less to
+    give; the media clock's lateness and this process's CPU say when live calls are about
+    to suffer, whatever the cause.
+    """
+
+    enabled: bool = True
+    #: The media clock's lateness (p99 over the last second) above which new calls are refused.
+    max_clock_lateness_ms: float = 4.0
+    #: This process's CPU, as a fraction of one core, above which new calls are refused;
+    #: new calls are also refused when the measured cost per call says they would pass it.
+    max_cpu: float = 0.85
+    #: Lateness counts only while the process uses at least this share of a core: below it
+    #: the lateness comes from elsewhere (another process, the host), and refusing our
+    #: calls would not cure it.
+    lateness_min_cpu: float = 0.5
+    #: A measure must stay over its limit this long before calls are refused: one stall
+    #: (a garbage collection, a burst of call set-ups) is not overload. New calls are
+    #: still charged against the headroom meanwhile.
+    enter_after_s: float = 2.0
+    #: Calls are taken again once both measures stayed under this fraction of their limit
+    #: for `resume_after_s` seconds (hysteresis: no flapping at the edge).
+    resume_below: float = 0.8
+    resume_after_s: float = 3.0
+    #: CPU one call costs (fraction of a core) until it has been measured live.
+    cpu_per_call: float = 0.012
+    #: SIP answer to a call refused for overload: 503 (with Retry-After) or 486 Busy Here.
+    refuse_with: int = 503
+    retry_after_s: int = 5
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """How `serve` stops: draining on SIGTERM (see docs/operations.md)."""
 

@@ -37,6 +37,7 @@ from telephony_agent.commands.runtime import (
     open_provider,
     settings_from_args,
 )
+from telephony_agent.commands.serve_workers import run_workers, supervises
 from telephony_agent.config import Settings, parse_host_port
 from telephony_agent.errors import ConfigError
 from telephony_agent.records import RecordReader
@@ -49,13 +50,18 @@ from telephony_agent.server.sip_server import AgentSipServer
 from telephony_agent.switchboard import Switchboard
 from telephony_agent.switchboard.drain import Drainer
 from telephony_agent.switchboard.keeping import Keeping
+from telephony_agent.switchboard.load_sampler import LoadSampler
 from telephony_agent.trunk.registrations import Registrations
+from telephony_agent.workers import worker_settings
 
 log = structlog.get_logger(__name__)
 
 
 async def run_serve(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    if supervises(args):
+        return await run_workers(args, args.workers)
+    worker: int | None = getattr(args, "worker", None)
+    settings = _settings(args)
     # Resolved before anything starts: a configured but missing token, or a certificate
     # that cannot be read, must stop us here.
     token = resolve_http_token(settings)
@@ -65,9 +71,10 @@ async def run_serve(args: argparse.Namespace) -> int:
     server: AgentSipServer | None = None
     board: Switchboard | None = None
     keeping: Keeping | None = None
+    sampler: LoadSampler | None = None
     try:
         board = Switchboard(runtime.deployment(settings))
-        keeping = await Keeping.open(settings)
+        keeping = await Keeping.open(settings, worker=worker)
         keeping.attach(board)
         server = AgentSipServer(board)
         records = keeping.open_reader()
@@ -101,12 +108,18 @@ async def run_serve(args: argparse.Namespace) -> int:
         if exposure:
             log.warning("sip_open_to_everyone", listen=settings.sip.listen)
             print(f"telephony-agent: warning: {exposure}", file=sys.stderr, flush=True)
+        # Once serving: start-up work (imports, the records database) is no call's load.
+        # It measures with [admission] off too, for /health and /metrics.
+        sampler = LoadSampler(board)
+        sampler.start()
         await _serve_until_stopped(args, board, runtime, settings)
         if server.registrations is not None:
             # Drained: nobody should send us new calls any more.
             await server.registrations.stop()
         print("telephony-agent: stopping, hanging up active calls", file=sys.stderr, flush=True)
     finally:
+        if sampler is not None:
+            await sampler.stop()
         if http is not None:
             await http.close()
         if server is not None:
@@ -117,6 +130,15 @@ async def run_serve(args: argparse.Namespace) -> int:
             await keeping.close()
         await runtime.close()
     return 0
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The settings file with the command line's overrides; a worker's own ports on top."""
+    settings = settings_from_args(args)
+    worker: int | None = getattr(args, "worker", None)
+    if worker is None:
+        return settings
+    return worker_settings(settings, worker, getattr(args, "workers", 1))
 
 
 def _health_extra(keeping: Keeping | None, server: AgentSipServer | None) -> dict[str, object]:
@@ -257,7 +279,7 @@ async def _serve_until_stopped(
 def _reload(args: argparse.Namespace, board: Switchboard, runtime: ProviderRuntime) -> None:
     """Re-read the settings file; on any error keep what runs and say why in one line."""
     try:
-        settings = settings_from_args(args)
+        settings = _settings(args)
         deployment = runtime.deployment(settings)
     except ConfigError as exc:
         log.error("reload_refused", error=str(exc))

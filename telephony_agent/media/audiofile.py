@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 from numpy.typing import NDArray
 
@@ -25,6 +24,9 @@ def decode_audio_file(path: Path, rate: int) -> NDArray[np.int16]:
     if not path.is_file():
         raise InputFileError(f"{path}: not a regular file")
     raw_format = _RAW_G711.get(path.suffix.lower())
+    # Imported here: a `serve` that plays no recording never needs FFmpeg's libraries.
+    import av
+
     try:
         if raw_format is not None:
             # Headerless G.711 (what SIP test tools play) carries no rate; telephony is 8 kHz.

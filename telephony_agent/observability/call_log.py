@@ -58,7 +58,11 @@ class CallEventLog(CallListener):
         fields: dict[str, Any] = {"kind": request.kind, "reason": refusal.reason}
         if request.kind == "sip":
             fields["sip_call_id"] = request.external_id[:128]
-        log.info("call_event_refused", **fields, direction=request.direction)
+        # An overload refuses calls by the hundred when a flood meets a full machine: one
+        # info line each would spend the CPU that is short. Entering and leaving overload
+        # are logged instead (`overload_entered`, `overload_left`); each refusal is counted.
+        emit = log.debug if refusal.reason == "overloaded" else log.info
+        emit("call_event_refused", **fields, direction=request.direction)
 
     def call_abandoned(self, admission: Admission, reason: str) -> None:
         log.info(

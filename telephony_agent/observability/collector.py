@@ -108,6 +108,7 @@ class AgentCollector(Collector):
         )
         yield _gauge("call_slots", "the capacity, sip.max_calls", board.max_calls)
         yield _gauge("draining", "1 while the service drains before stopping", int(board.draining))
+        yield from self._admission()
         yield _counter(
             "calls_offered",
             "calls admitted, by direction, front door and profile",
@@ -128,11 +129,40 @@ class AgentCollector(Collector):
         )
         yield _counter(
             "calls_refused",
-            "calls refused (over_capacity, draining, unknown_profile)",
+            "calls refused (over_capacity, overloaded, draining, unknown_profile)",
             ["direction", "kind", "reason"],
             calls.refused,
         )
         yield _histogram("call_duration_seconds", "length of ended calls", calls.call_duration)
+
+    def _admission(self) -> Iterable[Metric]:
+        """The overload gate: its state, what it measured and what it has left."""
+        board = self.sources.board
+        gate = board.overload
+        yield _gauge(
+            "overloaded", "1 while measured load refuses every new call", int(board.overloaded)
+        )
+        yield _counter("overloads", "times the service entered overload", [], {(): gate.overloads})
+        yield _gauge(
+            "admission_headroom_calls",
+            "calls that still fit under admission.max_cpu by the measured cost per call",
+            gate.headroom(board.active_calls),
+        )
+        yield _gauge(
+            "admission_cpu_per_call",
+            "CPU one call costs, as a share of one core, measured live",
+            gate.cpu_per_call,
+        )
+        last = gate.last
+        if last is not None:
+            yield _gauge(
+                "process_cpu_share", "process CPU over the last second (1 = one core)", last.cpu
+            )
+            yield _gauge(
+                "media_clock_lateness_p99_seconds",
+                "p99 of the media clock's lateness over the last second",
+                last.lateness_p99_ms / 1000.0,
+            )
 
     def _turns_and_tools(self) -> Iterable[Metric]:
         calls = self.sources.calls

@@ -1,8 +1,8 @@
 """`/healthz` and `/readyz`: is the process alive, and should it be sent calls now.
 
 Why two answers: an orchestrator restarts a process that is not alive, but only stops
-routing to one that is not ready — draining, full, deaf on SIP, or unable to keep
-records. Restarting a draining instance would cut the calls it is finishing.
+routing to one that is not ready — draining, full, overloaded, deaf on SIP, or unable
+to keep records. Restarting a draining instance would cut the calls it is finishing.
 
 The records check runs a one-row query on the records reader's own worker thread, at
 most once per `interval_s`, bounded by `timeout_s`: the event loop awaits it like any
@@ -97,6 +97,7 @@ class Readiness:
         board = self._board
         checks = {
             "not_draining": not board.draining,
+            "not_overloaded": not board.overloaded,
             "under_capacity": board.active_calls < board.max_calls,
         }
         if self._sip_listening is not None:

@@ -26,7 +26,7 @@ from telephony_agent.audio.clock import MediaClock
 from telephony_agent.audio.playout import Frame
 from telephony_agent.call.record import CallRecord, TranscriptLine
 from telephony_agent.media.leg import LegEvent, LegFormat, MediaLeg
-from telephony_agent.media.webrtc import IceServer, WebRtcLeg, WebRtcOfferError
+from telephony_agent.media.webrtc import IceServer, WebRtcOfferError
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.server.http_errors import HttpRejection
 from telephony_agent.switchboard import Admission, CallRequest, Refusal, Switchboard
@@ -90,6 +90,32 @@ class LegFactory(Protocol):
         allow_loopback: bool,
         ice_timeout_s: float,
     ) -> Awaitable[BrowserLeg]: ...
+
+
+#: Every browser call is Opus at 48 kHz (what `WebRtcLeg` negotiates), known before the
+#: peer connection exists.
+BROWSER_LEG_FORMAT = LegFormat("opus", 48000)
+
+
+async def answer_with_webrtc(
+    offer_sdp: str,
+    *,
+    clock: MediaClock,
+    ice_servers: Sequence[IceServer],
+    allow_loopback: bool,
+    ice_timeout_s: float,
+) -> BrowserLeg:
+    """`WebRtcLeg.answer`, imported with aiortc on the first browser call, so a `serve`
+    that answers only SIP never loads the WebRTC stack."""
+    from telephony_agent.media.webrtc.leg import WebRtcLeg
+
+    return await WebRtcLeg.answer(
+        offer_sdp,
+        clock=clock,
+        ice_servers=ice_servers,
+        allow_loopback=allow_loopback,
+        ice_timeout_s=ice_timeout_s,
+    )
 
 
 class PageMedia(MediaLeg):
@@ -260,8 +286,7 @@ class BrowserCalls:
     ) -> tuple[BrowserLeg, RealtimeSession]:
         """The leg and a connected session, set up side by side; all or nothing."""
         settings = admission.deployment.settings
-        # Every browser call is Opus at 48 kHz, known before the peer connection exists.
-        session = admission.new_session(LegFormat(WebRtcLeg.codec, WebRtcLeg.sample_rate))
+        session = admission.new_session(BROWSER_LEG_FORMAT)
         connecting = asyncio.ensure_future(session.connect())
         try:
             leg = await self._leg_factory(

@@ -54,8 +54,13 @@ import structlog
 from aiohttp import web
 
 from telephony_agent.config import Settings
-from telephony_agent.media.webrtc import IceServer, WebRtcLeg
-from telephony_agent.server.browser_calls import HANGUP_WAIT_S, BrowserCalls, LegFactory
+from telephony_agent.media.webrtc import IceServer
+from telephony_agent.server.browser_calls import (
+    HANGUP_WAIT_S,
+    BrowserCalls,
+    LegFactory,
+    answer_with_webrtc,
+)
 from telephony_agent.server.calls_api import (
     CALLS_READER_KEY,
     CallsReader,
@@ -120,6 +125,8 @@ def health_snapshot(
         "profiles": [p.name for p in board.deployment.profiles.profiles],
         "calls_admitted": board.stats.admitted,
         "calls_refused_over_capacity": board.stats.refused_over_capacity,
+        "calls_refused_overloaded": board.stats.refused_overloaded,
+        "admission": board.overload.snapshot(board.active_calls),
         "playout_underruns": board.stats.playout_underruns,
         "media_clock_lateness_p50_ms": round(lateness.p50_ms, 3),
         "media_clock_lateness_p99_ms": round(lateness.p99_ms, 3),
@@ -416,7 +423,7 @@ def build_http_app(
     *,
     sip: AgentSipServer | None = None,
     token: str | None,
-    leg_factory: LegFactory = WebRtcLeg.answer,
+    leg_factory: LegFactory = answer_with_webrtc,
     ice_servers: Sequence[IceServer] = (),
     calls_reader: CallsReader | None = None,
     health_extra: Callable[[], Mapping[str, object]] | None = None,
@@ -493,7 +500,7 @@ class HttpServer:
         *,
         sip: AgentSipServer | None = None,
         token: str | None = None,
-        leg_factory: LegFactory = WebRtcLeg.answer,
+        leg_factory: LegFactory = answer_with_webrtc,
         environ: Mapping[str, str] | None = None,
         calls_reader: CallsReader | None = None,
         health_extra: Callable[[], Mapping[str, object]] | None = None,

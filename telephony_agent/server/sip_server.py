@@ -21,7 +21,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import structlog
 
@@ -37,10 +36,11 @@ from telephony_agent.server.dialog_call import ALLOW, CallSummary, DialogCall
 from telephony_agent.server.gatekeeper import Gatekeeper
 from telephony_agent.server.inbound_call import InboundCall
 from telephony_agent.server.outbound_call import OutboundCall
+from telephony_agent.server.request_names import dialled_number, header_tag, user_part
 from telephony_agent.server.sip_limits import PendingLimits
 from telephony_agent.sip.dialog import Dialog, make_response, peer_for_uri
 from telephony_agent.sip.endpoint import SipEndpoint
-from telephony_agent.sip.message import NameAddr, SipRequest, SipResponse, SipUri
+from telephony_agent.sip.message import SipRequest, SipResponse, SipUri
 from telephony_agent.sip.tls import client_context, server_context
 from telephony_agent.sip.transaction import Peer, ServerTransaction, Timers
 from telephony_agent.switchboard import Admission, CallRequest, Refusal, Switchboard
@@ -291,7 +291,7 @@ class AgentSipServer:
             return
         if method == "ACK":
             return
-        to_tag = _tag(request.headers.get("To"))
+        to_tag = header_tag(request.headers.get("To"))
         if not to_tag and not self._through_gate(request, transaction, source):
             return
         if request.max_forwards == 0 and method != "OPTIONS":
@@ -352,7 +352,7 @@ class AgentSipServer:
         return bound and self._accepting
 
     def _options_response(self, request: SipRequest) -> Any:
-        if not self._accepting or self.switchboard.draining:
+        if not self._accepting or self.switchboard.draining or self.switchboard.overloaded:
             # A dispatcher probing with OPTIONS marks us down before sending another call.
             response = make_response(request, 503)
             response.headers.add("Retry-After", str(self.settings.sip.retry_after_s))
@@ -394,14 +394,16 @@ class AgentSipServer:
             CallRequest(
                 kind="sip",
                 external_id=request.call_id,
-                caller=_user_part(request.headers.get("From")),
-                dialled=_user_part(request.headers.get("To")) if through else _dialled(request),
+                caller=user_part(request.headers.get("From")),
+                dialled=user_part(request.headers.get("To"))
+                if through
+                else dialled_number(request),
                 remote=f"{source.host}:{source.port}",
                 profile=through[1] if through else None,
             )
         )
         if isinstance(admission, Refusal):
-            self._reject_busy(request, txn)
+            self._reject_busy(request, txn, admission)
             return
         self.endpoint.respond(txn, make_response(request, 100))
         try:
@@ -447,15 +449,22 @@ class AgentSipServer:
             self._pending.discard(call)
             self.limits.settled(call.source.host)
 
-    def _reject_busy(self, request: SipRequest, txn: ServerTransaction) -> None:
+    def _reject_busy(
+        self, request: SipRequest, txn: ServerTransaction, refusal: Refusal | None = None
+    ) -> None:
         self.stats.rejected_busy += 1
-        sip = self.settings.sip
-        if sip.over_capacity == "unavailable" or not self._accepting or self.switchboard.draining:
-            response = make_response(request, 503)
-            response.headers.add("Retry-After", str(sip.retry_after_s))
+        sip, limits = self.settings.sip, self.switchboard.overload.limits
+        if refusal is not None and refusal.reason == "overloaded":
+            status, retry_after_s = limits.refuse_with, limits.retry_after_s
         else:
-            response = make_response(request, 486)
-        log.info("call_rejected_busy", status=response.status, active=self.switchboard.active_calls)
+            unavailable = not self._accepting or self.switchboard.draining
+            status = 503 if sip.over_capacity == "unavailable" or unavailable else 486
+            retry_after_s = sip.retry_after_s
+        response = make_response(request, status)
+        if status == 503:
+            response.headers.add("Retry-After", str(retry_after_s))
+        if refusal is None or refusal.reason != "overloaded":  # overload logs its own edges
+            log.info("call_rejected_busy", status=status, active=self.switchboard.active_calls)
         self.endpoint.respond(txn, response)
 
     async def _run_call(self, call: InboundCall, txn: ServerTransaction) -> None:
@@ -536,8 +545,8 @@ class AgentSipServer:
         call.on_cancel()
 
     def _find_dialog(self, request: SipRequest) -> DialogCall | None:
-        local_tag = _tag(request.headers.get("To")) or ""
-        remote_tag = _tag(request.headers.get("From")) or ""
+        local_tag = header_tag(request.headers.get("To")) or ""
+        remote_tag = header_tag(request.headers.get("From")) or ""
         return self._calls.get((request.call_id, local_tag, remote_tag))
 
     def _transcript_callback(self, call_id: str) -> Callable[[TranscriptLine], None] | None:
@@ -547,42 +556,8 @@ class AgentSipServer:
         return lambda line: callback(call_id, line)
 
 
-def _user_part(value: str | None) -> str:
-    """The user part of a From/To header's URI ("" when there is none or it is bad)."""
-    if not value:
-        return ""
-    try:
-        return _plain_user(SipUri.parse(NameAddr.parse(value).uri).user or "")
-    except ValueError:
-        return ""
-
-
 def _format_address(address: tuple[str, int] | None) -> str | None:
     return f"{address[0]}:{address[1]}" if address else None
-
-
-def _dialled(request: SipRequest) -> str:
-    """The number a caller dialled: the Request-URI's user part, else the To header's."""
-    try:
-        user = SipUri.parse(request.uri).user
-    except ValueError:
-        user = None
-    return _plain_user(user) if user else _user_part(request.headers.get("To"))
-
-
-def _plain_user(user: str) -> str:
-    """A user part as profiles match it: telephone-subscriber parameters (";npdi",
-    ";rn=...") dropped, escaped characters (%2B for "+") as what they stand for."""
-    return unquote(user.split(";", 1)[0])
-
-
-def _tag(value: str | None) -> str | None:
-    if not value:
-        return None
-    try:
-        return NameAddr.parse(value).tag
-    except ValueError:
-        return None
 
 
 def _primary_address() -> str:

@@ -9,8 +9,9 @@ signalling into a `CallRequest`, set up their leg, and hand both back here.
 The life of a call here:
 
 1. `admit(request)` decides at once, without I/O: a `Refusal` (over capacity,
-   draining, unknown profile) or an `Admission` that holds one call slot and
-   knows the profile and the deployment the call was admitted under.
+   overloaded by the measured load (`overload.py`), draining, unknown profile) or an
+   `Admission` that holds one call slot and knows the profile and the deployment the
+   call was admitted under.
 2. The front door sets up its leg and connects `admission.new_session()` while
    the caller hears ringing (or ICE gathers).
 3. `admission.run(leg, session)` runs the `Call` to its end and returns its
@@ -40,6 +41,7 @@ from telephony_agent.call.tools import ToolRegistry, ToolResult, builtin_tools
 from telephony_agent.media.leg import LegFormat, MediaLeg
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.switchboard.deployment import Deployment
+from telephony_agent.switchboard.overload import OverloadGate
 from telephony_agent.switchboard.request import CallRequest, Refusal
 from telephony_agent.switchboard.session import max_session_s, session_config, turn_policy
 from telephony_agent.tools import BUILTIN_TOOL_NAMES, CallInfo
@@ -61,7 +63,7 @@ class CallListener:
         """Admitted: the front door is setting up the leg and the session."""
 
     def call_refused(self, request: CallRequest, refusal: Refusal) -> None:
-        """Not admitted (over capacity, draining, unknown profile)."""
+        """Not admitted (over capacity, overloaded, draining, unknown profile)."""
 
     def call_abandoned(self, admission: Admission, reason: str) -> None:
         """Admitted but never ran (cancelled, the model unreachable, a bad offer)."""
@@ -115,6 +117,8 @@ class _Observer:
 class SwitchboardStats:
     admitted: int = 0
     refused_over_capacity: int = 0
+    #: Refused by the overload gate (measured lateness and CPU, or no headroom left).
+    refused_overloaded: int = 0
     refused_draining: int = 0
     refused_unknown_profile: int = 0
     #: Admissions given back before the call ran (setup failed, cancelled).
@@ -290,6 +294,8 @@ class Switchboard:
         self.deployment = deployment
         self.clock = clock or MediaClock()
         self.stats = SwitchboardStats()
+        #: Refuses new calls past the knee; fed by a `LoadSampler` (no samples: no opinion).
+        self.overload = OverloadGate(deployment.settings.admission)
         self._admitted: dict[str, Admission] = {}
         self._listeners: list[CallListener] = []
         self._draining = False
@@ -309,6 +315,7 @@ class Switchboard:
         """New calls use `deployment`; live calls keep the one they were admitted under."""
         self._retired.append(self.deployment)
         self.deployment = deployment
+        self.overload.limits = deployment.settings.admission
         self._close_unused_deployments()
         log.info(
             "deployment_reloaded",
@@ -350,6 +357,11 @@ class Switchboard:
     def draining(self) -> bool:
         return self._draining
 
+    @property
+    def overloaded(self) -> bool:
+        """True while the overload gate refuses every new call (measured load too high)."""
+        return self.deployment.settings.admission.enabled and self.overload.overloaded
+
     def live_calls(self) -> list[LiveCall]:
         """The calls running now (answered, not yet ended), oldest first."""
         return [a.live for a in self._admitted.values() if a.live is not None]
@@ -375,6 +387,14 @@ class Switchboard:
                     f"all {self.max_calls} call slots are in use; try again later",
                 ),
             )
+        if deployment.settings.admission.enabled:
+            verdict = self.overload.check(len(self._admitted))
+            if verdict != "ok":
+                # No log line per refusal: the gate's sampler logs entering and leaving.
+                self.stats.refused_overloaded += 1
+                return self._refuse(
+                    request, Refusal("overloaded", "the server is overloaded; try again later")
+                )
         if request.profile is not None:
             profile = deployment.profiles.by_name(request.profile)
             if profile is None:

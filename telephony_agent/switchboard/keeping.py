@@ -24,6 +24,7 @@ from telephony_agent.records.recording import RecordingSink
 from telephony_agent.records.repair import repair_recordings
 from telephony_agent.switchboard.board import Switchboard
 from telephony_agent.switchboard.keeper import CallKeeper, instance_name, records_paths
+from telephony_agent.workers import worker_instance
 
 __all__ = ["Keeping"]
 
@@ -49,8 +50,10 @@ class Keeping:
         self._pruning: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, settings: Settings) -> Keeping:
-        """Open the database (migrations, crash recovery) and the recordings folder."""
+    async def open(cls, settings: Settings, *, worker: int | None = None) -> Keeping:
+        """Open the database (migrations, crash recovery) and the recordings folder;
+        `worker` is the index of a `serve --workers` process (its own instance name)."""
+        instance = worker_instance(instance_name(), worker)
         records = settings.records
         paths = records_paths(records)
         keeps = records.enabled or any(p.keep_records for p in settings.profiles)
@@ -60,9 +63,7 @@ class Keeping:
         writer: RecordWriter | None = None
         if keeps:
             register_secret(url_password(paths.database))
-            writer = RecordWriter(
-                paths.database, instance=instance_name(), max_queue=records.queue_size
-            )
+            writer = RecordWriter(paths.database, instance=instance, max_queue=records.queue_size)
             await asyncio.to_thread(writer.open)
         if records_calls:
             _make_dir("records.recordings_dir", paths.recordings)
@@ -72,7 +73,7 @@ class Keeping:
         # 1024 chunks of 0.5 s: at most ~100 MB queued at 48 kHz when the disk stalls.
         sink = RecordingSink(max_queue_chunks=1024)
         sink.start()
-        keeper = CallKeeper(writer, sink, paths.recordings, instance=instance_name())
+        keeper = CallKeeper(writer, sink, paths.recordings, instance=instance)
         keeping = cls(settings, writer, sink, keeper)
         if writer is not None and records.retention_days is not None:
             await keeping.prune(records.retention_days)

@@ -17,7 +17,7 @@ __all__ = ["CallKind", "CallRequest", "Refusal", "RefusalReason"]
 
 #: The front door a call came through.
 CallKind = Literal["sip", "webrtc", "whip"]
-RefusalReason = Literal["over_capacity", "draining", "unknown_profile"]
+RefusalReason = Literal["over_capacity", "overloaded", "draining", "unknown_profile"]
 
 
 @dataclass(frozen=True)

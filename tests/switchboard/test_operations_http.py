@@ -114,6 +114,7 @@ async def test_readyz_turns_503_while_draining_and_at_capacity(tmp_path: Path) -
             assert r.status == 200, body
             assert body["checks"] == {
                 "not_draining": True,
+                "not_overloaded": True,
                 "under_capacity": True,
                 "sip_listening": True,
             }

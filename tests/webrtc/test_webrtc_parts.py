@@ -312,3 +312,13 @@ async def test_loopback_switch_touches_each_gatherer_once_and_only_before_gather
         assert offer_loopback_candidates(pc) == 0  # already gathered: left alone
     finally:
         await pc.close()
+
+
+def test_browser_calls_assume_the_format_the_leg_negotiates() -> None:
+    from telephony_agent.media.webrtc import WebRtcLeg
+    from telephony_agent.server.browser_calls import BROWSER_LEG_FORMAT
+
+    assert (BROWSER_LEG_FORMAT.codec, BROWSER_LEG_FORMAT.sample_rate) == (
+        WebRtcLeg.codec,
+        WebRtcLeg.sample_rate,
+    )

@@ -61,6 +61,7 @@ from telephony_agent.media.rtp.feed import InboundFeed
 from telephony_agent.media.rtp.receiver import InboundStream
 from telephony_agent.media.rtp.rtcp import RtcpReport, RtcpReporter
 from telephony_agent.media.rtp.stats import RtpStats
+from telephony_agent.media.webrtc.ice import IceServer
 from telephony_agent.media.webrtc.loopback import offer_loopback_candidates
 from telephony_agent.media.webrtc.offer import WebRtcOfferError, check_offer
 from telephony_agent.media.webrtc.rtp_tap import ReceiverTap, local_ssrc_and_cname
@@ -77,15 +78,6 @@ _DEFAULT_DTMF_MS = 100
 _MAX_DTMF_MS = 10_000
 #: How long hangup() waits for the goodbye message to leave before closing.
 _HANGUP_FLUSH_S = 0.5
-
-
-@dataclass(frozen=True)
-class IceServer:
-    """One STUN or TURN server, as in the browser's ``RTCIceServer``."""
-
-    urls: tuple[str, ...]
-    username: str | None = None
-    credential: str | None = None
 
 
 @dataclass(frozen=True)
