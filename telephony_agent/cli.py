@@ -100,7 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     backend.add_argument("--host", default="127.0.0.1")
     backend.add_argument("--port", type=int, default=8765)
     backend.add_argument(
-        "--behaviour", choices=["echo", "tone", "script", "booking"], default="echo"
+        "--behaviour",
+        choices=["echo", "tone", "script", "booking", "continuous"],
+        default="echo",
+        help="continuous: talk without pause (sample speech at 1.1x real time), for bench",
     )
     backend.add_argument("--script", type=Path, help="scripted turns (JSON) for --behaviour script")
     backend.add_argument(
@@ -117,8 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     backend.add_argument(
         "--realtime-factor",
         type=float,
-        default=4.0,
-        help="how much faster than real time audio deltas are sent (default 4)",
+        help="how much faster than real time audio deltas are sent (default 4; 1.1 continuous)",
     )
     backend.add_argument(
         "--first-delta-delay",
@@ -143,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--inject-errors",
         action="store_true",
         help="fault: non-fatal error events and a failed response",
+    )
+    backend.add_argument(
+        "--stats-out",
+        type=Path,
+        metavar="FILE",
+        help="on SIGTERM/SIGINT write counters and per-connection append times as JSON",
     )
     backend.add_argument(
         "--require-key-env",
