@@ -1,4 +1,5 @@
-"""`telephony-agent` command line: serve, call, dial, demo, ask, local-backend, calls, config.
+"""`telephony-agent` command line: serve, call, dial, demo, ask, local-backend, bench, calls,
+config.
 
 Every user mistake ends with one line on stderr and exit code 2; a provider or
 network failure ends with one line and exit code 1; never a traceback.
@@ -158,6 +159,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="reject clients whose key differs from this environment variable",
     )
 
+    bench = sub.add_parser(
+        "bench", help="load the agent with continuous two-way calls and print what it did"
+    )
+    bench.add_argument("--calls", type=int, default=50, help="concurrent calls (default 50)")
+    bench.add_argument("--seconds", type=float, default=10.0, help="hold time (default 10)")
+    bench.add_argument("--codec", choices=["pcmu", "pcma", "g722", "opus"], default="pcmu")
+    bench.add_argument("--workers", type=int, default=1, help="agent processes (default 1)")
+    bench.add_argument("--find-max", action="store_true", help="search the largest clean load")
+    bench.add_argument(
+        "--baseline", action="store_true", help="also run a naive bridge, side by side"
+    )
+    bench.add_argument("--repeat", type=int, default=1, help="runs per load; medians reported")
+    bench.add_argument("--ramp", type=float, default=40.0, help="calls placed per second")
+    bench.add_argument("--json", type=Path, metavar="OUT", help="write the rows as JSON")
+
     calls = sub.add_parser("calls", help="call records: list and show kept calls")
     calls_sub = calls.add_subparsers(dest="calls_command", metavar="ACTION", parser_class=_Parser)
     calls_sub.required = True
@@ -253,6 +269,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from telephony_agent.commands.local_backend import run_local_backend
 
         return _run_async(run_local_backend(args))
+    if args.command == "bench":
+        from telephony_agent.commands.bench import run_bench
+
+        return run_bench(args)
     if args.command == "dial":
         from telephony_agent.commands.dial import run_dial
 
