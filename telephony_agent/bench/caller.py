@@ -66,6 +66,7 @@ class CallerCall:
     sequences: list[int] = field(default_factory=list)
     payloads: list[bytes] = field(default_factory=list)
     tries: int = 0
+    send_errors: int = 0
 
 
 class CallerProcess:
@@ -221,9 +222,12 @@ class CallerProcess:
             0x80, marker | media.payload_type, call.sequence, call.timestamp, call.ssrc
         )
         call.send_times.append(time.monotonic())
-        # Counted as sent either way: what the agent lost is what is measured.
-        with contextlib.suppress(BlockingIOError, InterruptedError, ConnectionRefusedError):
+        try:
             call.rtp.sendto(header + payload, media.remote)
+        except (BlockingIOError, InterruptedError, ConnectionRefusedError):
+            # Counted as sent all the same (the stream's clock went on), and reported:
+            # a send buffer that fills up means the agent is not reading.
+            call.send_errors += 1
         call.sent += 1
         call.sequence = (call.sequence + 1) & 0xFFFF
         call.timestamp = (call.timestamp + self.step) & 0xFFFFFFFF
@@ -288,6 +292,7 @@ class CallerProcess:
             "state": call.dialog.state,
             "status": call.dialog.status,
             "sent_s": call.sent * TICK_S,
+            "send_errors": call.send_errors,
             "send_times": [round(t, 6) for t in call.send_times],
             "jitter_us": [round(j * 1000) for j in paced.jitter_ms],
             "gaps": paced.gaps,

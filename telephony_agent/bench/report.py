@@ -169,6 +169,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("clicks", "clicks", "{:.0f}"),
     ("RSS/call MB", "rss_per_call_mb", "{:.2f}"),
     ("idle RSS MB", "idle_rss_mb", "{:.0f}"),
+    ("callers late p99", "caller_tick_late_p99_ms", "{:.1f}"),
 )
 
 
