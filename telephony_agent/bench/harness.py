@@ -45,7 +45,9 @@ class RunPlan:
 
     @property
     def label(self) -> str:
-        return "naive" if self.naive else "agent"
+        if self.naive:
+            return "naive"
+        return "agent" if self.workers == 1 else f"agent x{self.workers}"
 
 
 @dataclass
@@ -212,20 +214,22 @@ def _launch_callers(
         spec_path = workdir / f"caller-{shard}.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
         out = workdir / f"caller-{shard}-result.json"
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "telephony_agent.bench.caller", str(spec_path), str(out)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=(workdir / f"caller-{shard}.log").open("wb"),
-        )
+        with (workdir / f"caller-{shard}.log").open("wb") as log:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "telephony_agent.bench.caller", str(spec_path), str(out)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
         shards.append((popen, out))
     return shards
 
 
 def _read_progress(
-    shard: int, pair: subprocess.Popen[bytes], held: dict[int, dict[str, int]]
+    shard: int, popen: subprocess.Popen[bytes], held: dict[int, dict[str, int]]
 ) -> None:
-    stream: IO[bytes] | None = pair.stdout
+    """Keep the newest progress line of one caller process (a thread per process)."""
+    stream: IO[bytes] | None = popen.stdout
     if stream is None:
         return
     for line in stream:

@@ -57,7 +57,10 @@ def run_bench(args: argparse.Namespace) -> int:
             if summary:
                 extra["ratios"] = summary
     except RuntimeError as exc:
-        print(f"\ntelephony-agent: error: {exc}".splitlines()[1][:500], file=sys.stderr)
+        # A process that would not start or a caller that failed: its first line only.
+        first = (str(exc).splitlines() or ["bench failed"])[0]
+        print(file=sys.stderr)
+        print(f"telephony-agent: error: {first[:500]}", file=sys.stderr)
         return EXIT_FAILURE
     print(file=sys.stderr)
     print(table(rows))
