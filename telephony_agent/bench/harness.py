@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from telephony_agent.bench.processes import Process, start_agent, start_backend, start_naive
+from telephony_agent.bench.processes import (
+    Process,
+    cpu_seconds,
+    start_agent,
+    start_backend,
+    start_naive,
+)
 
 CALLER_START_S = 2.5
 """Time for the caller processes to start (Python, numpy, codecs) before the first call."""
@@ -66,6 +72,8 @@ class Observed:
     idle_rss: list[int]
     hold_rss: list[int]
     backend_cpu_seconds: float
+    caller_cpu_seconds: float = 0.0
+    """All caller processes together, during the hold."""
     targets: dict[int, int] = field(default_factory=dict)
     """Call index -> server index."""
 
@@ -124,16 +132,19 @@ def _drive(
     hold_rss: list[int] = []
     cpu_end: list[float] = []
     backend_end = 0.0
+    callers_start = callers_end = 0.0
     while True:
         now = time.monotonic()
         if not cpu_start and now >= hold_start:
             cpu_start = [s.cpu_seconds() for s in servers]
             backend_start = backend.cpu_seconds()
+            callers_start = sum(cpu_seconds(p.pid) for p, _ in shards)
         if not hold_rss and now >= hold_start + plan.seconds / 2:
             hold_rss = [s.rss_bytes() for s in servers]
         if now >= hold_end:
             cpu_end = [s.cpu_seconds() for s in servers]
             backend_end = backend.cpu_seconds()
+            callers_end = sum(cpu_seconds(p.pid) for p, _ in shards)
             break
         phase = "ramp" if now < hold_start else "hold"
         count = sum(h.get("held", 0) for h in held.values())
@@ -180,6 +191,7 @@ def _drive(
         idle_rss=[],
         hold_rss=hold_rss,
         backend_cpu_seconds=backend_end - backend_start,
+        caller_cpu_seconds=callers_end - callers_start,
         targets=targets,
     )
 

@@ -40,10 +40,7 @@ class Process:
     sip_port: int = 0
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time so far (the fields after the command name are fixed)."""
-        stat = Path(f"/proc/{self.popen.pid}/stat").read_text(encoding="ascii")
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.popen.pid)
 
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
@@ -64,6 +61,16 @@ class Process:
                 self.popen.kill()
                 self.popen.wait(STOP_TIMEOUT_S)
         return int(self.popen.returncode)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (the fields after its name are fixed)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except FileNotFoundError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def environment() -> dict[str, str]:

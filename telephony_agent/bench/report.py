@@ -113,6 +113,7 @@ def summarise(observed: Observed) -> Row:
         "rss_per_call_mb": _mean(rss_per_call),
         "idle_rss_mb": _mean([r / MB for r in observed.idle_rss]),
         "backend_cpu_percent": observed.backend_cpu_seconds * 100.0 / seconds_held,
+        "callers_cpu_percent": observed.caller_cpu_seconds * 100.0 / seconds_held,
         "caller_tick_late_p99_ms": max(
             (h["tick_late_p99_ms"] for h in observed.caller_health), default=math.nan
         ),
