@@ -17,7 +17,10 @@ BISECT_STEPS = 3
 
 
 def find_max(run: Callable[[int], Row], start: int = START_CALLS) -> tuple[int, list[Row]]:
-    """The largest clean N found (0 if even `start` fails) and every row measured."""
+    """The largest clean N found and every row measured.
+
+    If even `start` fails, the bisection runs between 0 and `start` (0: nothing was clean).
+    """
     rows: list[Row] = []
 
     def clean(calls: int) -> bool:
