@@ -48,7 +48,9 @@ def summarise(observed: Observed) -> Row:
     plan = observed.plan
     start, end = observed.hold
     answered = [c for c in observed.callers if c["state"] in ("answered", "ended")]
-    refused = sum(1 for c in observed.callers if c["state"] == "refused")
+    # Not answered: refused outright, or still waiting when the hold ended.
+    refused = len(observed.callers) - len(answered)
+    unanswered = sum(1 for c in observed.callers if c["state"] == "calling")
     jitter = np.concatenate(
         [np.asarray(c["jitter_us"], dtype=np.float64) / 1000.0 for c in answered] or [np.zeros(0)]
     )
@@ -90,6 +92,7 @@ def summarise(observed: Observed) -> Row:
         "calls": plan.calls,
         "answered": len(answered),
         "refused": refused,
+        "unanswered": unanswered,
         "hold_s": seconds_held,
         "cpu_ms_per_call_s": _mean(cpu_ms),
         "cpu_percent": _mean(cpu_percent),
