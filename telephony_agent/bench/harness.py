@@ -68,6 +68,8 @@ class Observed:
     server_logs: list[str]
     cpu_seconds: list[float]
     """Per agent worker (or the naive bridge), CPU time spent during the hold."""
+    waited_seconds: list[float]
+    """Per agent worker, time runnable but not running during the hold."""
     calls_per_server: list[int]
     idle_rss: list[int]
     hold_rss: list[int]
@@ -128,6 +130,8 @@ def _drive(
     for reader in readers:
         reader.start()
     cpu_start: list[float] = []
+    wait_start: list[float] = []
+    wait_end: list[float] = []
     backend_start = 0.0
     hold_rss: list[int] = []
     cpu_end: list[float] = []
@@ -137,12 +141,14 @@ def _drive(
         now = time.monotonic()
         if not cpu_start and now >= hold_start:
             cpu_start = [s.cpu_seconds() for s in servers]
+            wait_start = [s.waited_seconds() for s in servers]
             backend_start = backend.cpu_seconds()
             callers_start = sum(cpu_seconds(p.pid) for p, _ in shards)
         if not hold_rss and now >= hold_start + plan.seconds / 2:
             hold_rss = [s.rss_bytes() for s in servers]
         if now >= hold_end:
             cpu_end = [s.cpu_seconds() for s in servers]
+            wait_end = [s.waited_seconds() for s in servers]
             backend_end = backend.cpu_seconds()
             callers_end = sum(cpu_seconds(p.pid) for p, _ in shards)
             break
@@ -187,6 +193,7 @@ def _drive(
         talks=[],
         server_logs=[],
         cpu_seconds=[b - a for a, b in zip(cpu_start, cpu_end, strict=True)],
+        waited_seconds=[b - a for a, b in zip(wait_start, wait_end, strict=True)],
         calls_per_server=per_server,
         idle_rss=[],
         hold_rss=hold_rss,

@@ -42,6 +42,18 @@ class Process:
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.popen.pid)
 
+    def waited_seconds(self) -> float:
+        """Time its main thread was runnable but waiting for a CPU (`/proc/PID/schedstat`).
+
+        On a shared machine this is what tells "the agent was slow" from "the agent was
+        not given a core".
+        """
+        try:
+            fields = Path(f"/proc/{self.popen.pid}/schedstat").read_text().split()
+        except FileNotFoundError:
+            return 0.0
+        return int(fields[1]) / 1e9
+
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):

@@ -78,6 +78,7 @@ def summarise(observed: Observed) -> Row:
         for cpu, calls in zip(observed.cpu_seconds, observed.calls_per_server, strict=True)
     ]
     cpu_percent = [cpu * 100.0 / seconds_held for cpu in observed.cpu_seconds]
+    waited_percent = [wait * 100.0 / seconds_held for wait in observed.waited_seconds]
     rss_per_call = [
         (hold - idle) / calls / MB if calls else math.nan
         for hold, idle, calls in zip(
@@ -98,6 +99,7 @@ def summarise(observed: Observed) -> Row:
         "cpu_percent": _mean(cpu_percent),
         "cpu_ms_per_call_s_per_worker": cpu_ms,
         "cpu_percent_per_worker": cpu_percent,
+        "cpu_wait_percent_per_worker": waited_percent,
         "jitter_p50_ms": measures.percentile(jitter, 50),
         "jitter_p99_ms": measures.percentile(jitter, 99),
         "jitter_max_ms": float(jitter.max()) if jitter.size else math.nan,

@@ -51,6 +51,7 @@ def _observed(appended_fraction: float = 1.0) -> Observed:
         talks=talks,
         server_logs=[ended + "\n" + ended],
         cpu_seconds=[0.4],
+        waited_seconds=[0.04],
         calls_per_server=[2],
         idle_rss=[100 * 2**20],
         hold_rss=[102 * 2**20],
@@ -63,6 +64,7 @@ def test_a_row_joins_callers_backend_and_agent_figures() -> None:
     assert (row["answered"], row["refused"]) == (2, 1)
     assert math.isclose(row["cpu_ms_per_call_s"], 50.0)  # 0.4 s / (2 calls x 4 s)
     assert math.isclose(row["cpu_percent"], 10.0)
+    assert math.isclose(row["cpu_wait_percent_per_worker"][0], 1.0)
     assert math.isclose(row["inbound_p50_ms"], 4.0) and math.isclose(row["inbound_p99_ms"], 4.0)
     assert math.isclose(row["reached_percent"], 100.0)
     assert row["jitter_max_ms"] == 5.0
