@@ -3,7 +3,7 @@
 Only that it runs and what it reports is plausible is asserted (this machine's load is
 not ours to predict): every call answered, nearly all caller audio reached the model,
 the fidelity is a finite number, CPU was measured. The naive baseline rides along, so
-its bridge is exercised too.
+its bridge is exercised too, and the agent runs as two workers sharing the calls.
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ def test_a_few_calls_for_a_few_seconds_print_the_table_and_json(tmp_path: Path) 
             "telephony_agent",
             "bench",
             "--calls",
-            "3",
+            "4",
             "--seconds",
             "3",
+            "--workers",
+            "2",
             "--baseline",
             "--json",
             str(out),
@@ -41,13 +43,15 @@ def test_a_few_calls_for_a_few_seconds_print_the_table_and_json(tmp_path: Path) 
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     assert all(name in lines[0] for name, _, _ in COLUMNS)
-    assert lines[1].split()[0] == "agent" and lines[2].split()[0] == "naive"
+    assert lines[1].split()[:3] == ["agent", "x2", "4"] and lines[2].split()[0] == "naive"
     assert lines[3].startswith("agent / naive: CPU per call-second ")
     assert "calls held" in done.stderr
     runs = json.loads(out.read_text())["runs"]
-    assert [run["label"] for run in runs] == ["agent", "naive"]
+    assert [run["label"] for run in runs] == ["agent x2", "naive"]
+    assert len(runs[0]["cpu_ms_per_call_s_per_worker"]) == 2
+    assert all(cpu > 0.0 for cpu in runs[0]["cpu_ms_per_call_s_per_worker"])
     for run in runs:
-        assert run["answered"] == 3 and run["refused"] == 0
+        assert run["answered"] == 4 and run["refused"] == 0
         assert run["reached_percent"] > 90.0
         assert math.isfinite(run["snr_db"]) and run["snr_db"] > 10.0
         assert run["cpu_ms_per_call_s"] > 0.0
