@@ -26,6 +26,7 @@ def find_max(run: Callable[[int], Row], start: int = START_CALLS) -> tuple[int, 
     def clean(calls: int) -> bool:
         row = run(calls)
         row["within_bound"] = within_bound(row)
+        row["label"] = f"{row.get('label', '')} {'clean' if row['within_bound'] else 'over'}"
         rows.append(row)
         return bool(row["within_bound"])
 

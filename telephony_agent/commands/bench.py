@@ -43,7 +43,14 @@ def run_bench(args: argparse.Namespace) -> int:
                 lambda n: median_row([measure(n, False) for _ in range(args.repeat)])
             )
             extra["max_clean_calls"] = best
-            summary = f"largest load within the bound: {best} calls"
+            summary = f"largest load within the bound: agent {best} calls"
+            if args.baseline:
+                naive_best, naive_rows = find_max(
+                    lambda n: median_row([measure(n, True) for _ in range(args.repeat)])
+                )
+                rows += naive_rows
+                extra["naive_max_clean_calls"] = naive_best
+                summary += f", naive {naive_best} calls"
         else:
             ours: list[Row] = []
             naive: list[Row] = []
