@@ -1,4 +1,5 @@
-"""`telephony-agent` command line: serve, call, dial, demo, ask, local-backend, calls, config.
+"""`telephony-agent` command line: serve, call, dial, demo, ask, local-backend, bench, calls,
+config.
 
 Every user mistake ends with one line on stderr and exit code 2; a provider or
 network failure ends with one line and exit code 1; never a traceback.
@@ -109,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     backend.add_argument("--host", default="127.0.0.1")
     backend.add_argument("--port", type=int, default=8765)
     backend.add_argument(
-        "--behaviour", choices=["echo", "tone", "script", "booking"], default="echo"
+        "--behaviour",
+        choices=["echo", "tone", "script", "booking", "continuous"],
+        default="echo",
+        help="continuous: talk without pause (sample speech at 1.1x real time), for bench",
     )
     backend.add_argument("--script", type=Path, help="scripted turns (JSON) for --behaviour script")
     backend.add_argument(
@@ -126,8 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     backend.add_argument(
         "--realtime-factor",
         type=float,
-        default=4.0,
-        help="how much faster than real time audio deltas are sent (default 4)",
+        help="how much faster than real time audio deltas are sent (default 4; 1.1 continuous)",
     )
     backend.add_argument(
         "--first-delta-delay",
@@ -154,10 +157,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="fault: non-fatal error events and a failed response",
     )
     backend.add_argument(
+        "--stats-out",
+        type=Path,
+        metavar="FILE",
+        help="on SIGTERM/SIGINT write counters and per-connection append times as JSON",
+    )
+    backend.add_argument(
         "--require-key-env",
         metavar="VAR",
         help="reject clients whose key differs from this environment variable",
     )
+
+    bench = sub.add_parser(
+        "bench", help="load the agent with continuous two-way calls and print what it did"
+    )
+    bench.add_argument("--calls", type=int, default=50, help="concurrent calls (default 50)")
+    bench.add_argument("--seconds", type=float, default=10.0, help="hold time (default 10)")
+    bench.add_argument("--codec", choices=["pcmu", "pcma", "g722", "opus"], default="pcmu")
+    bench.add_argument("--workers", type=int, default=1, help="agent processes (default 1)")
+    bench.add_argument("--find-max", action="store_true", help="search the largest clean load")
+    bench.add_argument(
+        "--baseline", action="store_true", help="also run a naive bridge, side by side"
+    )
+    bench.add_argument("--repeat", type=int, default=1, help="runs per load; medians reported")
+    bench.add_argument("--ramp", type=float, default=40.0, help="calls placed per second")
+    bench.add_argument("--json", type=Path, metavar="OUT", help="write the rows as JSON")
 
     calls = sub.add_parser("calls", help="call records: list and show kept calls")
     calls_sub = calls.add_subparsers(dest="calls_command", metavar="ACTION", parser_class=_Parser)
@@ -258,6 +282,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from telephony_agent.commands.local_backend import run_local_backend
 
         return _run_async(run_local_backend(args))
+    if args.command == "bench":
+        from telephony_agent.commands.bench import run_bench
+
+        return run_bench(args)
     if args.command == "dial":
         from telephony_agent.commands.dial import run_dial
 

@@ -424,7 +424,7 @@ def test_other_behaviours_say_only_how_long_the_caller_spoke() -> None:
 
 def test_the_behaviour_name_is_checked() -> None:
     assert BackendOptions(behaviour="booking").behaviour == "booking"
-    with pytest.raises(ValueError, match="echo, tone, script or booking"):
+    with pytest.raises(ValueError, match="echo, tone, script, booking or continuous"):
         BackendOptions(behaviour="bookings")  # type: ignore[arg-type]
 
 

@@ -15,8 +15,14 @@ import telephony_agent
 
 PACKAGE_ROOT = Path(telephony_agent.__file__).parent
 
-#: Packages that only the CLI layer may import.
-TOP_LAYER = ("telephony_agent.commands", "telephony_agent.cli", "telephony_agent.__main__")
+#: Packages that only the CLI layer may import (`bench` drives whole processes from
+#: outside, like a command).
+TOP_LAYER = (
+    "telephony_agent.commands",
+    "telephony_agent.cli",
+    "telephony_agent.__main__",
+    "telephony_agent.bench",
+)
 
 
 def _module_name(path: Path) -> str:

@@ -1,5 +1,5 @@
-"""What the backend "says": echo the caller, play a tone, follow a JSON script, or run
-the booking line (`booking_behaviour.py`).
+"""What the backend "says": echo the caller, play a tone, follow a JSON script, run
+the booking line (`booking_behaviour.py`), or talk on and on (`sample_speech.py`).
 
 A behaviour turns one turn's input into the content of one response (audio at the
 output rate, the assistant transcript, function calls). It knows nothing about events
@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from telephony_agent.realtime.backend.booking_behaviour import BookingBehaviour
 from telephony_agent.realtime.backend.phrases import booking_phrases
+from telephony_agent.realtime.backend.sample_speech import ContinuousBehaviour
 from telephony_agent.realtime.backend.turn import (
     Behaviour,
     FunctionCallSpec,
@@ -36,6 +37,7 @@ from telephony_agent.realtime.backend.turn import (
 __all__ = [
     "Behaviour",
     "BookingBehaviour",
+    "ContinuousBehaviour",
     "EchoBehaviour",
     "FunctionCallSpec",
     "ResponseContent",
@@ -190,6 +192,8 @@ def make_behaviour(name: str, tone_hz: float, script: tuple[ScriptTurn, ...] | N
         return ToneBehaviour(tone_hz)
     if name == "booking":
         return BookingBehaviour(booking_phrases())
+    if name == "continuous":
+        return ContinuousBehaviour()
     if script is None:
         raise ScriptError("behaviour 'script' needs a loaded script")
     return ScriptBehaviour(script, tone_hz)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-Behaviour = Literal["echo", "tone", "script", "booking"]
-BEHAVIOURS: tuple[Behaviour, ...] = ("echo", "tone", "script", "booking")
+Behaviour = Literal["echo", "tone", "script", "booking", "continuous"]
+BEHAVIOURS: tuple[Behaviour, ...] = ("echo", "tone", "script", "booking", "continuous")
 DialectName = Literal["ga", "beta", "yandex"]
 TranscriptTiming = Literal["before", "after", "never"]
 
@@ -29,7 +29,10 @@ class BackendOptions:
     """echo: answer with the caller's committed speech; tone: ~1 s of `tone_hz`;
     script: the turns of `script_path` (JSON), including function calls; booking: the
     restaurant booking line in recorded speech, with `check_availability`,
-    `make_booking` and `end_call` tool calls (`booking_behaviour.py`)."""
+    `make_booking` and `end_call` tool calls (`booking_behaviour.py`); continuous: talks
+    without pause from the first `session.update` on, response after response of the
+    packaged sample speech, never waiting for the caller, and logs every append's arrival
+    for `telephony-agent bench` (`continuous.py`)."""
     script_path: Path | None = None
     dialect: DialectName = "ga"
     """Event names on the wire: OpenAI GA, beta (`response.audio.delta`, …) or Yandex
@@ -118,7 +121,8 @@ class BackendOptions:
         # test must not turn into a server that silently behaves differently.
         if self.behaviour not in BEHAVIOURS:
             raise ValueError(
-                f"behaviour must be echo, tone, script or booking, not {self.behaviour!r}"
+                "behaviour must be echo, tone, script, booking or continuous,"
+                f" not {self.behaviour!r}"
             )
         if self.behaviour == "script" and self.script_path is None:
             raise ValueError("behaviour 'script' needs script_path")

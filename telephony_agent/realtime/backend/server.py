@@ -26,6 +26,7 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from telephony_agent.realtime.backend.behaviours import ScriptTurn, load_script
+from telephony_agent.realtime.backend.continuous import ContinuousSession
 from telephony_agent.realtime.backend.faults import SharedFaults
 from telephony_agent.realtime.backend.options import BackendOptions
 from telephony_agent.realtime.backend.outbox import CloseConnection
@@ -142,14 +143,7 @@ class _Handler:
         loop = asyncio.get_running_loop()
         request = connection.request
         model = model_from_path(request.path) if request is not None else DEFAULT_MODEL
-        session = BackendSession(
-            self.options,
-            self.stats,
-            model=model,
-            script=self.script,
-            unix_time=int(time.time()),
-            shared=self.shared,
-        )
+        session = self._new_session(model, loop)
         self.stats.connections += 1
         if isinstance(connection, PingDeafConnection):
             connection.stats = self.stats
@@ -184,6 +178,17 @@ class _Handler:
                 model=model,
                 close_code=connection.close_code,
             )
+
+    def _new_session(self, model: str, loop: asyncio.AbstractEventLoop) -> BackendSession:
+        common: dict[str, Any] = {
+            "model": model,
+            "script": self.script,
+            "unix_time": int(time.time()),
+            "shared": self.shared,
+        }
+        if self.options.behaviour == "continuous":
+            return ContinuousSession(self.options, self.stats, clock=loop.time, **common)
+        return BackendSession(self.options, self.stats, **common)
 
     async def _send_loop(
         self, connection: ServerConnection, session: BackendSession, wake: asyncio.Event

@@ -11,11 +11,6 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Fields that are captures, not counters (left out of snapshots).
-_NOT_COUNTERS = frozenset(
-    {"errors_by_code", "truncations", "audio_in", "audio_out", "session_objects"}
-)
-
 
 @dataclass(frozen=True)
 class TruncateRecord:
@@ -26,9 +21,39 @@ class TruncateRecord:
     sent_ms: float
 
 
+#: Fields that are captures, not counters (left out of snapshots, which must be JSON).
 _NOT_COUNTERS = frozenset(
-    {"errors_by_code", "truncations", "messages", "response_instructions", "input_audio"}
+    {
+        "errors_by_code",
+        "truncations",
+        "messages",
+        "response_instructions",
+        "input_audio",
+        "audio_in",
+        "audio_out",
+        "session_objects",
+        "talks",
+    }
 )
+
+
+@dataclass
+class TalkLog:
+    """One continuous-talk connection's caller audio as it arrived (`continuous.py`).
+
+    A benchmark divides the seconds appended by the seconds its caller sent, and lines
+    each append's arrival up with when its audio left the caller; `tag` (the session's
+    instructions) says which caller it was.
+    """
+
+    tag: str = ""
+    arrivals: list[float] = field(default_factory=list)
+    """Event-loop clock (CLOCK_MONOTONIC) when each append was read off the socket."""
+    seconds: list[float] = field(default_factory=list)
+    """Audio each append carried, in seconds."""
+
+    def to_json(self) -> dict[str, object]:
+        return {"tag": self.tag, "arrivals": self.arrivals, "seconds": self.seconds}
 
 
 @dataclass
@@ -99,6 +124,8 @@ class BackendStats:
     """The `instructions` of the most recent `response.create` events (None: none given)."""
     input_audio: list[bytearray] = field(default_factory=list)
     """Per connection, all caller audio received (only with `keep_input_audio`)."""
+    talks: list[TalkLog] = field(default_factory=list)
+    """Per connection of the continuous behaviour, when its caller audio arrived."""
 
     def capture_input(self) -> bytearray:
         """A new connection's buffer for the caller audio it receives (in `input_audio`)."""

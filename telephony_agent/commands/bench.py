@@ -1,0 +1,93 @@
+"""`telephony-agent bench`: continuous two-way audio load, measured, as a table.
+
+The work is in `telephony_agent.bench`; this module checks the arguments, decides
+which runs to make (repeats, the naive baseline alternating with the agent, the
+`--find-max` search) and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from telephony_agent.bench.harness import RunPlan, run_once
+from telephony_agent.bench.report import Row, median_row, ratios, summarise, table, to_json
+from telephony_agent.bench.search import find_max
+from telephony_agent.errors import UsageError
+
+EXIT_FAILURE = 1
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    _check(args)
+
+    def progress(text: str) -> None:
+        print("\r" + text.ljust(79)[:79], end="", file=sys.stderr, flush=True)
+
+    def measure(calls: int, naive: bool) -> Row:
+        plan = RunPlan(
+            calls=calls,
+            seconds=args.seconds,
+            codec=args.codec,
+            workers=1 if naive else args.workers,
+            naive=naive,
+            ramp_per_s=args.ramp,
+        )
+        return summarise(run_once(plan, progress))
+
+    extra: dict[str, object] = {}
+    try:
+        if args.find_max:
+            best, rows = find_max(
+                lambda n: median_row([measure(n, False) for _ in range(args.repeat)])
+            )
+            extra["max_clean_calls"] = best
+            summary = f"largest load within the bound: agent {best} calls"
+            if args.baseline:
+                naive_best, naive_rows = find_max(
+                    lambda n: median_row([measure(n, True) for _ in range(args.repeat)])
+                )
+                rows += naive_rows
+                extra["naive_max_clean_calls"] = naive_best
+                summary += f", naive {naive_best} calls"
+        else:
+            ours: list[Row] = []
+            naive: list[Row] = []
+            for _ in range(args.repeat):
+                # Alternating, so both face the same machine load over the same minutes.
+                ours.append(measure(args.calls, False))
+                if args.baseline:
+                    naive.append(measure(args.calls, True))
+            rows = [median_row(ours)] + ([median_row(naive)] if naive else [])
+            summary = ratios(rows[0], rows[1]) if naive else ""
+            if summary:
+                extra["ratios"] = summary
+    except RuntimeError as exc:
+        # A process that would not start or a caller that failed: its first line only.
+        first = (str(exc).splitlines() or ["bench failed"])[0]
+        print(file=sys.stderr)
+        print(f"telephony-agent: error: {first[:500]}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(file=sys.stderr)
+    print(table(rows))
+    if summary:
+        print(summary)
+    if args.json is not None:
+        args.json.write_text(to_json(rows, **extra) + "\n", encoding="utf-8")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.calls < 1:
+        raise UsageError(f"--calls {args.calls}: expected at least 1")
+    if not args.seconds > 0:
+        raise UsageError(f"--seconds {args.seconds}: expected more than 0")
+    if args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: expected at least 1")
+    if args.repeat < 1:
+        raise UsageError(f"--repeat {args.repeat}: expected at least 1")
+    if not args.ramp > 0:
+        raise UsageError(f"--ramp {args.ramp}: expected calls per second above 0")
+    if args.json is not None and not Path(args.json).parent.is_dir():
+        raise UsageError(f"--json {args.json}: no such directory")
