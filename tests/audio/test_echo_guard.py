@@ -129,3 +129,27 @@ def test_a_louder_than_played_copy_is_the_caller_not_an_echo() -> None:
 def test_a_rate_the_guard_cannot_decimate_is_refused() -> None:
     with pytest.raises(ValueError, match="44100 Hz"):
         EchoGuard(44100)
+
+
+@pytest.mark.parametrize("delay_ms", [0, 95, 590])
+def test_the_search_finds_what_a_direct_correlation_at_every_delay_finds(delay_ms: int) -> None:
+    """The FFT is only as long as the reference: no lag that is read may wrap around, so
+    the best delay and correlation match a plain dot product at every delay."""
+    guard = EchoGuard(8000)
+    played, inbound, _ = _line(8000, delay_ms=delay_ms, echo_db=-12.0, noise_dbfs=-60.0)
+    f = 8000 * FRAME // 1000
+    for i in range(60):
+        guard.played(played[i * f : (i + 1) * f])
+        guard.heard(inbound[i * f : (i + 1) * f])
+    guard.searches = 0
+    guard._search()
+    x = guard._heard.ordered()
+    ref = guard._ref.ordered()
+    n = x.size
+    windows = np.lib.stride_tricks.sliding_window_view(ref, n)
+    ncc = windows @ x / np.sqrt(np.maximum((windows * windows).sum(axis=1), 1e-9) * (x @ x))
+    best = int(np.argmax(ncc))
+    assert guard.last_ncc == pytest.approx(float(ncc[best]), abs=1e-9)
+    assert guard.last_delay_ms == (ref.size - n - best) * 1000 / 4000
+    assert guard.last_ncc > 0.5
+    assert abs(guard.last_delay_ms - delay_ms) <= 10.0
