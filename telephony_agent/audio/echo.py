@@ -128,6 +128,7 @@ class EchoGuard:
         self._nfft = _fast_size(self._ref.buf.size)
         self._cum = np.zeros(self._ref.buf.size + 1, dtype=np.float64)
         self._emphasis = [0.0, 0.0]  # the last sample of each stream, for pre-emphasis
+        self._decimators: dict[int, NDArray[np.float64]] = {}
         #: Recent frame powers, and the line noise's mean square (see `_track_noise`).
         start = _FULL_SCALE_SQ * 10 ** (NOISE_START_DBFS / 10)
         self._powers: deque[float] = deque([start], maxlen=NOISE_FRAMES)
@@ -212,21 +213,23 @@ class EchoGuard:
         return delay, gain
 
     def _decimate(self, pcm: NDArray[np.int16], stream: int) -> NDArray[np.float64]:
-        """To the analysis rate (block means), then pre-emphasised; state per stream."""
-        factor = self._factor
-        n = pcm.size - pcm.size % factor
-        x = pcm[:n].astype(np.float64)
-        if factor > 1:
-            # sum / factor is what `mean` computes, without its Python-level wrapper
-            # (a third of this function's time at 160 samples).
-            x = np.add.reduce(x.reshape(-1, factor), axis=1)
-            x /= factor
-        if x.size == 0:
-            return x
-        out: NDArray[np.float64] = x.copy()
-        out[1:] -= PRE_EMPHASIS * x[:-1]
+        """To the analysis rate (block means), then pre-emphasised; state per stream.
+
+        Both steps are one linear map of the frame, so they are one matrix product (see
+        `_decimator`) instead of half a dozen small numpy calls per 20 ms frame.
+        """
+        n = pcm.size - pcm.size % self._factor
+        if n == 0:
+            return np.zeros(0, dtype=np.float64)
+        matrix = self._decimators.get(n)
+        if matrix is None:
+            if len(self._decimators) >= 4:
+                self._decimators.clear()
+            matrix = self._decimators[n] = _decimator(n, self._factor)
+        y: NDArray[np.float64] = np.dot(matrix, pcm[:n])
+        out = y[:-1]
         out[0] -= PRE_EMPHASIS * self._emphasis[stream]
-        self._emphasis[stream] = float(x[-1])
+        self._emphasis[stream] = float(y[-1])
         return out
 
     def _track_noise(self, power: float) -> None:
@@ -234,6 +237,20 @@ class EchoGuard:
         set it and speech or echo never become "noise"."""
         self._powers.append(power)
         self._noise = min(self._powers) * NOISE_MIN_BIAS
+
+
+def _decimator(n: int, factor: int) -> NDArray[np.float64]:
+    """The matrix that takes `n` samples to their `factor`-block means, pre-emphasised
+    within the frame (the first output's predecessor, from the previous frame, is the
+    caller's to subtract), plus one last row: the frame's last block mean, unemphasised."""
+    m = n // factor
+    matrix = np.zeros((m + 1, n), dtype=np.float64)
+    for j in range(m):
+        matrix[j, j * factor : (j + 1) * factor] = 1.0 / factor
+        if j:
+            matrix[j, (j - 1) * factor : j * factor] = -PRE_EMPHASIS / factor
+    matrix[m, (m - 1) * factor : m * factor] = 1.0 / factor
+    return matrix
 
 
 def _fast_size(n: int) -> int:

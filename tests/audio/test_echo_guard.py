@@ -153,3 +153,14 @@ def test_the_search_finds_what_a_direct_correlation_at_every_delay_finds(delay_m
     assert guard.last_delay_ms == (ref.size - n - best) * 1000 / 4000
     assert guard.last_ncc > 0.5
     assert abs(guard.last_delay_ms - delay_ms) <= 10.0
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 48000])
+def test_frame_by_frame_decimation_is_block_means_pre_emphasised_across_frames(rate: int) -> None:
+    guard = EchoGuard(rate)
+    pcm = _sample("book_flight.wav", rate)[: rate // 2]
+    f = rate * FRAME // 1000
+    got = np.concatenate([guard._decimate(pcm[i : i + f], 0) for i in range(0, pcm.size, f)])
+    means = pcm.astype(np.float64).reshape(-1, rate // 4000).mean(axis=1)
+    want = means - 0.9 * np.concatenate(([0.0], means[:-1]))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
