@@ -245,11 +245,11 @@ def _decimator(n: int, factor: int) -> NDArray[np.float64]:
     caller's to subtract), plus one last row: the frame's last block mean, unemphasised."""
     m = n // factor
     matrix = np.zeros((m + 1, n), dtype=np.float64)
-    for j in range(m):
-        matrix[j, j * factor : (j + 1) * factor] = 1.0 / factor
-        if j:
-            matrix[j, (j - 1) * factor : j * factor] = -PRE_EMPHASIS / factor
-    matrix[m, (m - 1) * factor : m * factor] = 1.0 / factor
+    columns = np.arange(n)
+    block = columns // factor
+    matrix[block, columns] = 1.0 / factor
+    matrix[block[:-factor] + 1, columns[:-factor]] = -PRE_EMPHASIS / factor
+    matrix[m, columns[-factor:]] = 1.0 / factor
     return matrix
 
 
