@@ -95,6 +95,7 @@ class _Talker:
 async def _realtime_server(port: int) -> None:
     """Stream model speech to every session, one shared pacing loop for all of them."""
     from websockets.asyncio.server import ServerConnection, serve
+    from websockets.exceptions import ConnectionClosed
 
     from telephony_agent.media.audiofile import decode_audio_file
 
@@ -130,8 +131,8 @@ async def _realtime_server(port: int) -> None:
                 elif kind == "response.cancel" and talker.ready:
                     for text in (*talker.end("cancelled"), *talker.begin()):
                         await connection.send(text)
-        except Exception:
-            pass
+        except ConnectionClosed:
+            pass  # the call ended: the agent closed its session
         finally:
             talkers.pop(connection, None)
 
