@@ -123,8 +123,12 @@ class EchoGuard:
         self._max_delay = ANALYSIS_RATE * window_ms // 1000
         self._ref = _Ring(self._analysis + self._max_delay)
         self._heard = _Ring(self._analysis)
-        self._nfft = 1 << int(np.ceil(np.log2(self._ref.buf.size + self._analysis)))
+        # Only lags 0..ref - analysis are read, where a circular correlation of the
+        # reference's own length never wraps: no zero padding beyond it is needed.
+        self._nfft = _fast_size(self._ref.buf.size)
+        self._cum = np.zeros(self._ref.buf.size + 1, dtype=np.float64)
         self._emphasis = [0.0, 0.0]  # the last sample of each stream, for pre-emphasis
+        self._decimators: dict[int, NDArray[np.float64]] = {}
         #: Recent frame powers, and the line noise's mean square (see `_track_noise`).
         start = _FULL_SCALE_SQ * 10 ** (NOISE_START_DBFS / 10)
         self._powers: deque[float] = deque([start], maxlen=NOISE_FRAMES)
@@ -193,7 +197,8 @@ class EchoGuard:
         spectrum = np.fft.rfft(ref, self._nfft) * np.conj(np.fft.rfft(x, self._nfft))
         # corr[k] = sum_i x[i] * ref[i + k]; the echo delay is (ref.size - n) - k.
         corr = np.fft.irfft(spectrum, self._nfft)[: ref.size - n + 1]
-        cum = np.concatenate(([0.0], np.cumsum(ref * ref)))
+        cum = self._cum
+        np.cumsum(ref * ref, out=cum[1:])
         seg_energy = np.maximum(cum[n:] - cum[:-n], 1e-9)
         ncc = corr / np.sqrt(seg_energy * x_energy)
         best = int(np.argmax(ncc))
@@ -208,18 +213,23 @@ class EchoGuard:
         return delay, gain
 
     def _decimate(self, pcm: NDArray[np.int16], stream: int) -> NDArray[np.float64]:
-        """To the analysis rate (block means), then pre-emphasised; state per stream."""
+        """To the analysis rate (block means), then pre-emphasised; state per stream.
+
+        Both steps are one linear map of the frame, so they are one matrix product (see
+        `_decimator`) instead of half a dozen small numpy calls per 20 ms frame.
+        """
         n = pcm.size - pcm.size % self._factor
-        x = pcm[:n].astype(np.float64)
-        if self._factor > 1:
-            x = x.reshape(-1, self._factor).mean(axis=1)
-        if x.size == 0:
-            return x
-        previous = np.empty_like(x)
-        previous[0] = self._emphasis[stream]
-        previous[1:] = x[:-1]
-        self._emphasis[stream] = float(x[-1])
-        out: NDArray[np.float64] = x - PRE_EMPHASIS * previous
+        if n == 0:
+            return np.zeros(0, dtype=np.float64)
+        matrix = self._decimators.get(n)
+        if matrix is None:
+            if len(self._decimators) >= 4:
+                self._decimators.clear()
+            matrix = self._decimators[n] = _decimator(n, self._factor)
+        y: NDArray[np.float64] = np.dot(matrix, pcm[:n])
+        out = y[:-1]
+        out[0] -= PRE_EMPHASIS * self._emphasis[stream]
+        self._emphasis[stream] = float(y[-1])
         return out
 
     def _track_noise(self, power: float) -> None:
@@ -227,6 +237,31 @@ class EchoGuard:
         set it and speech or echo never become "noise"."""
         self._powers.append(power)
         self._noise = min(self._powers) * NOISE_MIN_BIAS
+
+
+def _decimator(n: int, factor: int) -> NDArray[np.float64]:
+    """The matrix that takes `n` samples to their `factor`-block means, pre-emphasised
+    within the frame (the first output's predecessor, from the previous frame, is the
+    caller's to subtract), plus one last row: the frame's last block mean, unemphasised."""
+    m = n // factor
+    matrix = np.zeros((m + 1, n), dtype=np.float64)
+    columns = np.arange(n)
+    block = columns // factor
+    matrix[block, columns] = 1.0 / factor
+    matrix[block[:-factor] + 1, columns[:-factor]] = -PRE_EMPHASIS / factor
+    matrix[m, columns[-factor:]] = 1.0 / factor
+    return matrix
+
+
+def _fast_size(n: int) -> int:
+    """The smallest 2^a * 3^b >= n: FFT sizes the transform handles fastest."""
+    best = 1 << max(0, (n - 1).bit_length())
+    three = 1
+    while three < best:
+        size = three << max(0, (-(-n // three) - 1).bit_length())
+        best = min(best, size)
+        three *= 3
+    return best
 
 
 def _dbfs(energy: float, count: int) -> float:

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 __all__ = [
     "SILENCE_CODE",
     "G711Law",
+    "LazyPcm",
     "alaw_decode",
     "alaw_encode",
     "g711_decode",
@@ -136,3 +137,40 @@ def g711_encode(pcm: NDArray[np.int16], law: G711Law) -> NDArray[np.uint8]:
 def g711_decode(codes: NDArray[np.uint8] | bytes, law: G711Law) -> NDArray[np.int16]:
     """Codes of `law` → PCM16 samples."""
     return ulaw_decode(codes) if law == "pcmu" else alaw_decode(codes)
+
+
+class LazyPcm:
+    """Audio that is PCM16, or G.711 bytes of a law decoded only when ``pcm`` is read.
+
+    Why one base: with G.711 passthrough, caller frames (`AudioIn`) and agent frames
+    (`Frame`) carry the bytes as they came, and only a reader that needs samples (a
+    recorder, the echo guard, another codec) pays for decoding, once.
+    """
+
+    __slots__ = ("_pcm", "law", "payload")
+
+    #: What the error says when neither PCM nor a payload and its law are given.
+    _needs = "audio needs PCM, or a G.711 payload and its law"
+
+    def __init__(
+        self,
+        pcm: NDArray[np.int16] | None,
+        payload: bytes | None = None,
+        law: G711Law | None = None,
+    ) -> None:
+        if pcm is None and (payload is None or law is None):
+            raise ValueError(self._needs)
+        self._pcm = pcm
+        self.payload = payload
+        self.law = law
+
+    @property
+    def pcm(self) -> NDArray[np.int16]:
+        pcm = self._pcm
+        if pcm is None:
+            assert self.payload is not None and self.law is not None
+            pcm = self._pcm = g711_decode(self.payload, self.law)
+        return pcm
+
+    def _kind(self) -> str:
+        return f"{self.law} payload" if self.payload is not None else "pcm"

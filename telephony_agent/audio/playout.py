@@ -35,12 +35,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from telephony_agent.audio.g711 import SILENCE_CODE, G711Law, g711_decode, g711_encode
+from telephony_agent.audio.g711 import (
+    SILENCE_CODE,
+    G711Law,
+    LazyPcm,
+    g711_decode,
+    g711_encode,
+)
 
 __all__ = ["Frame", "PlayoutBuffer"]
 
 
-class Frame:
+class Frame(LazyPcm):
     """One frame of outbound audio: PCM16, or G.711 bytes passed through from the model.
 
     ``item_id`` is the item that was playing at the end of the frame (the last
@@ -48,11 +54,13 @@ class Frame:
     item. ``speech`` is False only when the frame is all padding.
 
     A passthrough frame carries ``payload`` (G.711 codes of ``law``) and no PCM; ``pcm``
-    decodes it on first use, so a leg of the same law sends the bytes as they are and
-    only a reader that needs samples (a recorder, another codec) pays for decoding.
+    decodes it on first use (`LazyPcm`), so a leg of the same law sends the bytes as they
+    are and only a reader that needs samples (a recorder, another codec) pays for decoding.
     """
 
-    __slots__ = ("_pcm", "item_id", "law", "payload", "speech")
+    __slots__ = ("item_id", "speech")
+
+    _needs = "a frame needs PCM, or a G.711 payload and its law"
 
     def __init__(
         self,
@@ -63,24 +71,12 @@ class Frame:
         payload: bytes | None = None,
         law: G711Law | None = None,
     ) -> None:
-        if pcm is None and (payload is None or law is None):
-            raise ValueError("a frame needs PCM, or a G.711 payload and its law")
-        self._pcm = pcm
+        LazyPcm.__init__(self, pcm, payload, law)
         self.item_id = item_id
         self.speech = speech
-        self.payload = payload
-        self.law = law
-
-    @property
-    def pcm(self) -> NDArray[np.int16]:
-        if self._pcm is None:
-            assert self.payload is not None and self.law is not None
-            self._pcm = g711_decode(self.payload, self.law)
-        return self._pcm
 
     def __repr__(self) -> str:
-        kind = f"{self.law} payload" if self.payload is not None else "pcm"
-        return f"Frame({kind}, item_id={self.item_id!r}, speech={self.speech})"
+        return f"Frame({self._kind()}, item_id={self.item_id!r}, speech={self.speech})"
 
 
 class _Pcm:

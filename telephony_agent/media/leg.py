@@ -15,19 +15,22 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from telephony_agent.audio.g711 import G711Law, g711_decode
+from telephony_agent.audio.g711 import G711Law, LazyPcm
 from telephony_agent.audio.playout import Frame
 
 
-class AudioIn:
+class AudioIn(LazyPcm):
     """One inbound frame of caller audio at the leg's sample rate.
 
     A leg asked to hand on G.711 as received (`MediaLeg.deliver_g711`) gives the payload
-    bytes and their law instead of PCM; ``pcm`` decodes them on first use, so a reader
-    that needs samples (a recorder) still gets them and nobody else pays for decoding.
+    bytes and their law instead of PCM; ``pcm`` decodes them on first use (`LazyPcm`), so
+    a reader that needs samples (a recorder) still gets them and nobody else pays for
+    decoding.
     """
 
-    __slots__ = ("_pcm", "law", "payload", "received_at")
+    __slots__ = ("received_at",)
+
+    _needs = "caller audio needs PCM, or a G.711 payload and its law"
 
     def __init__(
         self,
@@ -37,24 +40,12 @@ class AudioIn:
         payload: bytes | None = None,
         law: G711Law | None = None,
     ) -> None:
-        if pcm is None and (payload is None or law is None):
-            raise ValueError("caller audio needs PCM, or a G.711 payload and its law")
-        self._pcm = pcm
+        LazyPcm.__init__(self, pcm, payload, law)
         #: ``time.monotonic()`` when the frame's packet arrived (0.0 when not from a socket).
         self.received_at = received_at
-        self.payload = payload
-        self.law = law
-
-    @property
-    def pcm(self) -> NDArray[np.int16]:
-        if self._pcm is None:
-            assert self.payload is not None and self.law is not None
-            self._pcm = g711_decode(self.payload, self.law)
-        return self._pcm
 
     def __repr__(self) -> str:
-        kind = f"{self.law} payload" if self.payload is not None else "pcm"
-        return f"AudioIn({kind}, received_at={self.received_at})"
+        return f"AudioIn({self._kind()}, received_at={self.received_at})"
 
 
 @dataclass(frozen=True)

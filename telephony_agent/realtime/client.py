@@ -299,7 +299,7 @@ class RealtimeSession:
                 self.protocol.stats["audio_bytes_dropped"] += self.protocol.chunk_bytes
                 self.protocol.stats["audio_chunks_dropped_backlog"] += 1
                 continue
-            link.enqueue(frame, audio=True, captured_at=captured_at)
+            link.send_audio(frame, captured_at, self.uplink_latency)
 
     def commit(self) -> None:
         link = self._live()

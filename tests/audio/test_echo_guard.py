@@ -129,3 +129,38 @@ def test_a_louder_than_played_copy_is_the_caller_not_an_echo() -> None:
 def test_a_rate_the_guard_cannot_decimate_is_refused() -> None:
     with pytest.raises(ValueError, match="44100 Hz"):
         EchoGuard(44100)
+
+
+@pytest.mark.parametrize("delay_ms", [0, 95, 590])
+def test_the_search_finds_what_a_direct_correlation_at_every_delay_finds(delay_ms: int) -> None:
+    """The FFT is only as long as the reference: no lag that is read may wrap around, so
+    the best delay and correlation match a plain dot product at every delay."""
+    guard = EchoGuard(8000)
+    played, inbound, _ = _line(8000, delay_ms=delay_ms, echo_db=-12.0, noise_dbfs=-60.0)
+    f = 8000 * FRAME // 1000
+    for i in range(60):
+        guard.played(played[i * f : (i + 1) * f])
+        guard.heard(inbound[i * f : (i + 1) * f])
+    guard.searches = 0
+    guard._search()
+    x = guard._heard.ordered()
+    ref = guard._ref.ordered()
+    n = x.size
+    windows = np.lib.stride_tricks.sliding_window_view(ref, n)
+    ncc = windows @ x / np.sqrt(np.maximum((windows * windows).sum(axis=1), 1e-9) * (x @ x))
+    best = int(np.argmax(ncc))
+    assert guard.last_ncc == pytest.approx(float(ncc[best]), abs=1e-9)
+    assert guard.last_delay_ms == (ref.size - n - best) * 1000 / 4000
+    assert guard.last_ncc > 0.5
+    assert abs(guard.last_delay_ms - delay_ms) <= 10.0
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 48000])
+def test_frame_by_frame_decimation_is_block_means_pre_emphasised_across_frames(rate: int) -> None:
+    guard = EchoGuard(rate)
+    pcm = _sample("book_flight.wav", rate)[: rate // 2]
+    f = rate * FRAME // 1000
+    got = np.concatenate([guard._decimate(pcm[i : i + f], 0) for i in range(0, pcm.size, f)])
+    means = pcm.astype(np.float64).reshape(-1, rate // 4000).mean(axis=1)
+    want = means - 0.9 * np.concatenate(([0.0], means[:-1]))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)

@@ -145,3 +145,22 @@ def test_markers_exactly_at_talk_spurt_starts(speech: list[bool]) -> None:
     for i, pk in enumerate(packets):
         assert pk.sequence_number == (first.sequence_number + i) & 0xFFFF
         assert pk.timestamp == (first.timestamp + 160 * i) & 0xFFFF_FFFF
+
+
+@pytest.mark.parametrize("codec,pt", [("PCMU", 0), ("PCMA", 8), ("G722", 9)])
+def test_packets_are_byte_for_byte_what_an_rtp_library_serialises(codec: str, pt: int) -> None:
+    p = packetizer(codec, pt, ssrc=0xDEADBEEF, sequence=65535, timestamp=0xFFFFFF00)
+    samples = make_codec(codec).sample_rate // 50
+    for i, f in enumerate([frame(samples), frame(samples), frame(samples, speech=False)]):
+        seq, ts = p.sequence, p.timestamp
+        data = p.packetize(f)
+        assert data is not None
+        want = RtpPacket(
+            payload_type=pt,
+            marker=1 if i == 0 else 0,
+            sequence_number=seq,
+            timestamp=ts,
+            ssrc=0xDEADBEEF,
+            payload=data[12:],
+        ).serialize()
+        assert data == want

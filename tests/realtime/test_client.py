@@ -188,12 +188,45 @@ async def test_bulk_append_is_delivered_whole_and_backlog_is_bounded() -> None:
     async with ScriptedServer(ready_then_hold) as server:
         session = session_for(server.endpoint(), max_queued_audio_ms=100)
         await session.connect()
-        session.append_audio(bytes(960 * 20))  # the writer cannot run in between
+        link = session._live()
+        assert link is not None
+        # The socket has not taken what it was given (a slow network): appends wait for
+        # the writer instead of being written at once, and the writer cannot run in between.
+        pending = link.ws.transport.get_write_buffer_size
+        link.ws.transport.get_write_buffer_size = lambda: 1  # type: ignore[method-assign]
+        session.append_audio(bytes(960 * 20))
+        link.ws.transport.get_write_buffer_size = pending  # type: ignore[method-assign]
         session.commit()
         peer = server.peers[0]
         await peer.expect("input_audio_buffer.commit")
         assert len(peer.of_type("input_audio_buffer.append")) == 5
         assert session.stats["audio_bytes_dropped"] == 960 * 15
+        await session.close()
+
+
+async def test_appends_written_at_once_keep_their_order_behind_queued_events() -> None:
+    """An append skips the writer only when nothing waits in its queue: an event queued
+    just before it (a `response.create`) still reaches the server first."""
+    async with ScriptedServer(ready_then_hold) as server:
+        session = session_for(server.endpoint())
+        await session.connect()
+        chunk = bytes(960)
+        session.append_audio(chunk, time.monotonic())  # nothing queued: written at once
+        session.create_response()
+        session.append_audio(chunk, time.monotonic())  # behind the create, via the writer
+        session.append_audio(chunk, time.monotonic())
+        session.commit()
+        peer = server.peers[0]
+        await peer.expect("input_audio_buffer.commit")
+        kinds = [e["type"] for e in peer.received if e["type"] != "session.update"]
+        assert kinds == [
+            "input_audio_buffer.append",
+            "response.create",
+            "input_audio_buffer.append",
+            "input_audio_buffer.append",
+            "input_audio_buffer.commit",
+        ]
+        assert len(session.uplink_latency) == 3
         await session.close()
 
 

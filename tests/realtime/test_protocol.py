@@ -252,6 +252,20 @@ def test_chunking_property(pieces: list[bytes], chunk_ms: int) -> None:
     assert b"".join(chunks + tail) == data[: len(data) & ~1]
 
 
+def test_whole_chunks_and_ragged_pieces_come_out_in_order() -> None:
+    """A piece of exactly one chunk with nothing pending skips the buffer; one that
+    arrives while a ragged piece waits must not overtake it."""
+    chunker = AudioChunker(960)
+    sizes = [960, 100, 960, 860, 960, 960]
+    pieces = [bytes([i]) * n for i, n in enumerate(sizes)]
+    out: list[bytes] = []
+    for piece in pieces:
+        out += chunker.push(piece)
+    assert all(len(c) == 960 for c in out)
+    assert b"".join(out) == b"".join(pieces)
+    assert chunker.pending_bytes == 0
+
+
 def test_chunker_rejects_odd_size() -> None:
     try:
         AudioChunker(961)

@@ -28,8 +28,7 @@ G.711 passthrough: a frame that already carries G.711 bytes of this stream's law
 from __future__ import annotations
 
 import secrets
-
-from aiortc.rtp import RtpPacket
+import struct
 
 from telephony_agent.audio.playout import Frame
 from telephony_agent.media.rtp.codecs import RtpCodec
@@ -40,6 +39,8 @@ __all__ = ["Packetizer"]
 _TICK_MS = 20
 _CONCATENABLE = frozenset({"PCMU", "PCMA", "G722"})
 _G711_LAWS = {"PCMU": "pcmu", "PCMA": "pcma"}
+#: V=2 P X CC | M PT | sequence | timestamp | SSRC (RFC 3550 §5.1).
+_HEADER = struct.Struct("!BBHII")
 
 
 class Packetizer:
@@ -151,17 +152,12 @@ class Packetizer:
         return self._serialize(self.payload_type, self._chunk_marker, self._chunk_ts, payload)
 
     def _serialize(self, payload_type: int, marker: bool, timestamp: int, payload: bytes) -> bytes:
-        packet = RtpPacket(
-            payload_type=payload_type,
-            marker=int(marker),
-            sequence_number=self.sequence,
-            timestamp=timestamp,
-            ssrc=self.ssrc,
-            payload=payload,
-        )
+        # RFC 3550 fixed header, version 2, no padding, extension or CSRCs: one struct
+        # pack instead of building a packet object per tick.
+        second = (0x80 if marker else 0) | payload_type
+        data = _HEADER.pack(0x80, second, self.sequence, timestamp, self.ssrc) + payload
         self.sequence = (self.sequence + 1) & 0xFFFF
         self.last_timestamp = timestamp
         self.packets += 1
         self.octets += len(payload)
-        data: bytes = packet.serialize()
         return data
