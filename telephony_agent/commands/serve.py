@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import gc
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -112,6 +113,10 @@ async def run_serve(args: argparse.Namespace) -> int:
         # It measures with [admission] off too, for /health and /metrics.
         sampler = LoadSampler(board)
         sampler.start()
+        # Everything imported and built so far lives as long as the process: moved out
+        # of the collector's generations, a full collection no longer walks it, which
+        # kept the media tick waiting for ~12 ms whenever one ran under load.
+        gc.freeze()
         await _serve_until_stopped(args, board, runtime, settings)
         if server.registrations is not None:
             # Drained: nobody should send us new calls any more.
