@@ -29,11 +29,10 @@ from __future__ import annotations
 
 import secrets
 
-from aiortc.rtp import RtpPacket
-
 from telephony_agent.audio.playout import Frame
 from telephony_agent.media.rtp.codecs import RtpCodec
 from telephony_agent.media.rtp.dtmf import DtmfSender
+from telephony_agent.media.rtp.wire import RtpPacket
 
 __all__ = ["Packetizer"]
 
