@@ -1,14 +1,15 @@
 """Decode any audio file PyAV can read into mono PCM16 at a chosen rate.
 
 `ask` accepts whatever the user has (WAV, MP3, OGG, M4A, raw containers); PyAV's
-bundled FFmpeg does the demuxing, decoding and the one-off resample.
+bundled FFmpeg does the demuxing, decoding and the one-off resample. PyAV is
+imported when a file is first decoded, not with this module: a server that never
+plays a file never loads it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 from numpy.typing import NDArray
 
@@ -20,6 +21,8 @@ _RAW_G711 = {".ulaw": "mulaw", ".ul": "mulaw", ".mulaw": "mulaw", ".alaw": "alaw
 
 def decode_audio_file(path: Path, rate: int) -> NDArray[np.int16]:
     """Return the file's first audio stream as mono int16 at `rate`, or raise InputFileError."""
+    import av
+
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
     if not path.is_file():
