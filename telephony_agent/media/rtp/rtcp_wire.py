@@ -172,10 +172,11 @@ class RtcpSdesPacket:
                 if not 1 <= item_type <= 255 or len(value) > 255:
                     raise ValueError(f"SDES item {item_type} of {len(value)} bytes is invalid")
                 data.append(_SDES_ITEM.pack(item_type, len(value)) + value)
-            # Two null octets end the item list (the terminator and, at least, one octet
-            # more, as aiortc and other stacks send it), then nulls to the next word.
-            length = sum(map(len, data)) + 2
-            data.append(bytes(2 + (-length) % 4))
+            # A null octet ends the item list, then nulls up to the next word, where the
+            # next chunk starts (§6.5). aiortc always adds two and pads only the packet,
+            # one word more in a quarter of the cases and misaligned chunks after the first.
+            length = sum(map(len, data)) + 1
+            data.append(bytes(1 + (-length) % 4))
             parts.append(b"".join(data))
         return _packet(RTCP_SDES, len(self.chunks), b"".join(parts))
 
