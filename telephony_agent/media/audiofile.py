@@ -1,9 +1,7 @@
 """Decode any audio file PyAV can read into mono PCM16 at a chosen rate.
 
 `ask` accepts whatever the user has (WAV, MP3, OGG, M4A, raw containers); PyAV's
-bundled FFmpeg does the demuxing, decoding and the one-off resample. PyAV is
-imported when a file is first decoded, not with this module: a server that never
-plays a file never loads it.
+bundled FFmpeg does the demuxing, decoding and the one-off resample.
 """
 
 from __future__ import annotations
@@ -21,13 +19,14 @@ _RAW_G711 = {".ulaw": "mulaw", ".ul": "mulaw", ".mulaw": "mulaw", ".alaw": "alaw
 
 def decode_audio_file(path: Path, rate: int) -> NDArray[np.int16]:
     """Return the file's first audio stream as mono int16 at `rate`, or raise InputFileError."""
-    import av
-
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
     if not path.is_file():
         raise InputFileError(f"{path}: not a regular file")
     raw_format = _RAW_G711.get(path.suffix.lower())
+    # Imported here: a `serve` that plays no recording never needs FFmpeg's libraries.
+    import av
+
     try:
         if raw_format is not None:
             # Headerless G.711 (what SIP test tools play) carries no rate; telephony is 8 kHz.
