@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from aiortc.rtp import RtpPacket
 from numpy.typing import NDArray
 
 from telephony_agent.audio.playout import Frame
@@ -31,6 +30,7 @@ from telephony_agent.media.opus_native import libopus_version
 from telephony_agent.media.rtp.codecs import CODEC_NAMES, OpusCodec, make_codec
 from telephony_agent.media.rtp.packetizer import Packetizer
 from telephony_agent.media.rtp.receiver import InboundStream
+from telephony_agent.media.rtp.wire import RtpPacket
 
 FRAMES_PER_SECOND = 50
 PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8, "G722": 9, "opus": 111}

@@ -18,13 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiortc.rtp import RtpPacket
-
 from telephony_agent.config import load_settings
 from telephony_agent.errors import ConfigError
 from telephony_agent.media.rtp.codecs import make_codec
 from telephony_agent.media.rtp.receiver import InboundStream
 from telephony_agent.media.rtp.rtcp import RtcpReporter, parse_compound
+from telephony_agent.media.rtp.wire import RtpPacket
 from telephony_agent.realtime.dialect import normalize_event_type
 from telephony_agent.realtime.parse import MalformedEvent, decode_frame, parse_event
 from telephony_agent.sip.dialog import Dialog, make_response, peer_for_uri

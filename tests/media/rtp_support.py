@@ -8,10 +8,10 @@ from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
-from aiortc.rtp import RtpPacket
 from numpy.typing import NDArray
 
 from telephony_agent.media.audiofile import decode_audio_file
+from telephony_agent.media.rtp.wire import RtpPacket
 
 SSRC = 0x1234_5678
 

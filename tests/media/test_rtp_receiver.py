@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from aiortc.rtp import RtpPacket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +13,7 @@ from telephony_agent.media.opus_native import native_opus_available
 from telephony_agent.media.rtp.codecs import OpusCodec, make_codec
 from telephony_agent.media.rtp.dtmf import DtmfDigit, TelephoneEvent
 from telephony_agent.media.rtp.receiver import InboundStream, ReceivedAudio, ReceivedItem
+from telephony_agent.media.rtp.wire import RtpPacket
 from tests.media.rtp_support import SSRC, frames_of, rtp, speech
 
 CODE_BASE = 0x20

@@ -7,9 +7,21 @@ from typing import Any
 
 import pytest
 from aiortc import RTCRtpReceiver
-from aiortc.rtp import RtcpByePacket, RtcpSenderInfo, RtcpSrPacket, RtpPacket
+from aiortc.rtp import (
+    RtcpByePacket,
+    RtcpReceiverInfo,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+    RtpPacket,
+)
 
-from telephony_agent.media.webrtc.rtp_tap import ReceiverTap, local_ssrc_and_cname
+from telephony_agent.media.rtp import rtcp_wire, wire
+from telephony_agent.media.webrtc.rtp_tap import (
+    ReceiverTap,
+    local_ssrc_and_cname,
+    wire_rtp,
+    wire_sr,
+)
 
 
 class FakeTransport:
@@ -116,3 +128,16 @@ async def test_rtcp_is_sent_without_waiting_and_a_dead_transport_skips_it() -> N
 )
 def test_local_ssrc_and_cname(sdp: str, expected: tuple[int, str] | None) -> None:
     assert local_ssrc_and_cname(sdp) == expected
+
+
+def test_aiortc_packets_become_the_rtp_packages_own_with_every_field() -> None:
+    packet = RtpPacket(payload_type=111, marker=1, sequence_number=9, timestamp=960, ssrc=7)
+    packet.payload = b"opus"
+    packet.csrc = [3]
+    assert wire_rtp(packet) == wire.RtpPacket(111, 1, 9, 960, 7, b"opus", [3])
+    block = (7, 12, -3, 70_000, 40, 0x1234_5678, 65536)
+    sr = RtcpSrPacket(5, RtcpSenderInfo(1 << 40, 960, 10, 1600), [RtcpReceiverInfo(*block)])
+    expected = rtcp_wire.RtcpSrPacket(
+        5, rtcp_wire.RtcpSenderInfo(1 << 40, 960, 10, 1600), [rtcp_wire.RtcpReceiverInfo(*block)]
+    )
+    assert wire_sr(sr) == expected and bytes(expected) == bytes(sr)

@@ -9,7 +9,9 @@ the numpy lookup tables of :mod:`telephony_agent.audio.g711` (~1.5 µs a frame,
 4-10x faster than going through PyAV); G.722 uses a PyAV codec context
 directly. Opus calls libopus itself through :mod:`telephony_agent.media.opus_native`
 when it can be loaded (no PyAV objects per frame, and libopus' own packet-loss
-concealment), and a PyAV codec context otherwise.
+concealment), and a PyAV codec context otherwise. PyAV is imported when the
+first FFmpeg context opens, so a process whose calls are all G.711 never loads
+it (tens of MB of resident memory).
 
 Every instance is per call and per direction pair: G.722 and Opus carry
 predictor state from frame to frame, so one codec object must never be shared
@@ -26,9 +28,9 @@ from __future__ import annotations
 
 import abc
 import fractions
+import functools
 from typing import Any, ClassVar
 
-import av
 import numpy as np
 from numpy.typing import NDArray
 
@@ -137,6 +139,14 @@ class PcmaCodec(RtpCodec):
         return alaw_decode(payload)
 
 
+@functools.cache
+def _pyav() -> Any:
+    """PyAV, imported on first use: only G.722 and Opus without libopus need it."""
+    import av
+
+    return av
+
+
 class _PyAvCodec(RtpCodec):
     """Encoder and decoder contexts of PyAV (FFmpeg), created on first use.
 
@@ -151,13 +161,16 @@ class _PyAvCodec(RtpCodec):
         self._encoder: Any = None
         self._decoder: Any = None
         self._pts = 0
+        #: The PyAV module, bound when the first context opens.
+        self._av: Any = None
 
     def _encoder_options(self, context: Any) -> None:
         """Codec-specific encoder settings, before the context opens."""
         del context
 
     def _open_encoder(self) -> Any:
-        context: Any = av.CodecContext.create(self._ffmpeg_name, "w")
+        self._av = _pyav()
+        context: Any = self._av.CodecContext.create(self._ffmpeg_name, "w")
         context.format = "s16"
         context.layout = "mono"
         context.sample_rate = self.sample_rate
@@ -167,7 +180,8 @@ class _PyAvCodec(RtpCodec):
         return context
 
     def _open_decoder(self) -> Any:
-        context: Any = av.CodecContext.create(self._ffmpeg_name, "r")
+        self._av = _pyav()
+        context: Any = self._av.CodecContext.create(self._ffmpeg_name, "r")
         context.format = "s16"
         context.layout = "mono"
         context.sample_rate = self.sample_rate
@@ -178,7 +192,7 @@ class _PyAvCodec(RtpCodec):
         if self._encoder is None:
             self._encoder = self._open_encoder()
         samples = np.ascontiguousarray(pcm, dtype=np.int16).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame = self._av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
         frame.sample_rate = self.sample_rate
         frame.pts = self._pts
         self._pts += samples.shape[1]
@@ -193,8 +207,8 @@ class _PyAvCodec(RtpCodec):
         if self._decoder is None:
             self._decoder = self._open_decoder()
         try:
-            frames = self._decoder.decode(av.Packet(payload))
-        except (av.error.FFmpegError, ValueError):
+            frames = self._decoder.decode(self._av.Packet(payload))
+        except (self._av.error.FFmpegError, ValueError):
             self.decode_errors += 1
             return self.silence()
         if len(frames) == 1:

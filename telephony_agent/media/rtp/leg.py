@@ -39,7 +39,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import structlog
-from aiortc.rtp import RtpPacket
 
 from telephony_agent.audio.clock import MediaClock, Subscription
 from telephony_agent.audio.playout import Frame
@@ -58,6 +57,7 @@ from telephony_agent.media.rtp.receiver import InboundStream
 from telephony_agent.media.rtp.rtcp import RtcpReporter, SenderCounters, parse_compound
 from telephony_agent.media.rtp.srtp import SrtpContext
 from telephony_agent.media.rtp.stats import RtpStats
+from telephony_agent.media.rtp.wire import RtpPacket
 
 __all__ = ["Address", "RtpLeg"]
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from aiortc.rtp import RtpPacket
 from numpy.typing import NDArray
 
 from telephony_agent.audio.g711 import G711Law
@@ -53,6 +52,7 @@ from telephony_agent.media.rtp.passthrough import G711Frames, ReceivedPayload
 from telephony_agent.media.rtp.rtcp import ReceptionStatistics
 from telephony_agent.media.rtp.serial import extend_seq, ts_delta
 from telephony_agent.media.rtp.stats import RtpStats
+from telephony_agent.media.rtp.wire import RtpPacket
 
 __all__ = ["MAX_DROPOUT", "MAX_MISORDER", "InboundStream", "ReceivedAudio", "ReceivedItem"]
 

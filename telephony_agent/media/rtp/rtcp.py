@@ -15,10 +15,10 @@ What is here, all sans-I/O:
   SR (or an RR while we send nothing) plus the SDES CNAME every compound packet
   must carry, a BYE, and reading the peer's SR/RR.
 
-Parsing walks the compound packet header by header instead of using
-``aiortc.rtp.RtcpPacket.parse``, which rejects a whole compound when one SR has
-profile-specific extensions or an unknown sub-packet is malformed; the SR/RR
-bodies are still read with aiortc's ``RtcpSenderInfo``/``RtcpReceiverInfo``.
+Parsing walks the compound packet header by header instead of a strict
+whole-compound parser (aiortc's rejects a whole compound when one SR has
+profile-specific extensions or an unknown sub-packet is malformed); the SR/RR/BYE
+bodies are read with the values of :mod:`telephony_agent.media.rtp.rtcp_wire`.
 Anything that does not parse is counted, never raised.
 """
 
@@ -28,7 +28,10 @@ import random
 import struct
 from dataclasses import dataclass, field
 
-from aiortc.rtp import (
+from telephony_agent.media.rtp.rtcp_wire import (
+    RTCP_BYE,
+    RTCP_RR,
+    RTCP_SR,
     RtcpByePacket,
     RtcpReceiverInfo,
     RtcpRrPacket,
@@ -37,7 +40,6 @@ from aiortc.rtp import (
     RtcpSourceInfo,
     RtcpSrPacket,
 )
-
 from telephony_agent.media.rtp.serial import ts_delta
 
 __all__ = [
@@ -54,15 +56,8 @@ __all__ = [
 
 #: Seconds from the NTP epoch (1900) to the Unix epoch (1970).
 NTP_EPOCH_OFFSET = 2_208_988_800
-RTCP_SR = 200
-RTCP_RR = 201
-RTCP_SDES = 202
-RTCP_BYE = 203
 _SDES_CNAME = 1
 _HEADER = struct.Struct("!BBH")
-_SSRC = struct.Struct("!L")
-_BLOCK = 24
-_SENDER_INFO = 20
 
 
 def ntp_timestamp(wall: float) -> int:
@@ -199,30 +194,13 @@ def parse_compound(data: bytes) -> RtcpReport:
             body = body[:-pad]
         count = first & 0x1F
         if packet_type == RTCP_SR:
-            if len(body) < 4 + _SENDER_INFO + _BLOCK * count:
-                raise ValueError("short RTCP SR")
-            ssrc = _SSRC.unpack_from(body)[0]
-            info = RtcpSenderInfo.parse(body[4 : 4 + _SENDER_INFO])
-            blocks = _blocks(body, 4 + _SENDER_INFO, count)
-            report.sender_reports.append(RtcpSrPacket(ssrc, info, blocks))
+            report.sender_reports.append(RtcpSrPacket.parse(body, count))
         elif packet_type == RTCP_RR:
-            if len(body) < 4 + _BLOCK * count:
-                raise ValueError("short RTCP RR")
-            ssrc = _SSRC.unpack_from(body)[0]
-            report.receiver_reports.append(RtcpRrPacket(ssrc, _blocks(body, 4, count)))
+            report.receiver_reports.append(RtcpRrPacket.parse(body, count))
         elif packet_type == RTCP_BYE:
-            if len(body) < 4 * count:
-                raise ValueError("short RTCP BYE")
-            report.bye.extend(_SSRC.unpack_from(body, 4 * i)[0] for i in range(count))
+            report.bye.extend(RtcpByePacket.parse(body, count).sources)
         pos = end
     return report
-
-
-def _blocks(body: bytes, start: int, count: int) -> list[RtcpReceiverInfo]:
-    return [
-        RtcpReceiverInfo.parse(body[start + i * _BLOCK : start + (i + 1) * _BLOCK])
-        for i in range(count)
-    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,12 @@ from telephony_agent.media.rtp.stats import RtpStats
 from telephony_agent.media.webrtc.ice import IceServer
 from telephony_agent.media.webrtc.loopback import offer_loopback_candidates
 from telephony_agent.media.webrtc.offer import WebRtcOfferError, check_offer
-from telephony_agent.media.webrtc.rtp_tap import ReceiverTap, local_ssrc_and_cname
+from telephony_agent.media.webrtc.rtp_tap import (
+    ReceiverTap,
+    local_ssrc_and_cname,
+    wire_rtp,
+    wire_sr,
+)
 from telephony_agent.media.webrtc.tracks import FRAME_SAMPLES, SAMPLE_RATE, OutboundAudioTrack
 
 __all__ = ["IceServer", "WebRtcLeg", "WebRtcLegStats", "parse_dtmf_message"]
@@ -439,7 +444,7 @@ class WebRtcLeg(MediaLeg):
         if stream is None or self._ended:
             return
         try:
-            items = stream.push(packet, self._loop.time())
+            items = stream.push(wire_rtp(packet), self._loop.time())
         except Exception:  # a packet must never take the transport's receive loop down
             self._rtp_stats.malformed += 1
             log.debug("webrtc_rtp_dropped", exc_info=True)
@@ -451,7 +456,7 @@ class WebRtcLeg(MediaLeg):
         """The page's RTCP SR: remembered so our next report lets it compute the RTT."""
         if self._rtcp is not None:
             self._rtcp.on_report(
-                RtcpReport(sender_reports=[packet]), self._loop.time(), time.time()
+                RtcpReport(sender_reports=[wire_sr(packet)]), self._loop.time(), time.time()
             )
 
     async def _watch_remote_track(self, track: MediaStreamTrack) -> None:

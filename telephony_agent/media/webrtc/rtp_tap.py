@@ -26,6 +26,10 @@ methods ``RTCDtlsTransport`` calls for every routed packet, are shadowed by
 instance attributes; ``RTCDtlsTransport._send_rtp`` sends our RTCP reports.
 :meth:`ReceiverTap.install` checks that they exist and raises if a future
 aiortc renames them, instead of silently decoding nothing.
+
+The RTP package has its own packet values (so a SIP-only process never loads
+aiortc); :func:`wire_rtp` and :func:`wire_sr` turn aiortc's into those at this
+edge.
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ import structlog
 from aiortc import RTCRtpReceiver
 from aiortc.rtp import RtcpSrPacket, RtpPacket
 
-__all__ = ["ReceiverTap", "local_ssrc_and_cname"]
+from telephony_agent.media.rtp import rtcp_wire, wire
+
+__all__ = ["ReceiverTap", "local_ssrc_and_cname", "wire_rtp", "wire_sr"]
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +64,35 @@ def local_ssrc_and_cname(sdp: str) -> tuple[int, str] | None:
     if match is None:
         return None
     return int(match.group(1)), match.group(2)
+
+
+def wire_rtp(packet: RtpPacket) -> wire.RtpPacket:
+    """aiortc's parsed packet as the RTP package's value (the fields its receiver reads)."""
+    return wire.RtpPacket(
+        packet.payload_type,
+        packet.marker,
+        packet.sequence_number,
+        packet.timestamp,
+        packet.ssrc,
+        packet.payload,
+        list(packet.csrc),
+        padding_size=packet.padding_size,
+    )
+
+
+def wire_sr(packet: RtcpSrPacket) -> rtcp_wire.RtcpSrPacket:
+    """aiortc's sender report as the RTP package's value, for its RTCP reporter."""
+    info = packet.sender_info
+    blocks = [
+        rtcp_wire.RtcpReceiverInfo(
+            b.ssrc, b.fraction_lost, b.packets_lost, b.highest_sequence, b.jitter, b.lsr, b.dlsr
+        )
+        for b in packet.reports
+    ]
+    sender = rtcp_wire.RtcpSenderInfo(
+        info.ntp_timestamp, info.rtp_timestamp, info.packet_count, info.octet_count
+    )
+    return rtcp_wire.RtcpSrPacket(packet.ssrc, sender, blocks)
 
 
 class ReceiverTap:
