@@ -247,9 +247,12 @@ def test_truncated_rtcp_bodies_raise_value_error(parser: object, body: bytes, co
 
 
 def test_the_sip_side_does_not_load_aiortc_or_pyav() -> None:
+    """Down to `serve` itself: aiortc and PyAV cost ~30 MB a process, and a SIP-only
+    process (each worker of `serve --workers`) never needs them."""
     code = (
         "import sys, telephony_agent.media.rtp, telephony_agent.server.sip_server\n"
         "import telephony_agent.media.rtp.leg, telephony_agent.fuzz.targets\n"
+        "import telephony_agent.commands.serve, telephony_agent.cli\n"
         "print(sorted(m for m in ('aiortc', 'av') if m in sys.modules))"
     )
     result = subprocess.run(
