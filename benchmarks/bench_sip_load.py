@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,33 +41,12 @@ from importlib.resources import files
 from pathlib import Path
 
 from telephony_agent.audio.g711 import ulaw_encode
+from telephony_agent.bench.processes import cpu_seconds, free_port, wait_for_port
 from telephony_agent.media.audiofile import decode_audio_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "tests" / "peers" / "sipp" / "basic_call.xml"
 READY = re.compile(r"answering SIP on [^:\s]+:(\d+) .*health on http://[^:/\s]+:(\d+)/health")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def health(port: int) -> dict[str, float]:

@@ -99,6 +99,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_for_port(port: int, timeout_s: float = 15.0) -> None:
+    """Until something accepts TCP connections on loopback `port`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
 def _spawn(name: str, command: list[str], workdir: Path) -> Process:
     log_path = workdir / f"{name}.log"
     with log_path.open("wb") as log:
