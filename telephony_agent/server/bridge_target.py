@@ -105,15 +105,6 @@ class BridgeTarget(OutboundCall):
             self.log.info("transfer_target_cancelled", why=reason)
             with contextlib.suppress(Exception):
                 await self._send_cancel(invite, peer)
-        if self.answered and not self._bye_received and not self._bye_sent:
-            with contextlib.suppress(Exception):
-                await self._hang_up(reason)
-        if self.leg is not None:
-            with contextlib.suppress(Exception):
-                await self.leg.close()
-        elif self.rtp is not None:
-            with contextlib.suppress(Exception):
-                await self.rtp.hangup("closed")
-        self.ended = True
+        await self._release_dialog(reason)
         if self.answered:
             self.server.forget_dialog(self)

@@ -513,9 +513,16 @@ class DialogCall:
         return outcome
 
     async def _cleanup(self) -> None:
+        await self._release_dialog(self.end_reason or "ended")
+        self.admission.release(self.end_reason or "ended")
+        self.log.info("call_finished", reason=self.end_reason, answered=self.answered)
+
+    async def _release_dialog(self, reason: str) -> None:
+        """BYE unless either side already sent one, then free the media: what every end
+        of a dialog does, whoever (the agent's call or a bridge's target) owns it."""
         if self.answered and not self._bye_received and not self._bye_sent:
             with contextlib.suppress(Exception):
-                await self._hang_up(self.end_reason or "ended")
+                await self._hang_up(reason)
         if self.leg is not None:
             with contextlib.suppress(Exception):
                 await self.leg.close()
@@ -523,8 +530,6 @@ class DialogCall:
             with contextlib.suppress(Exception):
                 await self.rtp.hangup("closed")
         self.ended = True
-        self.admission.release(self.end_reason or "ended")
-        self.log.info("call_finished", reason=self.end_reason, answered=self.answered)
 
 
 def bridge_uri(target: str, remote_target: str) -> SipUri | None:
