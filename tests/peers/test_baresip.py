@@ -69,6 +69,24 @@ def baresip_config(directory: Path, source: Path, codec: str) -> None:
     )
 
 
+def dial_with_baresip(phone: Path, uri: str, run_s: float) -> str:
+    """Run baresip with the configuration in `phone`, dial `uri`, quit after `run_s`;
+    its output, once it has exited cleanly with the call established."""
+    result = subprocess.run(
+        ["baresip", "-f", str(phone), "-e", f"/dial {uri}", "-t", str(int(run_s))],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=run_s + 20,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Call established" in output, output[-4000:]
+    return output
+
+
 @pytest.mark.parametrize("codec", list(CODEC_RATES))
 def test_baresip_hears_its_speech_echoed(
     start_agent_server: StartAgent, tmp_path: Path, codec: str
@@ -83,26 +101,7 @@ def test_baresip_hears_its_speech_echoed(
     phone = tmp_path / "baresip"
     baresip_config(phone, source, codec)
 
-    result = subprocess.run(
-        [
-            "baresip",
-            "-f",
-            str(phone),
-            "-e",
-            f"/dial sip:agent@127.0.0.1:{server.sip_port}",
-            "-t",
-            str(BARESIP_RUN_S),
-        ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=BARESIP_RUN_S + 20,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
-    assert "Call established" in output, output[-4000:]
+    output = dial_with_baresip(phone, f"sip:agent@127.0.0.1:{server.sip_port}", BARESIP_RUN_S)
 
     health = server.wait_health(lambda h: h["active_calls"] == 0 and h["completed"] >= 1)
     assert (health["answered"], health["completed"]) == (1, 1), health
@@ -144,19 +143,7 @@ def test_a_caller_who_talks_over_the_agent_interrupts_it_through_a_real_call(
     phone = tmp_path / "baresip"
     baresip_config(phone, source, "PCMU")
     run_s = 17
-    dial = f"/dial sip:agent@127.0.0.1:{server.sip_port}"
-    result = subprocess.run(
-        ["baresip", "-f", str(phone), "-e", dial, "-t", str(run_s)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=run_s + 20,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
-    assert "Call established" in output, output[-4000:]
+    dial_with_baresip(phone, f"sip:agent@127.0.0.1:{server.sip_port}", run_s)
     server.wait_health(lambda h: h["active_calls"] == 0 and h["completed"] >= 1)
 
     (ended,) = server.log_events("call_ended")

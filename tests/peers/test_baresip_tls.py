@@ -13,7 +13,6 @@ verification is tested with our own client in `test_tls.py`.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,13 @@ from telephony_agent.audio.wav import WavWriter, read_wav
 from telephony_agent.media.audiofile import decode_audio_file
 
 from .conftest import SAMPLE, StartAgent
-from .test_baresip import BARESIP_RUN_S, MIN_CORRELATION, TRAILING_SILENCE_S, baresip_config
+from .test_baresip import (
+    BARESIP_RUN_S,
+    MIN_CORRELATION,
+    TRAILING_SILENCE_S,
+    baresip_config,
+    dial_with_baresip,
+)
 from .test_tls import _certificate
 
 pytestmark = pytest.mark.skipif(
@@ -68,26 +73,7 @@ def test_baresip_calls_over_tls_with_srtp_and_hears_the_agent(
         "<sip:tester@127.0.0.1;transport=tls>;regint=0;audio_codecs=PCMU;mediaenc=srtp-mand\n",
         encoding="utf-8",
     )
-    result = subprocess.run(
-        [
-            "baresip",
-            "-f",
-            str(phone),
-            "-e",
-            f"/dial sip:agent@{tls_address}",
-            "-t",
-            str(BARESIP_RUN_S),
-        ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=BARESIP_RUN_S + 20,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
-    assert "Call established" in output, output[-4000:]
+    output = dial_with_baresip(phone, f"sip:agent@{tls_address}", BARESIP_RUN_S)
     health = server.wait_health(lambda h: h["active_calls"] == 0 and h["completed"] >= 1)
     assert health["answered"] == 1, health
     (srtp_on,) = server.log_events("srtp_on")

@@ -10,7 +10,6 @@ in that dump, where the agent's log says the hold was, and the answer must follo
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from telephony_agent.media.audiofile import decode_audio_file
 from telephony_agent.realtime.backend.phrases import booking_phrases
 
 from .conftest import SAMPLE, StartAgent
-from .test_baresip import baresip_config
+from .test_baresip import baresip_config, dial_with_baresip
 
 pytestmark = pytest.mark.skipif(
     shutil.which("baresip") is None,
@@ -98,26 +97,7 @@ def test_baresip_hears_the_hold_tone_while_a_slow_tool_runs(
         wav.write(np.zeros(int(TRAIL_S * RATE), np.int16))
     phone = tmp_path / "baresip"
     baresip_config(phone, source, "PCMU")
-    result = subprocess.run(
-        [
-            "baresip",
-            "-f",
-            str(phone),
-            "-e",
-            f"/dial sip:booking@127.0.0.1:{server.sip_port}",
-            "-t",
-            str(BARESIP_RUN_S),
-        ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=BARESIP_RUN_S + 20,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
-    assert "Call established" in output, output[-4000:]
+    dial_with_baresip(phone, f"sip:booking@127.0.0.1:{server.sip_port}", BARESIP_RUN_S)
     server.wait_health(lambda h: h["active_calls"] == 0 and h["completed"] >= 1)
 
     # The agent's side: the tool ran long, the hold filled the wait, the answer came.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 import threading
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from telephony_agent.realtime.recap import HEADER
 
 from .agent_process import AgentServer, start_agent
 from .conftest import SAMPLE
-from .test_baresip import baresip_config
+from .test_baresip import baresip_config, dial_with_baresip
 
 pytestmark = pytest.mark.skipif(
     shutil.which("baresip") is None,
@@ -140,26 +139,7 @@ def test_baresip_hears_one_greeting_and_whole_answers_through_a_reconnect_and_a_
         phone = tmp_path / "baresip"
         baresip_config(phone, source, "PCMU")
         run_s = int(END_S) + 4  # baresip hangs up when its file ends; then it quits
-        result = subprocess.run(
-            [
-                "baresip",
-                "-f",
-                str(phone),
-                "-e",
-                f"/dial sip:agent@127.0.0.1:{agent.sip_port}",
-                "-t",
-                str(run_s),
-            ],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=run_s + 20,
-            check=False,
-        )
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, output[-4000:]
-        assert "Call established" in output, output[-4000:]
+        output = dial_with_baresip(phone, f"sip:agent@127.0.0.1:{agent.sip_port}", run_s)
         health = agent.wait_health(lambda h: h["active_calls"] == 0 and h["completed"] >= 1)
         assert health["completed"] == 1, health
         events = agent.log_events()
