@@ -10,6 +10,7 @@ read-only connection, which a lock lets several threads share.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, Self
@@ -19,6 +20,9 @@ from telephony_agent.records.errors import RecordsError, RecordsUnavailable
 from telephony_agent.records.schema import migrate, require_current
 from telephony_agent.records.sql import SqlRecordStore
 from telephony_agent.records.urls import SqliteTarget, short_reason
+
+#: Pause between attempts to open a database another process is switching to WAL.
+_OPEN_RETRY_S = 0.02
 
 
 class _Sqlite:
@@ -37,7 +41,8 @@ class _Sqlite:
 class SqliteRecordStore(SqlRecordStore):
     """Records in one SQLite file (WAL, synchronous=NORMAL)."""
 
-    #: How long a statement waits for another connection's write lock before failing.
+    #: How long a statement (or opening the database) waits for another connection's
+    #: lock before failing.
     busy_timeout_ms: ClassVar[int] = 5000
 
     def __init__(self, target: SqliteTarget, conn: sqlite3.Connection) -> None:
@@ -63,9 +68,29 @@ class SqliteRecordStore(SqlRecordStore):
                     f"records database {target.shown}: cannot create directory"
                     f" {path.parent}: {exc.strerror or exc}"
                 ) from None
-        conn: sqlite3.Connection | None = None
+        # Processes opening one new database together (`serve --workers K` starting)
+        # can be told "locked" without the busy timeout being applied: the switch to
+        # write-ahead logging and its first recovery take the lock without waiting.
+        # That lasts milliseconds, so an open that meets it tries again, for as long
+        # as a statement would wait.
+        deadline = time.monotonic() + cls.busy_timeout_ms / 1000
+        while True:
+            try:
+                return cls._open_once(target, read_only=read_only)
+            except sqlite3.Error as exc:
+                locked = _is_lock(exc)
+                if locked and time.monotonic() < deadline:
+                    time.sleep(_OPEN_RETRY_S)
+                    continue
+                error = RecordsUnavailable if locked else RecordsError
+                raise error(
+                    f"records database {target.shown}: cannot open {path}: {short_reason(exc)}"
+                ) from None
+
+    @classmethod
+    def _open_once(cls, target: SqliteTarget, *, read_only: bool) -> Self:
+        conn = cls._connect(target, read_only=read_only)
         try:
-            conn = cls._connect(target, read_only=read_only)
             store = cls(target, conn)
             with store._transaction(write=not read_only) as db:
                 if read_only:
@@ -73,16 +98,8 @@ class SqliteRecordStore(SqlRecordStore):
                 else:
                     migrate(db, SQLITE, target.shown)
             return store
-        except sqlite3.Error as exc:
-            if conn is not None:
-                conn.close()
-            error = RecordsUnavailable if _is_lock(exc) else RecordsError
-            raise error(
-                f"records database {target.shown}: cannot open {path}: {short_reason(exc)}"
-            ) from None
-        except RecordsError:
-            if conn is not None:
-                conn.close()
+        except BaseException:
+            conn.close()
             raise
 
     @classmethod
