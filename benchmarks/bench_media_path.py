@@ -47,11 +47,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from telephony_agent.bench.processes import cpu_seconds, free_port, wait_for_port
+from telephony_agent.bench.processes import cpu_seconds, free_port, serve_ports, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "tests" / "peers" / "sipp" / "basic_call.xml"
-READY = re.compile(r"answering SIP on [^:\s]+:(\d+) .*health on http://[^:/\s]+:(\d+)/health")
 #: Model audio: 100 ms deltas at 1.1x real time, a new item every 50 deltas.
 DELTA_MS = 100
 PACE = 1.1
@@ -252,13 +251,7 @@ def one_round(
     sipp: subprocess.Popen[bytes] | None = None
     try:
         assert server.stderr is not None
-        match = None
-        while match is None:
-            line = server.stderr.readline()
-            if not line:
-                raise RuntimeError("serve exited before it was ready")
-            match = READY.search(line)
-        sip_port, http_port = int(match.group(1)), int(match.group(2))
+        sip_port, http_port = serve_ports(server.stderr)
         # INFO logs go on being read (and dropped) so the pipe never blocks serve.
         counts: dict[str, int] = {}
         reader = threading.Thread(target=_count_events, args=(server.stderr, counts), daemon=True)

@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -41,12 +40,11 @@ from importlib.resources import files
 from pathlib import Path
 
 from telephony_agent.audio.g711 import ulaw_encode
-from telephony_agent.bench.processes import cpu_seconds, free_port, wait_for_port
+from telephony_agent.bench.processes import cpu_seconds, free_port, serve_ports, wait_for_port
 from telephony_agent.media.audiofile import decode_audio_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "tests" / "peers" / "sipp" / "basic_call.xml"
-READY = re.compile(r"answering SIP on [^:\s]+:(\d+) .*health on http://[^:/\s]+:(\d+)/health")
 
 
 def health(port: int) -> dict[str, float]:
@@ -108,13 +106,7 @@ def one_round(
     try:
         wait_for_port(backend_port)
         assert server.stderr is not None
-        match = None
-        while match is None:
-            line = server.stderr.readline()
-            if not line:
-                raise RuntimeError("serve exited before it was ready")
-            match = READY.search(line)
-        sip_port, http_port = int(match.group(1)), int(match.group(2))
+        sip_port, http_port = serve_ports(server.stderr)
         ended: list[dict[str, float]] = []
         refused: list[str] = []
         reader = threading.Thread(

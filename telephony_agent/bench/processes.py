@@ -19,10 +19,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 READY = re.compile(r"answering SIP on [^:\s]+:(\d+) ")
 """The line `serve` prints once it answers (the naive bridge prints the same)."""
 READY_TIMEOUT_S = 30.0
+SERVE_PORTS = re.compile(r"answering SIP on [^:\s]+:(\d+) .*health on http://[^:/\s]+:(\d+)/health")
 STOP_TIMEOUT_S = 15.0
 RTP_PORT_BASE = 61000
 RTP_PORT_SPAN = 4000
@@ -97,6 +99,18 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def serve_ports(stderr: IO[str]) -> tuple[int, int]:
+    """The SIP and HTTP ports `serve` announces, read from its stderr up to the ready
+    line (for a caller that goes on reading the stream itself)."""
+    while True:
+        line = stderr.readline()
+        if not line:
+            raise RuntimeError("serve exited before it was ready")
+        match = SERVE_PORTS.search(line)
+        if match is not None:
+            return int(match.group(1)), int(match.group(2))
 
 
 def wait_for_port(port: int, timeout_s: float = 15.0) -> None:
