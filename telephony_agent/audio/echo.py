@@ -18,22 +18,26 @@ played (the frames the media tick sent, after any ducking):
   which the caller talks over the echo (double talk) is therefore not echo, even
   though the window as a whole still correlates.
 
-Cost is paid only while the agent is audible and the line carries more than noise;
-the full search runs every fourth frame while a path holds (every other one while
-none does), the frames in between reuse the path found (one short dot product).
-Sans-I/O: `played` on each tick (a ring write, no shifting), `heard` on each inbound
-frame.
+Cost is paid only for frames whose verdict is asked for, while the agent is audible
+and the line carries more than noise; the full search runs every fourth frame while a
+path holds (every other one while none does), the frames in between reuse the path
+found (one short dot product). Sans-I/O: `played` on each tick and `listen` on each
+inbound frame (ring writes, no shifting); `verdict`/`verdicts` judge what was heard,
+after the fact if need be; `heard` is `listen` plus `verdict`.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 __all__ = ["ANALYSIS_RATE", "EchoGuard"]
 
+#: Inbound audio is judged in frames of this length.
+FRAME_MS = 20
 #: Both signals are compared at this rate: enough for the 300-2000 Hz core of speech.
 ANALYSIS_RATE = 4000
 #: Length of the caller audio compared with the agent's, per search.
@@ -67,53 +71,82 @@ _FULL_SCALE_SQ = 32768.0**2
 
 
 class _Ring:
-    """A fixed-length history with a running energy; pushing never moves old samples."""
+    """A history of `window` samples plus `spare` older ones, addressed by absolute
+    sample number.
 
-    def __init__(self, size: int) -> None:
-        self.buf = np.zeros(size, dtype=np.float64)
-        self.pos = 0  # where the next sample goes (= the oldest sample)
-        self.energy = 0.0
-        self._pushes = 0
+    Why the spare: frames are judged after the fact (see `EchoGuard.verdicts`), so the
+    audio around a frame heard a few hundred milliseconds ago must still be here.
+    Pushing never moves old samples, and nothing is computed on a push: energies are
+    worked out when a judgement needs them.
+    """
+
+    def __init__(self, window: int, spare: int) -> None:
+        self.window = window
+        self.spare = max(1, spare)
+        self.buf = np.zeros(window + self.spare, dtype=np.float64)
+        #: Samples ever pushed: the absolute number of the next one.
+        self.total = 0
 
     def push(self, new: NDArray[np.float64]) -> None:
         size = self.buf.size
-        k = new.size
-        if k >= size:
-            self.buf[:] = new[-size:]
-            self.pos = 0
-            self.energy = float(np.dot(self.buf, self.buf))
-            return
-        end = self.pos + k
-        if end <= size:
-            old = self.buf[self.pos : end]
-            self.energy += float(np.dot(new, new) - np.dot(old, old))
-            self.buf[self.pos : end] = new
-        else:
-            first = size - self.pos
-            self.push(new[:first])
-            self.push(new[first:])
-            return
-        self.pos = end % size
-        self._pushes += 1
-        if self._pushes % 64 == 0 or self.energy < 0.0:  # no drift from running sums
-            self.energy = float(np.dot(self.buf, self.buf))
+        if new.size > size:
+            new = new[-size:]
+            self.total += new.size - size
+        at = self.total % size
+        first = min(new.size, size - at)
+        self.buf[at : at + first] = new[:first]
+        self.buf[: new.size - first] = new[first:]
+        self.total += new.size
 
-    def ordered(self) -> NDArray[np.float64]:
-        """The history oldest first (a copy)."""
-        return np.concatenate((self.buf[self.pos :], self.buf[: self.pos]))
+    def holds(self, start: int) -> bool:
+        """Whether samples from absolute number `start` on are still in the history."""
+        return self.total - start <= self.buf.size
 
-    def tail(self, count: int, skip: int) -> NDArray[np.float64]:
-        """`count` samples ending `skip` samples before the newest one."""
+    def energy(self, end: int) -> float:
+        """The energy of the `window` samples before absolute number `end`."""
+        window = self.span(end - self.window, end)
+        return float(np.dot(window, window))
+
+    def span(self, start: int, end: int) -> NDArray[np.float64]:
+        """Samples `start` to `end` (absolute, end excluded); before the first push they
+        are silence. A view when it can be: use it before the next push."""
+        if start < 0:
+            zeros = np.zeros(min(-start, end - start), dtype=np.float64)
+            if end <= 0:
+                return zeros
+            return np.concatenate((zeros, self.span(0, end)))
         size = self.buf.size
-        index = (self.pos - skip - count + np.arange(count)) % size
-        out: NDArray[np.float64] = self.buf[index]
-        return out
+        at = start % size
+        count = end - start
+        if at + count <= size:
+            return self.buf[at : at + count]
+        return np.concatenate((self.buf[at:], self.buf[: at + count - size]))
+
+
+class _Heard(NamedTuple):
+    """What judging one inbound frame needs, recorded when it was heard."""
+
+    number: int
+    heard_end: int
+    ref_end: int
+    size: int
+    power: float
+    noise: float
 
 
 class EchoGuard:
-    """Keeps the last `window_ms` of played audio and judges each inbound frame."""
+    """Keeps the last `window_ms` of played audio and judges inbound frames.
 
-    def __init__(self, rate: int, window_ms: int = 600) -> None:
+    Judging is on demand: `listen` records a frame (a ring write and its level), and a
+    verdict is worked out only when asked for (`verdict`, `verdicts`), for every frame
+    not yet judged, in the order heard and exactly as if each had been judged when it
+    arrived. A call asks only while a verdict can change a decision (a turn is being
+    judged, or one just started and the frames before it count), so the searches are
+    not paid for the rest of the time the agent talks over line noise or the caller.
+    The last `history_frames` frames can be judged after the fact.
+    """
+
+    def __init__(self, rate: int, window_ms: int = 600, *, history_frames: int = 16) -> None:
         if rate % ANALYSIS_RATE:
             raise ValueError(f"{rate} Hz is not a multiple of {ANALYSIS_RATE} Hz")
         self.rate = rate
@@ -121,18 +154,28 @@ class EchoGuard:
         self._factor = rate // ANALYSIS_RATE
         self._analysis = ANALYSIS_RATE * ANALYSIS_MS // 1000
         self._max_delay = ANALYSIS_RATE * window_ms // 1000
-        self._ref = _Ring(self._analysis + self._max_delay)
-        self._heard = _Ring(self._analysis)
+        frame = ANALYSIS_RATE * FRAME_MS // 1000
+        # The spare history covers the frames judged after the fact, with room for the
+        # played side running ahead of the heard side when packets arrive in bursts.
+        self._heard = _Ring(self._analysis, 2 * history_frames * frame)
+        self._ref = _Ring(self._analysis + self._max_delay, 4 * history_frames * frame)
         # Only lags 0..ref - analysis are read, where a circular correlation of the
         # reference's own length never wraps: no zero padding beyond it is needed.
-        self._nfft = _fast_size(self._ref.buf.size)
-        self._cum = np.zeros(self._ref.buf.size + 1, dtype=np.float64)
+        self._nfft = _fast_size(self._ref.window)
+        self._cum = np.zeros(self._ref.window + 1, dtype=np.float64)
         self._emphasis = [0.0, 0.0]  # the last sample of each stream, for pre-emphasis
+        #: The absolute end of the last played frame that was not silence.
+        self._loud_end = -self._ref.buf.size
         self._decimators: dict[int, NDArray[np.float64]] = {}
         #: Recent frame powers, and the line noise's mean square (see `_track_noise`).
         start = _FULL_SCALE_SQ * 10 ** (NOISE_START_DBFS / 10)
         self._powers: deque[float] = deque([start], maxlen=NOISE_FRAMES)
         self._noise = 0.0
+        #: Frames heard and not yet judged, and the verdicts of the latest judged ones.
+        self._unjudged: deque[_Heard] = deque(maxlen=history_frames)
+        self._verdicts: deque[tuple[int, bool]] = deque(maxlen=history_frames)
+        self._frames = 0
+        self._judged = 0
         #: The echo path last found: (delay in analysis samples, gain), or None.
         self._path: tuple[int, float] | None = None
         self._since_search = SEARCH_EVERY_NONE
@@ -146,50 +189,107 @@ class EchoGuard:
 
     def played(self, pcm: NDArray[np.int16]) -> None:
         """One frame the agent sent (silence included: it keeps the timeline)."""
-        if self._ref.energy == 0.0 and not pcm.any():
+        ref = self._ref
+        if ref.total - self._loud_end >= ref.buf.size and not pcm.any():
             return  # silence into silence: nothing to remember
-        self._ref.push(self._decimate(pcm, 0))
+        new = self._decimate(pcm, 0)
+        ref.push(new)
+        if new.any():
+            self._loud_end = ref.total
 
     @property
     def reference_active(self) -> bool:
         """The agent was audible within the window: its echo may still be arriving."""
-        return _dbfs(self._ref.energy, self._ref.buf.size) > REFERENCE_FLOOR_DBFS
+        return self._audible(self._ref.total)
 
-    def heard(self, pcm: NDArray[np.int16]) -> bool:
-        """One inbound frame; True when it is the agent's echo."""
+    def _audible(self, ref_end: int) -> bool:
+        ref = self._ref
+        if ref_end - self._loud_end >= ref.window:
+            return False  # nothing but silence played in the window
+        return _dbfs(ref.energy(ref_end), ref.window) > REFERENCE_FLOOR_DBFS
+
+    def listen(self, pcm: NDArray[np.int16]) -> bool:
+        """Record one inbound frame for judging; False if it was too short to judge."""
         new = self._decimate(pcm, 1)
         if new.size == 0:
             return False
         self._heard.push(new)
         power = float(np.dot(new, new)) / new.size
         self._track_noise(power)
+        self._unjudged.append(
+            _Heard(
+                self._frames,
+                self._heard.total,
+                self._ref.total,
+                new.size,
+                power,
+                self._noise,
+            )
+        )
+        self._frames += 1
+        return True
+
+    def verdict(self) -> bool:
+        """Whether the newest frame heard is the agent's echo."""
+        (newest,) = self.verdicts(1)
+        return newest
+
+    def verdicts(self, count: int) -> list[bool]:
+        """Echo verdicts of the newest `count` frames heard, oldest first; frames too
+        old to judge any more (or never heard) count as not echo."""
+        if self._unjudged and self._unjudged[0].number > self._judged:
+            # Frames went by unjudged: the path found before them is no evidence now.
+            self._path = None
+            self._since_search = SEARCH_EVERY_NONE
+        while self._unjudged:
+            frame = self._unjudged.popleft()
+            self._verdicts.append((frame.number, self._judge(frame)))
+        self._judged = self._frames
+        first = self._frames - count
+        known = {number: echo for number, echo in self._verdicts if number >= first}
+        return [known.get(number, False) for number in range(first, self._frames)]
+
+    def heard(self, pcm: NDArray[np.int16]) -> bool:
+        """One inbound frame judged at once; True when it is the agent's echo."""
+        return self.listen(pcm) and self.verdict()
+
+    # ------------------------------------------------------------------ internals
+
+    def _judge(self, frame: _Heard) -> bool:
         self._since_search += 1
-        if not self.reference_active:
+        ref_start = frame.ref_end - self._ref.window
+        if not (self._ref.holds(ref_start) and self._heard.holds(frame.heard_end - self._analysis)):
+            self._path = None  # heard too long ago: its audio is gone
+            return False
+        if not self._audible(frame.ref_end):
             self._path = None
             return False
-        if power < self._noise * 10 ** (JUDGE_ABOVE_NOISE_DB / 10):
+        if frame.power < frame.noise * 10 ** (JUDGE_ABOVE_NOISE_DB / 10):
             return False  # line noise: neither echo nor speech
         every = SEARCH_EVERY_NONE if self._path is None else SEARCH_EVERY_HELD
         if self._since_search >= every:
-            self._path = self._search()
+            self._path = self._search(frame)
         if self._path is None:
             return False
         delay, gain = self._path
-        residual = new - gain * self._ref.tail(new.size, delay)
-        noise = self._noise * new.size
-        above = float(np.dot(new, new)) - noise
+        new = self._heard.span(frame.heard_end - frame.size, frame.heard_end)
+        echo = self._ref.span(frame.ref_end - delay - frame.size, frame.ref_end - delay)
+        residual = new - gain * echo
+        noise = frame.noise * frame.size
+        above = frame.power * frame.size - noise
         unexplained = float(np.dot(residual, residual)) - noise
         return unexplained <= UNEXPLAINED_MAX * max(above, 0.0)
 
     # ------------------------------------------------------------------ internals
 
-    def _search(self) -> tuple[int, float] | None:
-        """The echo path: the delay where the caller audio best matches what was
-        played, and its gain; None when nothing played explains it."""
+    def _search(self, frame: _Heard) -> tuple[int, float] | None:
+        """The echo path: the delay where the caller audio up to `frame` best matches
+        what had been played by then, and its gain; None when nothing played explains
+        it."""
         self._since_search = 0
         self.searches += 1
-        x = self._heard.ordered()
-        ref = self._ref.ordered()
+        x = self._heard.span(frame.heard_end - self._analysis, frame.heard_end)
+        ref = self._ref.span(frame.ref_end - self._ref.window, frame.ref_end)
         n = x.size
         x_energy = float(np.dot(x, x))
         if x_energy <= 0.0:

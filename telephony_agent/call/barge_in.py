@@ -37,6 +37,7 @@ from telephony_agent.call.backchannel import (
 
 __all__ = [
     "NOTHING",
+    "SEED_FRAMES",
     "TRANSCRIPT_WAIT_MS",
     "Action",
     "BargeInDecider",
@@ -55,7 +56,7 @@ IgnoredAs = Literal["echo", "backchannel", "short"]
 TRANSCRIPT_WAIT_MS = 1500
 #: Frames before `speech_started` that may count towards the turn (the server reports
 #: speech after it has heard some).
-_SEED_FRAMES = 15
+SEED_FRAMES = 15
 
 
 @dataclass(frozen=True)
@@ -122,13 +123,36 @@ class BargeInDecider:
         self.holds_for_words = transcription and bool(policy.backchannels)
         #: Turns that were not interruptions, by reason.
         self.ignored: Counter[str] = Counter()
-        self._history: deque[tuple[int, bool, bool]] = deque(maxlen=_SEED_FRAMES)
+        #: (ms, speech, echo) of the latest frames; echo is None where it was not judged
+        #: (see `frame`) until `settle_echo` fills it in.
+        self._history: deque[tuple[int, bool, bool | None]] = deque(maxlen=SEED_FRAMES)
         self._turn: _Turn | None = None
 
     @property
     def pending(self) -> bool:
         """A turn is being judged (the bridge keeps listening closely)."""
         return self._turn is not None and self._turn.state != "confirmed"
+
+    @property
+    def counting(self) -> bool:
+        """A turn is counting frames: each frame's echo verdict matters now."""
+        return self._turn is not None and self._turn.state == "pending"
+
+    def holds(self, *, agent_busy: bool, echo_possible: bool) -> bool:
+        """Whether `speech_started` with these facts would judge the turn (and so count
+        the frames before it, echo verdicts included)."""
+        return self.guarded and (agent_busy or echo_possible)
+
+    def settle_echo(self, verdicts: list[bool]) -> None:
+        """Echo verdicts for the newest frames (oldest first), worked out after the fact
+        for frames that went by unjudged."""
+        frames = list(self._history)
+        start = len(frames) - len(verdicts)
+        for i, echo in enumerate(verdicts):
+            if start + i >= 0:
+                ms, speech, known = frames[start + i]
+                frames[start + i] = (ms, speech, echo if known is None else known)
+        self._history = deque(frames, maxlen=SEED_FRAMES)
 
     # ------------------------------------------------------------------ inputs
 
@@ -137,7 +161,7 @@ class BargeInDecider:
     ) -> Decision:
         """`agent_busy`: agent audio is queued or a response is being generated;
         `echo_possible`: the agent was audible within the echo window."""
-        if not self.guarded or not (agent_busy or echo_possible):
+        if not self.holds(agent_busy=agent_busy, echo_possible=echo_possible):
             self._turn = _Turn(item_id, "confirmed")
             return _CUT
         previous = self._turn
@@ -158,8 +182,12 @@ class BargeInDecider:
             return self._confirm(turn, actions)
         return Decision(tuple(actions))
 
-    def frame(self, ms: int, *, speech: bool, echo: bool, agent_busy: bool) -> Decision:
-        """One inbound frame of `ms` milliseconds, as the local detectors judged it."""
+    def frame(self, ms: int, *, speech: bool, echo: bool | None, agent_busy: bool) -> Decision:
+        """One inbound frame of `ms` milliseconds, as the local detectors judged it.
+
+        `echo` may be None (not judged) while no turn is counting (`counting`): the
+        verdict could not change anything then, and is settled later if a turn starts.
+        """
         self._history.append((ms, speech, echo))
         turn = self._turn
         if turn is None or turn.state != "pending":

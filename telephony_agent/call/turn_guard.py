@@ -3,8 +3,11 @@
 Why a shell of its own: the decider (`barge_in.py`) is pure logic; what feeds it is
 DSP on the caller's frames (a speech detector, the echo guard) and the agent's frames
 (the echo reference). Bundling them keeps the bridge to one call per event, keeps the
-per-tick work to a ring write, and runs the costly part, the echo search, only while
-the agent's echo may be on the line. Inbound audio is judged in 20 ms frames whatever
+per-tick work to a ring write, and runs the costly part, the echo search, only while a
+verdict can change a decision: for the frames of a turn being judged, and, after the
+fact, for the frames just before a turn that starts while the agent's echo may be on
+the line (they count towards it). The rest of the time inbound frames are only
+recorded. Inbound audio is judged in 20 ms frames whatever
 size the leg delivers.
 """
 
@@ -16,7 +19,13 @@ from numpy.typing import NDArray
 
 from telephony_agent.audio.echo import ANALYSIS_RATE, EchoGuard
 from telephony_agent.audio.voicing import Voicing, make_voicing
-from telephony_agent.call.barge_in import NOTHING, BargeInDecider, Decision, TurnPolicy
+from telephony_agent.call.barge_in import (
+    NOTHING,
+    SEED_FRAMES,
+    BargeInDecider,
+    Decision,
+    TurnPolicy,
+)
 
 __all__ = ["TurnGuard"]
 
@@ -42,7 +51,7 @@ class TurnGuard:
             if rate % ANALYSIS_RATE:
                 log.warning("echo_guard_unavailable", leg_rate=rate)
             else:
-                self.echo = EchoGuard(rate, policy.echo_window_ms)
+                self.echo = EchoGuard(rate, policy.echo_window_ms, history_frames=SEED_FRAMES)
 
     @property
     def echo_possible(self) -> bool:
@@ -66,15 +75,24 @@ class TurnGuard:
         for start in range(0, whole, n):
             frame = data[start : start + n]
             speech = voicing.is_speech(frame)
-            echo = self.echo.heard(frame) if self.echo is not None else False
+            echo: bool | None = False
+            if self.echo is not None:
+                self.echo.listen(frame)
+                echo = self.echo.verdict() if self.decider.counting else None
             step = self.decider.frame(FRAME_MS, speech=speech, echo=echo, agent_busy=agent_busy)
             if step.actions or step.ignored:
                 decision = _merge(decision, step)
         return decision
 
     def speech_started(self, item_id: str | None, *, agent_busy: bool) -> Decision:
+        echo_possible = self.echo_possible
+        if self.echo is not None and self.decider.holds(
+            agent_busy=agent_busy, echo_possible=echo_possible
+        ):
+            # The frames before the turn count towards it: judge them now.
+            self.decider.settle_echo(self.echo.verdicts(SEED_FRAMES))
         return self.decider.speech_started(
-            item_id, agent_busy=agent_busy, echo_possible=self.echo_possible
+            item_id, agent_busy=agent_busy, echo_possible=echo_possible
         )
 
     def speech_stopped(self, item_id: str | None, now_ms: int, *, agent_busy: bool) -> Decision:

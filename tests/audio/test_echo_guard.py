@@ -138,13 +138,13 @@ def test_the_search_finds_what_a_direct_correlation_at_every_delay_finds(delay_m
     guard = EchoGuard(8000)
     played, inbound, _ = _line(8000, delay_ms=delay_ms, echo_db=-12.0, noise_dbfs=-60.0)
     f = 8000 * FRAME // 1000
-    for i in range(60):
+    for i in range(61):
         guard.played(played[i * f : (i + 1) * f])
-        guard.heard(inbound[i * f : (i + 1) * f])
-    guard.searches = 0
-    guard._search()
-    x = guard._heard.ordered()
-    ref = guard._ref.ordered()
+        guard.listen(inbound[i * f : (i + 1) * f])
+    frame = guard._unjudged[-1]
+    guard._search(frame)
+    x = guard._heard.span(frame.heard_end - 640, frame.heard_end).copy()
+    ref = guard._ref.span(frame.ref_end - guard._ref.window, frame.ref_end).copy()
     n = x.size
     windows = np.lib.stride_tricks.sliding_window_view(ref, n)
     ncc = windows @ x / np.sqrt(np.maximum((windows * windows).sum(axis=1), 1e-9) * (x @ x))
@@ -164,3 +164,50 @@ def test_frame_by_frame_decimation_is_block_means_pre_emphasised_across_frames(r
     means = pcm.astype(np.float64).reshape(-1, rate // 4000).mean(axis=1)
     want = means - 0.9 * np.concatenate(([0.0], means[:-1]))
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+
+
+def test_judging_after_the_fact_gives_the_verdicts_judging_at_once_gives() -> None:
+    """`listen` now and `verdicts` later: the same verdicts, frame for frame, as `heard`
+    on every frame, on a line with echo and the caller talking over it."""
+    rate = 8000
+    caller = _sample("booking/keypad_digits.wav", rate)
+    played, inbound, _ = _line(
+        rate, delay_ms=200, echo_db=-15.0, noise_dbfs=-60.0, caller=caller, caller_at_ms=1500
+    )
+    at_once, later = EchoGuard(rate), EchoGuard(rate)
+    f = rate * FRAME // 1000
+    eager: list[bool] = []
+    lazy: list[bool] = []
+    for number, i in enumerate(range(0, played.size - f + 1, f), start=1):
+        for guard in (at_once, later):
+            guard.played(played[i : i + f])
+        eager.append(at_once.heard(inbound[i : i + f]))
+        later.listen(inbound[i : i + f])
+        if number % 12 == 0:
+            lazy.extend(later.verdicts(12))
+    lazy.extend(later.verdicts(len(eager) - len(lazy)))
+    assert sum(eager) > 20 and not all(eager)  # both kinds of frame were judged
+    assert lazy == eager
+    assert later.searches == at_once.searches
+
+
+def test_frames_only_listened_to_cost_no_search_and_can_still_be_judged() -> None:
+    rate = 8000
+    played, inbound, _ = _line(rate, delay_ms=300, echo_db=-15.0, noise_dbfs=-60.0)
+    listening, judging = EchoGuard(rate), EchoGuard(rate)
+    f = rate * FRAME // 1000
+    eager: list[bool] = []
+    for i in range(0, 100 * f, f):
+        for guard in (listening, judging):
+            guard.played(played[i : i + f])
+        listening.listen(inbound[i : i + f])
+        eager.append(judging.heard(inbound[i : i + f]))
+    assert listening.searches == 0
+    # The last 16 frames can still be judged, from a fresh search, as they were at
+    # once; older ones are gone and count as not echo.
+    recent = listening.verdicts(30)
+    assert len(recent) == 30
+    assert not any(recent[:14])
+    assert recent[14:] == eager[-16:]
+    assert sum(recent[14:]) >= 6
+    assert 0 < listening.searches <= 8
