@@ -28,6 +28,8 @@ after the fact if need be; `heard` is `listen` plus `verdict`.
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections import deque
 from typing import NamedTuple
 
@@ -131,7 +133,6 @@ class _Heard(NamedTuple):
     ref_end: int
     size: int
     power: float
-    noise: float
 
 
 class EchoGuard:
@@ -166,11 +167,10 @@ class EchoGuard:
         self._emphasis = [0.0, 0.0]  # the last sample of each stream, for pre-emphasis
         #: The absolute end of the last played frame that was not silence.
         self._loud_end = -self._ref.buf.size
-        self._decimators: dict[int, NDArray[np.float64]] = {}
-        #: Recent frame powers, and the line noise's mean square (see `_track_noise`).
+        #: Recent frame powers, newest last, for the line's noise floor (`_noise_at`);
+        #: the first entry stands for the line before anything was heard.
         start = _FULL_SCALE_SQ * 10 ** (NOISE_START_DBFS / 10)
-        self._powers: deque[float] = deque([start], maxlen=NOISE_FRAMES)
-        self._noise = 0.0
+        self._powers: deque[float] = deque([start], maxlen=NOISE_FRAMES + history_frames)
         #: Frames heard and not yet judged, and the verdicts of the latest judged ones.
         self._unjudged: deque[_Heard] = deque(maxlen=history_frames)
         self._verdicts: deque[tuple[int, bool]] = deque(maxlen=history_frames)
@@ -215,7 +215,7 @@ class EchoGuard:
             return False
         self._heard.push(new)
         power = float(np.dot(new, new)) / new.size
-        self._track_noise(power)
+        self._powers.append(power)
         self._unjudged.append(
             _Heard(
                 self._frames,
@@ -223,7 +223,6 @@ class EchoGuard:
                 self._ref.total,
                 new.size,
                 power,
-                self._noise,
             )
         )
         self._frames += 1
@@ -264,7 +263,8 @@ class EchoGuard:
         if not self._audible(frame.ref_end):
             self._path = None
             return False
-        if frame.power < frame.noise * 10 ** (JUDGE_ABOVE_NOISE_DB / 10):
+        floor = self._noise_at(frame.number)
+        if frame.power < floor * 10 ** (JUDGE_ABOVE_NOISE_DB / 10):
             return False  # line noise: neither echo nor speech
         every = SEARCH_EVERY_NONE if self._path is None else SEARCH_EVERY_HELD
         if self._since_search >= every:
@@ -275,7 +275,7 @@ class EchoGuard:
         new = self._heard.span(frame.heard_end - frame.size, frame.heard_end)
         echo = self._ref.span(frame.ref_end - delay - frame.size, frame.ref_end - delay)
         residual = new - gain * echo
-        noise = frame.noise * frame.size
+        noise = floor * frame.size
         above = frame.power * frame.size - noise
         unexplained = float(np.dot(residual, residual)) - noise
         return unexplained <= UNEXPLAINED_MAX * max(above, 0.0)
@@ -321,26 +321,29 @@ class EchoGuard:
         n = pcm.size - pcm.size % self._factor
         if n == 0:
             return np.zeros(0, dtype=np.float64)
-        matrix = self._decimators.get(n)
-        if matrix is None:
-            if len(self._decimators) >= 4:
-                self._decimators.clear()
-            matrix = self._decimators[n] = _decimator(n, self._factor)
+        matrix = _decimator(n, self._factor)
         y: NDArray[np.float64] = np.dot(matrix, pcm[:n])
         out = y[:-1]
         out[0] -= PRE_EMPHASIS * self._emphasis[stream]
         self._emphasis[stream] = float(y[-1])
         return out
 
-    def _track_noise(self, power: float) -> None:
-        """The line's noise floor: the quietest recent frame, so the pauses between words
-        set it and speech or echo never become "noise"."""
-        self._powers.append(power)
-        self._noise = min(self._powers) * NOISE_MIN_BIAS
+    def _noise_at(self, number: int) -> float:
+        """The line's noise floor when frame `number` was heard: the quietest of the
+        `NOISE_FRAMES` frames up to it, so the pauses between words set it and speech
+        or echo never become "noise". Worked out only for frames judged."""
+        powers = self._powers
+        end = len(powers) - (self._frames - number) + 1
+        window = itertools.islice(powers, max(0, end - NOISE_FRAMES), end)
+        return min(window) * NOISE_MIN_BIAS
 
 
+@functools.lru_cache(maxsize=16)
 def _decimator(n: int, factor: int) -> NDArray[np.float64]:
-    """The matrix that takes `n` samples to their `factor`-block means, pre-emphasised
+    """One matrix per frame shape for every guard in the process: a 20 ms frame's is
+    100 kB, and one per call would crowd the CPU cache out under load.
+
+    The matrix that takes `n` samples to their `factor`-block means, pre-emphasised
     within the frame (the first output's predecessor, from the previous frame, is the
     caller's to subtract), plus one last row: the frame's last block mean, unemphasised."""
     m = n // factor
@@ -350,6 +353,7 @@ def _decimator(n: int, factor: int) -> NDArray[np.float64]:
     matrix[block, columns] = 1.0 / factor
     matrix[block[:-factor] + 1, columns[:-factor]] = -PRE_EMPHASIS / factor
     matrix[m, columns[-factor:]] = 1.0 / factor
+    matrix.flags.writeable = False
     return matrix
 
 
