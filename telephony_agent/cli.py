@@ -182,6 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=int, default=1, help="runs per load; medians reported")
     bench.add_argument("--ramp", type=float, default=40.0, help="calls placed per second")
     bench.add_argument("--json", type=Path, metavar="OUT", help="write the rows as JSON")
+    bench.add_argument(
+        "--max-cpu", type=float, metavar="SHARE", help="the agent's [admission] max_cpu"
+    )
+    bench.add_argument(
+        "--cpu-per-call",
+        type=float,
+        metavar="SHARE",
+        help="the agent's [admission] cpu_per_call",
+    )
 
     calls = sub.add_parser("calls", help="call records: list and show kept calls")
     calls_sub = calls.add_subparsers(dest="calls_command", metavar="ACTION", parser_class=_Parser)

@@ -48,6 +48,8 @@ class RunPlan:
     naive: bool = False
     """Run the naive baseline bridge instead of the agent."""
     ramp_per_s: float = 40.0
+    #: `[admission]` keys set in every agent worker's settings.
+    admission: tuple[tuple[str, float], ...] = ()
 
     @property
     def label(self) -> str:
@@ -92,7 +94,7 @@ def run_once(plan: RunPlan, progress: Callable[[str], None]) -> Observed:
                 servers.append(start_naive(workdir, url))
             else:
                 servers.extend(
-                    start_agent(workdir, url, w, plan.workers, per_worker)
+                    start_agent(workdir, url, w, plan.workers, per_worker, dict(plan.admission))
                     for w in range(plan.workers)
                 )
             time.sleep(0.5)

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -166,8 +167,15 @@ def start_backend(workdir: Path, stats_path: Path) -> tuple[Process, str]:
     raise RuntimeError("local backend did not listen in time")
 
 
-def agent_settings(backend_url: str, worker: int, workers: int, max_calls: int) -> str:
-    """The settings file of one agent worker (see the module docstring for why each key)."""
+def agent_settings(
+    backend_url: str,
+    worker: int,
+    workers: int,
+    max_calls: int,
+    admission: Mapping[str, float] | None = None,
+) -> str:
+    """The settings file of one agent worker (see the module docstring for why each key);
+    `admission`: `[admission]` keys to set, e.g. the ones `--find-max` suggests."""
     span = RTP_PORT_SPAN // workers
     low = RTP_PORT_BASE + worker * span
     return (
@@ -199,15 +207,27 @@ def agent_settings(backend_url: str, worker: int, workers: int, max_calls: int) 
         "[log]\n"
         'level = "info"\n'
         'format = "json"\n'
-    )
+    ) + _admission_section(admission or {})
+
+
+def _admission_section(admission: Mapping[str, float]) -> str:
+    if not admission:
+        return ""
+    return "[admission]\n" + "".join(f"{key} = {value!r}\n" for key, value in admission.items())
 
 
 def start_agent(
-    workdir: Path, backend_url: str, worker: int, workers: int, max_calls: int
+    workdir: Path,
+    backend_url: str,
+    worker: int,
+    workers: int,
+    max_calls: int,
+    admission: Mapping[str, float] | None = None,
 ) -> Process:
     """One `serve` worker on its own SIP port and RTP range."""
     config = workdir / f"agent-{worker}.toml"
-    config.write_text(agent_settings(backend_url, worker, workers, max_calls), encoding="utf-8")
+    settings = agent_settings(backend_url, worker, workers, max_calls, admission)
+    config.write_text(settings, encoding="utf-8")
     command = [
         sys.executable,
         "-m",

@@ -33,6 +33,7 @@ def run_bench(args: argparse.Namespace) -> int:
             workers=1 if naive else args.workers,
             naive=naive,
             ramp_per_s=args.ramp,
+            admission=_admission(args),
         )
         return summarise(run_once(plan, progress))
 
@@ -44,6 +45,9 @@ def run_bench(args: argparse.Namespace) -> int:
             )
             extra["max_clean_calls"] = best
             summary = f"largest load within the bound: agent {best} calls"
+            suggested = suggest_admission(rows, best)
+            if suggested:
+                extra["suggested_admission"] = suggested
             if args.baseline:
                 naive_best, naive_rows = find_max(
                     lambda n: median_row([measure(n, True) for _ in range(args.repeat)])
@@ -51,6 +55,8 @@ def run_bench(args: argparse.Namespace) -> int:
                 rows += naive_rows
                 extra["naive_max_clean_calls"] = naive_best
                 summary += f", naive {naive_best} calls"
+            if suggested:
+                summary += "\n" + admission_advice(suggested)
         else:
             ours: list[Row] = []
             naive: list[Row] = []
@@ -78,6 +84,32 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def suggest_admission(rows: list[Row], best: int) -> dict[str, float]:
+    """`[admission]` values for this machine from the largest clean run: the CPU share
+    it used (per worker) and what a call cost there. Admission set to these refuses new
+    calls where this machine stops carrying them cleanly, instead of at the defaults
+    (which assume a core of the agent's own)."""
+    clean = [r for r in rows if r.get("within_bound") and r.get("calls") == best]
+    if best < 1 or not clean:
+        return {}
+    row = clean[-1]
+    share = float(row["cpu_percent"]) / 100.0
+    per_call = float(row["cpu_ms_per_call_s"]) / 1000.0
+    if share <= 0.0 or per_call <= 0.0:
+        return {}
+    return {"max_cpu": round(share, 2), "cpu_per_call": round(per_call, 4)}
+
+
+def admission_advice(suggested: dict[str, float]) -> str:
+    keys = ", ".join(f"{key} = {value}" for key, value in suggested.items())
+    return f"admission for this machine: [admission] {keys}"
+
+
+def _admission(args: argparse.Namespace) -> tuple[tuple[str, float], ...]:
+    chosen = {"max_cpu": args.max_cpu, "cpu_per_call": args.cpu_per_call}
+    return tuple((key, value) for key, value in chosen.items() if value is not None)
+
+
 def _check(args: argparse.Namespace) -> None:
     if args.calls < 1:
         raise UsageError(f"--calls {args.calls}: expected at least 1")
@@ -89,5 +121,11 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--repeat {args.repeat}: expected at least 1")
     if not args.ramp > 0:
         raise UsageError(f"--ramp {args.ramp}: expected calls per second above 0")
+    if args.max_cpu is not None and not 0.01 <= args.max_cpu <= 64.0:
+        raise UsageError(f"--max-cpu {args.max_cpu}: expected a share of a core, 0.01 to 64")
+    if args.cpu_per_call is not None and not 0.0001 <= args.cpu_per_call <= 1.0:
+        raise UsageError(
+            f"--cpu-per-call {args.cpu_per_call}: expected a share of a core, 0.0001 to 1"
+        )
     if args.json is not None and not Path(args.json).parent.is_dir():
         raise UsageError(f"--json {args.json}: no such directory")

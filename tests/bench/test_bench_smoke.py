@@ -3,7 +3,8 @@
 Only that it runs and what it reports is plausible is asserted (this machine's load is
 not ours to predict): every call answered, nearly all caller audio reached the model,
 the fidelity is a finite number, CPU was measured. The naive baseline rides along, so
-its bridge is exercised too, and the agent runs as two workers sharing the calls.
+its bridge is exercised too, and the agent runs as two workers sharing the calls, with
+`[admission]` set from the command line.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ def test_a_few_calls_for_a_few_seconds_print_the_table_and_json(tmp_path: Path) 
             "--workers",
             "2",
             "--baseline",
+            "--max-cpu",
+            "0.95",
+            "--cpu-per-call",
+            "0.02",
             "--json",
             str(out),
         ],
@@ -71,3 +76,13 @@ def test_bad_arguments_are_one_line_and_exit_2() -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip() == "telephony-agent: error: --calls 0: expected at least 1"
+    done = subprocess.run(
+        [sys.executable, "-m", "telephony_agent", "bench", "--max-cpu", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "telephony-agent: error: --max-cpu 0.0: expected a share of a core, 0.01 to 64"
+    )
