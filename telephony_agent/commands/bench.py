@@ -17,6 +17,9 @@ from telephony_agent.bench.search import find_max
 from telephony_agent.errors import UsageError
 
 EXIT_FAILURE = 1
+#: Callers whose own 20 ms tick runs later than this (p99) cannot tell the agent's
+#: jitter from theirs against a 2 ms bound: a suggestion from such runs would be noise.
+CALLERS_LATE_MAX_MS = 1.5
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -57,6 +60,12 @@ def run_bench(args: argparse.Namespace) -> int:
                 summary += f", naive {naive_best} calls"
             if suggested:
                 summary += "\n" + admission_advice(suggested)
+            elif (late := callers_too_late(rows)) is not None:
+                summary += (
+                    f"\nno admission suggested: the callers' own tick ran {late:.1f} ms late "
+                    "at p99, so the jitter bound measured this machine more than the agent; "
+                    "repeat on a quieter machine (or with --repeat 3)"
+                )
         else:
             ours: list[Row] = []
             naive: list[Row] = []
@@ -90,7 +99,7 @@ def suggest_admission(rows: list[Row], best: int) -> dict[str, float]:
     calls where this machine stops carrying them cleanly, instead of at the defaults
     (which assume a core of the agent's own)."""
     clean = [r for r in rows if r.get("within_bound") and r.get("calls") == best]
-    if best < 1 or not clean:
+    if best < 1 or not clean or callers_too_late(rows):
         return {}
     row = clean[-1]
     share = float(row["cpu_percent"]) / 100.0
@@ -98,6 +107,14 @@ def suggest_admission(rows: list[Row], best: int) -> dict[str, float]:
     if share <= 0.0 or per_call <= 0.0:
         return {}
     return {"max_cpu": round(share, 2), "cpu_per_call": round(per_call, 4)}
+
+
+def callers_too_late(rows: list[Row]) -> float | None:
+    """The callers' own tick lateness (p99, worst run) when it is so large that the
+    jitter bound measures the machine rather than the agent, else None."""
+    late = [r.get("caller_tick_late_p99_ms") for r in rows]
+    worst = max((float(x) for x in late if isinstance(x, (int, float))), default=0.0)
+    return worst if worst > CALLERS_LATE_MAX_MS else None
 
 
 def admission_advice(suggested: dict[str, float]) -> str:

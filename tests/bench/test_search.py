@@ -9,7 +9,7 @@ from pathlib import Path
 from telephony_agent.bench.processes import agent_settings
 from telephony_agent.bench.report import Row
 from telephony_agent.bench.search import find_max
-from telephony_agent.commands.bench import admission_advice, suggest_admission
+from telephony_agent.commands.bench import admission_advice, callers_too_late, suggest_admission
 from telephony_agent.config import load_settings
 
 
@@ -57,6 +57,10 @@ def test_the_admission_suggested_is_the_share_and_cost_of_the_largest_clean_run(
         "admission for this machine: [admission] max_cpu = 0.58, cpu_per_call = 0.0158"
     )
     assert suggest_admission(rows, 0) == {}  # nothing was clean: nothing to suggest
+    # Callers whose own tick ran late cannot measure the bound: nothing is suggested.
+    rows[0]["caller_tick_late_p99_ms"] = 2.2
+    assert callers_too_late(rows) == 2.2
+    assert suggest_admission(rows, 37) == {}
 
 
 def test_the_suggested_admission_is_a_settings_section_serve_accepts(tmp_path: Path) -> None:
