@@ -30,6 +30,7 @@ samples of delay, so :attr:`InboundResampler.delay_ms` is exact: 2.79 ms at
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import soxr
@@ -163,7 +164,7 @@ class InboundResampler:
         self._tail = buf[periods * self._down :].copy()
         y = scratch.out.reshape(-1)
         np.rint(y, out=y)
-        np.clip(y, -32768.0, 32767.0, out=y)
+        _clip_int16(y)
         return y.astype(np.int16)
 
     def _scratch(self, total: int) -> _Scratch:
@@ -238,5 +239,12 @@ class OutboundResampler:
 
 def _to_int16(y: NDArray[np.float32]) -> NDArray[np.int16]:
     out = np.rint(y)
-    np.clip(out, -32768.0, 32767.0, out=out)
+    _clip_int16(out)
     return out.astype(np.int16)
+
+
+def _clip_int16(y: NDArray[np.floating[Any]]) -> None:
+    """Clip to the int16 range in place: two ufuncs, the same values as `np.clip`, which
+    spends more in its Python-level argument checks than in the work (per packet)."""
+    np.minimum(y, 32767.0, out=y)
+    np.maximum(y, -32768.0, out=y)

@@ -67,7 +67,10 @@ class EnergyVoicing:
     """Speech is what stands clearly above the line's recent noise floor."""
 
     def __init__(self) -> None:
-        self._powers: deque[float] = deque([10 ** (FLOOR_START_DBFS / 10)], maxlen=FLOOR_FRAMES)
+        start = 10 ** (FLOOR_START_DBFS / 10)
+        self._powers: deque[float] = deque([start], maxlen=FLOOR_FRAMES)
+        #: min(self._powers), kept as frames come and go (see `is_speech`).
+        self._floor = start
         self._margin = 10 ** (ENERGY_MARGIN_DB / 10)
         self._minimum = 10 ** (ENERGY_MIN_DBFS / 10)
 
@@ -76,9 +79,16 @@ class EnergyVoicing:
             return False
         x = pcm.astype(np.float64)
         power = float(np.dot(x, x)) / pcm.size / _FULL_SCALE_SQ
-        self._powers.append(power)
-        floor = min(self._powers)
-        return power > self._minimum and power > floor * self._margin
+        powers = self._powers
+        leaving = powers[0] if len(powers) == FLOOR_FRAMES else None
+        powers.append(power)
+        # The floor is rescanned only when the quietest frame leaves the window: on
+        # every other frame one comparison keeps it exact.
+        if leaving is not None and leaving <= self._floor:
+            self._floor = min(powers)
+        elif power < self._floor:
+            self._floor = power
+        return power > self._minimum and power > self._floor * self._margin
 
 
 class WebRtcVoicing:
