@@ -31,6 +31,7 @@ import structlog
 from telephony_agent.audio.clock import MediaClock
 from telephony_agent.audio.playout import Frame
 from telephony_agent.call.barge_in import Decision
+from telephony_agent.call.caller_events import CallerEvents
 from telephony_agent.call.greeting import Greeting
 from telephony_agent.call.idle import IdleWatch
 from telephony_agent.call.interruption import CutTracker
@@ -54,7 +55,14 @@ from telephony_agent.call.transcript import TranscriptWriter
 from telephony_agent.call.turn_guard import TurnGuard
 from telephony_agent.call.turns import TurnTimer
 from telephony_agent.logs import bind_call
-from telephony_agent.media.leg import AudioIn, DtmfIn, LegEnded, MediaLeg, TransferResult
+from telephony_agent.media.leg import (
+    AudioIn,
+    DtmfIn,
+    LegEnded,
+    LegEvent,
+    MediaLeg,
+    TransferResult,
+)
 from telephony_agent.realtime.client import RealtimeSession
 from telephony_agent.realtime.events import (
     LINK_LOST,
@@ -110,6 +118,12 @@ class Call:
         recorder: FrameRecorder | None = None,
     ) -> None:
         self.leg = leg
+        self._caller_events = CallerEvents(
+            leg,
+            self._leg_event,
+            failed=lambda: self._end("media_error", "system"),
+            exhausted=lambda: self._end("caller_hangup", "caller"),
+        )
         self.session = session
         self.clock = clock
         self.tools = tools
@@ -215,7 +229,7 @@ class Call:
             audio_path=self.media.kind,
         )
         subscription = self.clock.subscribe(self._on_tick)
-        uplink = asyncio.create_task(self._uplink(), name=f"uplink-{self.call_id}")
+        uplink = asyncio.create_task(self._caller_events.run(), name=f"uplink-{self.call_id}")
         downlink = asyncio.create_task(self._downlink(), name=f"downlink-{self.call_id}")
         if self._opening is None:
             self._greeting.start()
@@ -229,6 +243,7 @@ class Call:
                 await self._drain_then(self.profile.hangup_drain_timeout_s)
         finally:
             subscription.cancel()
+            self._caller_events.stop()
             now_ms = self._now_ms()
             self._lines.emit(self._agent_lines.flush(now_ms))
             self._lines.emit(self._caller_lines.flush(now_ms))
@@ -268,38 +283,31 @@ class Call:
 
     # ------------------------------------------------------------------ uplink
 
-    async def _uplink(self) -> None:
-        try:
-            async for event in self.leg.events():
-                if isinstance(event, AudioIn):
-                    if self._recording is not None:
-                        self._recording.caller(event.pcm)
-                    if self._opening is not None:
-                        self._opening.opening.audio(event.pcm)
-                    self._apply(self._guard.heard(event.pcm, agent_busy=self._agent_busy()))
-                    audio = self.media.uplink(event)
-                    if audio:
-                        self.session.append_audio(audio, event.received_at)
-                elif isinstance(event, DtmfIn):
-                    self._on_dtmf(event)
-                elif isinstance(event, LegEnded):
-                    log.info("leg_ended", reason=event.reason)
-                    # A hang-up by the caller is the normal end; anything else (media
-                    # timeout, shutdown, an unacknowledged answer) keeps its own name,
-                    # and the leg is then hung up from our side.
-                    normal = event.reason in ("caller_hangup", "file_finished", "closed")
-                    if normal:
-                        self._end("caller_hangup", "caller")
-                    else:
-                        self._end(event.reason, "system")
-                    return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("uplink_failed")
-            self._end("media_error", "system")
-            return
-        self._end("caller_hangup", "caller")
+    def _leg_event(self, event: LegEvent) -> bool:
+        """Handle one caller event (see `caller_events.py`); True once the leg ended."""
+        if isinstance(event, AudioIn):
+            if self._recording is not None:
+                self._recording.caller(event.pcm)
+            if self._opening is not None:
+                self._opening.opening.audio(event.pcm)
+            self._apply(self._guard.heard(event.pcm, agent_busy=self._agent_busy()))
+            audio = self.media.uplink(event)
+            if audio:
+                self.session.append_audio(audio, event.received_at)
+        elif isinstance(event, DtmfIn):
+            self._on_dtmf(event)
+        elif isinstance(event, LegEnded):
+            log.info("leg_ended", reason=event.reason)
+            # A hang-up by the caller is the normal end; anything else (media timeout,
+            # shutdown, an unacknowledged answer) keeps its own name, and the leg is
+            # then hung up from our side.
+            normal = event.reason in ("caller_hangup", "file_finished", "closed")
+            if normal:
+                self._end("caller_hangup", "caller")
+            else:
+                self._end(event.reason, "system")
+            return True
+        return False
 
     def _on_dtmf(self, event: DtmfIn) -> None:
         """Collect keypad digits (`KeypadInput`); the entry goes to the model as one message."""

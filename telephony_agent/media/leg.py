@@ -9,7 +9,7 @@ one frame per media-clock tick (speech or silence) and the leg packetises it.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,6 +128,14 @@ class MediaLeg(abc.ABC):
     def send_dtmf(self, digits: str) -> bool:
         """Play DTMF towards the far end; False when the leg cannot."""
         del digits
+        return False
+
+    def deliver_to(self, handler: Callable[[LegEvent], None] | None) -> bool:
+        """Hand inbound events straight to `handler`, synchronously as they arrive,
+        instead of through `events()` (which then yields nothing); None hands them back
+        to `events()`. Starts the leg's media like `events()`. False when the leg cannot
+        (then iterate `events()`)."""
+        del handler
         return False
 
     def deliver_g711(self) -> bool:

@@ -42,6 +42,9 @@ class SipCallLeg(MediaLeg):
         # When media dies (inactivity) the Call ends and the call's teardown sends BYE.
         return self.rtp.events()
 
+    def deliver_to(self, handler: Callable[[LegEvent], None] | None) -> bool:
+        return self.rtp.deliver_to(handler)
+
     def end(self, reason: str) -> None:
         """Signalling ended the call (BYE received, ACK timeout, shutdown)."""
         self.rtp.inject(LegEnded(reason))

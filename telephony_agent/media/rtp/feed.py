@@ -17,8 +17,8 @@ law's encoded silence, so nothing on the way is decoded.
 
 from __future__ import annotations
 
-import asyncio
 import time
+from typing import Protocol
 
 import numpy as np
 
@@ -29,7 +29,13 @@ from telephony_agent.media.rtp.passthrough import ReceivedPayload
 from telephony_agent.media.rtp.receiver import ReceivedAudio, ReceivedItem
 from telephony_agent.media.rtp.stats import RtpStats
 
-__all__ = ["InboundFeed"]
+__all__ = ["EventQueue", "InboundFeed"]
+
+
+class EventQueue(Protocol):
+    """Where the feed puts events: an `asyncio.Queue`, or a leg's `Outlet`."""
+
+    def put_nowait(self, item: LegEvent, /) -> None: ...
 
 
 class InboundFeed:
@@ -37,7 +43,7 @@ class InboundFeed:
 
     def __init__(
         self,
-        queue: asyncio.Queue[LegEvent],
+        queue: EventQueue,
         stats: RtpStats,
         frame_samples: int,
         *,

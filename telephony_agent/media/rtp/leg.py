@@ -43,6 +43,7 @@ import structlog
 from telephony_agent.audio.clock import MediaClock, Subscription
 from telephony_agent.audio.playout import Frame
 from telephony_agent.media.leg import DtmfIn, LegEnded, LegEvent, MediaLeg
+from telephony_agent.media.outlet import Outlet
 from telephony_agent.media.rtp.codecs import make_codec
 from telephony_agent.media.rtp.feed import InboundFeed
 from telephony_agent.media.rtp.packetizer import Packetizer
@@ -150,7 +151,7 @@ class RtpLeg(MediaLeg):
         #: SDES-keyed SRTP once negotiated (`use_srtp`); None: plain RTP.
         self._srtp: SrtpContext | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue[LegEvent] = asyncio.Queue()
+        self._queue: Outlet[LegEvent] = Outlet()
         self._subscription: Subscription | None = None
         self._ended = False
         self._end_reason: str | None = None
@@ -308,12 +309,23 @@ class RtpLeg(MediaLeg):
         The inactivity timeout counts from here, not from :meth:`start`: an
         outbound call may ring for longer than the timeout before media begins.
         """
+        self._start_media()
+        return self._iterate()
+
+    def deliver_to(self, handler: Callable[[LegEvent], None] | None) -> bool:
+        """Inbound events straight to `handler` from the datagram callback (see
+        `media/outlet.py`); None hands them back to `events()`."""
+        if handler is not None:
+            self._start_media()
+        self._queue.deliver_to(handler)
+        return True
+
+    def _start_media(self) -> None:
         self._media_started = True
         if self._subscription is None and not self._ended:
             if self._loop is not None and not self._feed.received_any:
                 self._last_rx = self._loop.time()
             self._subscription = self._clock.subscribe(self._on_tick)
-        return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[LegEvent]:
         while True:
