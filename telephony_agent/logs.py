@@ -105,11 +105,27 @@ class _RedactingFilter(logging.Filter):
 
 
 class _NamedPrintLogger(structlog.PrintLogger):
-    """A print logger that knows the module it was made for (`get_logger(__name__)`)."""
+    """A print logger that knows the module it was made for (`get_logger(__name__)`),
+    and writes each line in one piece.
+
+    Why one write: `print` writes the message and its newline separately, and an
+    unbuffered stream (`PYTHONUNBUFFERED`, or `serve --workers K`, whose workers share
+    the parent's stream) passes each on as its own system call; two processes logging
+    at the same moment then interleave into a line that is not JSON. A single write of
+    a line shorter than the pipe's atomic size never interleaves.
+    """
 
     def __init__(self, file: TextIO, name: str) -> None:
         super().__init__(file)
         self.name = name
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            self._file.write(message + "\n")
+            self._file.flush()
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
 
 
 class _NamedPrintLoggerFactory:

@@ -65,3 +65,31 @@ def test_each_module_logs_at_its_own_level_and_names_itself() -> None:
         ("records_loud", "telephony_agent.records.writer"),
         ("bridge_info", "telephony_agent.call.bridge"),
     ]
+
+
+class _Writes(io.StringIO):
+    """A stream that remembers each write call (as an unbuffered pipe would see it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return super().write(text)
+
+
+def test_each_json_line_is_written_in_one_call_so_processes_sharing_a_pipe_never_interleave() -> (
+    None
+):
+    out = _Writes()
+    configure_logging("info", "json", stream=out)
+    log = structlog.get_logger("telephony_agent.switchboard.board")
+    log.info("deployment_reloaded", profiles=[], max_calls=60)
+    log.warning("overload_entered", cpu=0.9)
+    assert len(out.calls) == 2
+    assert all(call.endswith("\n") and call.count("\n") == 1 for call in out.calls)
+    assert [json.loads(call)["event"] for call in out.calls] == [
+        "deployment_reloaded",
+        "overload_entered",
+    ]
