@@ -38,7 +38,8 @@ from numpy.typing import NDArray
 
 __all__ = ["ANALYSIS_RATE", "EchoGuard"]
 
-#: Inbound audio is judged in frames of this length.
+#: Inbound audio is judged in frames of this length (the turn guard cuts it so); the
+#: history kept for judging after the fact is sized in such frames.
 FRAME_MS = 20
 #: Both signals are compared at this rate: enough for the 300-2000 Hz core of speech.
 ANALYSIS_RATE = 4000
@@ -279,8 +280,6 @@ class EchoGuard:
         above = frame.power * frame.size - noise
         unexplained = float(np.dot(residual, residual)) - noise
         return unexplained <= UNEXPLAINED_MAX * max(above, 0.0)
-
-    # ------------------------------------------------------------------ internals
 
     def _search(self, frame: _Heard) -> tuple[int, float] | None:
         """The echo path: the delay where the caller audio up to `frame` best matches

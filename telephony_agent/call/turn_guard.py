@@ -17,7 +17,7 @@ import numpy as np
 import structlog
 from numpy.typing import NDArray
 
-from telephony_agent.audio.echo import ANALYSIS_RATE, EchoGuard
+from telephony_agent.audio.echo import ANALYSIS_RATE, FRAME_MS, EchoGuard
 from telephony_agent.audio.voicing import Voicing, make_voicing
 from telephony_agent.call.barge_in import (
     NOTHING,
@@ -30,8 +30,6 @@ from telephony_agent.call.barge_in import (
 __all__ = ["TurnGuard"]
 
 log = structlog.get_logger(__name__)
-
-FRAME_MS = 20
 
 
 class TurnGuard:
