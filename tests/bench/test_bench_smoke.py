@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from telephony_agent.bench.report import COLUMNS
 
 
@@ -67,22 +69,19 @@ def test_a_few_calls_for_a_few_seconds_print_the_table_and_json(tmp_path: Path) 
     assert runs[1]["outbound_p50_ms"] is None
 
 
-def test_bad_arguments_are_one_line_and_exit_2() -> None:
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--calls", "0"], "--calls 0: expected at least 1"),
+        (["--max-cpu", "0"], "--max-cpu 0.0: expected a share of a core, 0.01 to 64"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(arguments: list[str], message: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "telephony_agent", "bench", "--calls", "0"],
+        [sys.executable, "-m", "telephony_agent", "bench", *arguments],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 2
-    assert done.stderr.strip() == "telephony-agent: error: --calls 0: expected at least 1"
-    done = subprocess.run(
-        [sys.executable, "-m", "telephony_agent", "bench", "--max-cpu", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
-        "telephony-agent: error: --max-cpu 0.0: expected a share of a core, 0.01 to 64"
-    )
+    assert done.stderr.strip() == f"telephony-agent: error: {message}"
