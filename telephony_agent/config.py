@@ -95,6 +95,7 @@ __all__ = [
     "load_settings",
     "module_levels",
     "parse_host_port",
+    "value_range",
 ]
 
 ENV_PREFIX = "TELEPHONY_AGENT_"
@@ -364,6 +365,12 @@ def agent_defaults(agent: AgentSettings) -> ProfileDefaults:
         dtmf_message=agent.dtmf_message,
         tool_wait=agent_tool_wait(agent, Path.cwd()),
     )
+
+
+def value_range(key: str) -> tuple[float, float] | None:
+    """The range a numeric setting (`section.key`) must lie in, or None if unbounded:
+    for command-line flags that set a key, so they check it as the settings file would."""
+    return _RANGES.get(key)
 
 
 def parse_host_port(key: str, value: str) -> tuple[str, int]:

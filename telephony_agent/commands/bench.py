@@ -14,6 +14,7 @@ from pathlib import Path
 from telephony_agent.bench.harness import RunPlan, run_once
 from telephony_agent.bench.report import Row, median_row, ratios, summarise, table, to_json
 from telephony_agent.bench.search import find_max
+from telephony_agent.config import value_range
 from telephony_agent.errors import UsageError
 
 EXIT_FAILURE = 1
@@ -138,11 +139,12 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--repeat {args.repeat}: expected at least 1")
     if not args.ramp > 0:
         raise UsageError(f"--ramp {args.ramp}: expected calls per second above 0")
-    if args.max_cpu is not None and not 0.01 <= args.max_cpu <= 64.0:
-        raise UsageError(f"--max-cpu {args.max_cpu}: expected a share of a core, 0.01 to 64")
-    if args.cpu_per_call is not None and not 0.0001 <= args.cpu_per_call <= 1.0:
-        raise UsageError(
-            f"--cpu-per-call {args.cpu_per_call}: expected a share of a core, 0.0001 to 1"
-        )
+    for flag, key in (("--max-cpu", "max_cpu"), ("--cpu-per-call", "cpu_per_call")):
+        value = getattr(args, key)
+        bounds = value_range(f"admission.{key}")
+        if value is not None and bounds is not None and not bounds[0] <= value <= bounds[1]:
+            raise UsageError(
+                f"{flag} {value}: expected a share of a core, {bounds[0]:g} to {bounds[1]:g}"
+            )
     if args.json is not None and not Path(args.json).parent.is_dir():
         raise UsageError(f"--json {args.json}: no such directory")
